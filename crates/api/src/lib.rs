@@ -1,0 +1,41 @@
+//! The KubeDB-compatible API of mssql-operator: types, defaulting and validation.
+//! Pure code: nothing here talks to an API server, so all of it is unit-tested offline.
+
+pub mod catalog;
+pub mod condition;
+pub mod crd;
+pub mod defaults;
+pub mod duration;
+pub mod mssql;
+pub mod names;
+pub mod ops;
+pub mod quantity;
+mod schema;
+pub mod validate;
+pub mod version;
+
+pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus};
+pub use ops::{MssqlServerOpsRequest, OpsRequestSpec, OpsRequestStatus};
+pub use version::{MssqlServerVersion, MssqlServerVersionSpec};
+
+pub const TOPOLOGY_AVAILABILITY_GROUP: &str = "AvailabilityGroup";
+pub const TOPOLOGY_DISTRIBUTED_AG: &str = "DistributedAG";
+
+pub const STORAGE_DURABLE: &str = "Durable";
+pub const STORAGE_EPHEMERAL: &str = "Ephemeral";
+
+pub const DELETION_DELETE: &str = "Delete";
+pub const DELETION_DO_NOT_TERMINATE: &str = "DoNotTerminate";
+
+/// The `mssql` user of Microsoft's images.
+pub const DEFAULT_RUN_AS_USER: i64 = 10001;
+
+/// Container names KubeDB uses; users address them in `podTemplate`.
+pub const CONTAINER_MSSQL: &str = "mssql";
+pub const CONTAINER_INIT: &str = "mssql-init";
+pub const CONTAINER_COORDINATOR: &str = "mssql-coordinator";
+
+/// Certificate aliases.
+pub const ALIAS_SERVER: &str = "server";
+pub const ALIAS_CLIENT: &str = "client";
+pub const ALIAS_ENDPOINT: &str = "endpoint";

@@ -1,0 +1,63 @@
+//! Object names KubeDB derives from a database name. Users see them (secret names, certificate
+//! names), so they must match KubeDB's exactly.
+
+/// Longest name of most Kubernetes objects (a DNS-1123 label).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// `<name>-<suffix>`, cutting `name` so the result fits in 63 characters, without a leading or
+/// trailing `-` (kmodules `NameWithSuffix`).
+pub fn with_suffix(name: &str, suffix: &str) -> String {
+    if suffix.len() >= MAX_NAME_LEN {
+        return suffix[suffix.len() - MAX_NAME_LEN..]
+            .trim_matches('-')
+            .to_owned();
+    }
+    let keep = (MAX_NAME_LEN - suffix.len() - 1).min(name.len());
+    let head = name.get(..keep).unwrap_or(name);
+    format!("{head}-{suffix}").trim_matches('-').to_owned()
+}
+
+/// The cert-manager Certificate, and its default Secret, of a certificate alias.
+pub fn certificate(db: &str, alias: &str) -> String {
+    with_suffix(db, &format!("{alias}-cert"))
+}
+
+/// The Secret with the `sa` credentials when the user names none.
+pub fn auth_secret(db: &str) -> String {
+    with_suffix(db, "auth")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_joined() {
+        assert_eq!(
+            certificate("ms-standalone", "server"),
+            "ms-standalone-server-cert"
+        );
+        assert_eq!(
+            certificate("mssql-ag", "endpoint"),
+            "mssql-ag-endpoint-cert"
+        );
+        assert_eq!(auth_secret("ms"), "ms-auth");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_63() {
+        let db = "a".repeat(70);
+        let name = certificate(&db, "client");
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("-client-cert"));
+    }
+
+    #[test]
+    fn no_dash_is_left_at_the_cut() {
+        // The cut falls right after a '-' of the database name.
+        let db = format!("{}-b", "a".repeat(51));
+        assert_eq!(with_suffix(&db, "server-cert").len(), 63);
+        assert!(!with_suffix("-", "x").starts_with('-'));
+        assert_eq!(with_suffix("db", &"s".repeat(70)), "s".repeat(63));
+    }
+}

@@ -1,0 +1,89 @@
+//! `mssql-operator`: runs SQL Server on Kubernetes and reconfigures its TLS one pod at a time.
+
+mod check;
+mod yaml;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions, ready for `kubectl apply --server-side -f -`.
+    Crd,
+    /// Print the default MSSQLServerVersion catalog, ready for `kubectl apply -f -`.
+    Catalog,
+    /// Validate YAML files offline; print the defaulted objects, or every error and exit 1.
+    Check {
+        /// Files to check (multi-document YAML); `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crd => print_all(&mssql_api::crd::crds()),
+        Command::Catalog => print_all(&mssql_api::catalog::default_catalog()),
+        Command::Check { files } => check_files(&files),
+        Command::Version => {
+            println!("mssql-operator {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn print_all<T: serde::Serialize>(objects: &[T]) -> ExitCode {
+    match yaml::documents(objects) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_files(files: &[String]) -> ExitCode {
+    let mut sources = Vec::new();
+    for file in files {
+        let text = if file == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(text) => sources.push(check::Source {
+                name: file.clone(),
+                text,
+            }),
+            Err(error) => {
+                eprintln!("{file}: cannot read: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let outcomes = check::check(&sources);
+    if outcomes.iter().all(check::Outcome::is_valid) {
+        let objects: Vec<_> = outcomes.into_iter().filter_map(|o| o.result.ok()).collect();
+        print_all(&objects)
+    } else {
+        for outcome in &outcomes {
+            print!("{outcome}");
+        }
+        let invalid = outcomes.iter().filter(|o| !o.is_valid()).count();
+        eprintln!("{invalid} of {} objects are invalid", outcomes.len());
+        ExitCode::FAILURE
+    }
+}
