@@ -1,0 +1,46 @@
+# shellcheck shell=bash
+# Shared settings of hack/cluster/{build,up,down,smoke}. Sourced, not run.
+
+CLUSTER_HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Pinned versions (keep in sync with the go.mod files under go/).
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+CERT_MANAGER_VERSION=v1.21.2
+# Bump to force a rebuild when the build recipe itself changes.
+CLUSTER_BUILD_RECIPE=1
+
+CLUSTER_COMPONENTS=(etcd k8s kwok cert-manager)
+
+# Run directory (PID files, PKI, kubeconfig, logs, etcd data).
+CLUSTER_DIR="${MSSQL_CLUSTER_DIR:-${XDG_RUNTIME_DIR:-/tmp}/mssql-operator-cluster}"
+
+# Loopback ports, chosen away from the usual defaults (2379, 6443, 10257, ...).
+CLUSTER_HOST=127.0.0.1
+ETCD_PORT="${MSSQL_CLUSTER_ETCD_PORT:-23790}"
+ETCD_PEER_PORT="${MSSQL_CLUSTER_ETCD_PEER_PORT:-23800}"
+APISERVER_PORT="${MSSQL_CLUSTER_APISERVER_PORT:-16443}"
+KCM_PORT="${MSSQL_CLUSTER_KCM_PORT:-20257}"
+SCHEDULER_PORT="${MSSQL_CLUSTER_SCHEDULER_PORT:-20259}"
+KWOK_PORT="${MSSQL_CLUSTER_KWOK_PORT:-20247}"
+CERT_MANAGER_HEALTH_PORT="${MSSQL_CLUSTER_CERT_MANAGER_PORT:-20403}"
+
+log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Hash of everything that determines the binaries: the wrapper modules'
+# go.mod/go.sum, the Go sources of the wrappers, the Go version and the recipe.
+cluster_hash() {
+  (
+    cd "$CLUSTER_HACK_DIR/go"
+    {
+      echo "recipe=$CLUSTER_BUILD_RECIPE"
+      go env GOVERSION GOOS GOARCH
+      find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum
+    } | sha256sum | cut -c1-16
+  )
+}
+
+cluster_cache_root() { echo "${XDG_CACHE_HOME:-$HOME/.cache}/mssql-operator/cluster"; }
+cluster_cache_dir() { echo "$(cluster_cache_root)/$(cluster_hash)"; }
