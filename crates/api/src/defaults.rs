@@ -32,10 +32,9 @@ pub fn default_mssqlserver(db: &mut MssqlServer, version: Option<&MssqlServerVer
     let availability_group = db.is_availability_group();
     let spec = &mut db.spec;
 
-    spec.storage_type
-        .get_or_insert_with(|| STORAGE_DURABLE.to_owned());
-    spec.deletion_policy
-        .get_or_insert_with(|| DELETION_DELETE.to_owned());
+    // KubeDB treats an empty string like an absent value.
+    default_string(&mut spec.storage_type, STORAGE_DURABLE);
+    default_string(&mut spec.deletion_policy, DELETION_DELETE);
     spec.auth_secret.get_or_insert_with(|| SecretReference {
         kind: Some("Secret".to_owned()),
         ..SecretReference::default()
@@ -76,6 +75,12 @@ pub fn default_mssqlserver(db: &mut MssqlServer, version: Option<&MssqlServerVer
     default_containers(pod, !standalone, availability_group);
     if let Some(version) = version {
         default_security_contexts(pod, version.run_as_user());
+    }
+}
+
+fn default_string(field: &mut Option<String>, value: &str) {
+    if field.as_deref().is_none_or(str::is_empty) {
+        *field = Some(value.to_owned());
     }
 }
 
