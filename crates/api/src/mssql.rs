@@ -80,7 +80,8 @@ pub struct MssqlServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<PersistentVolumeClaimSpec>,
     /// Required (as in KubeDB's CRD); an `Option` so a missing block read from a file gets KubeDB's message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // No `serde(default)`: schemars would then drop `required` (serde reads a missing Option as None).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(required)]
     pub tls: Option<TlsConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

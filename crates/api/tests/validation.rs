@@ -1,0 +1,471 @@
+//! Every KubeDB error message (reference §1.6, §3.5) comes out of bad input, word for word, on
+//! the field it concerns; the operator's own rules name the field and the fix.
+
+mod common;
+
+use common::{default_server, example, minimal_with, ops, yaml};
+use mssql_api::catalog;
+use mssql_api::validate::{
+    FORBIDDEN_ENV, FieldError, RESERVED_MOUNT_PATHS, RESERVED_VOLUMES, validate_deletion,
+    validate_mssqlserver, validate_ops_request, validate_ops_update,
+};
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use serde_json::{Value, json};
+
+/// Defaults `db` as the operator does, then validates it against the built-in catalog.
+fn errors(db: MssqlServer) -> Vec<FieldError> {
+    let db = default_server(db);
+    let versions = catalog::default_catalog();
+    validate_mssqlserver(&db, catalog::find(&versions, &db.spec.version))
+}
+
+fn errors_of(edit: impl FnOnce(&mut Value)) -> Vec<FieldError> {
+    errors(minimal_with(edit))
+}
+
+#[track_caller]
+fn assert_only(errors: &[FieldError], field: &str, message: &str) {
+    assert_eq!(
+        errors,
+        [FieldError::new(field, message)],
+        "expected exactly one error"
+    );
+}
+
+#[test]
+fn every_kubedb_doc_example_is_valid() {
+    for name in [
+        "ms-standalone",
+        "mssql-ag-cluster",
+        "mssql-ag-tls",
+        "mssql-standalone-tls",
+    ] {
+        assert_eq!(errors(example(name)), [], "{name}");
+    }
+    assert_eq!(errors_of(|_| {}), [], "the minimal fixture is valid");
+}
+
+#[test]
+fn unknown_version_is_reported_like_the_api_server() {
+    assert_only(
+        &errors_of(|v| v["spec"]["version"] = json!("2019-cu1")),
+        "spec.version",
+        "mssqlserverversions.catalog.kubedb.com \"2019-cu1\" not found",
+    );
+}
+
+#[test]
+fn standalone_needs_exactly_one_replica() {
+    for replicas in [0, 2, 3] {
+        assert_only(
+            &errors_of(|v| v["spec"]["replicas"] = json!(replicas)),
+            "spec.replicas",
+            "number of replicas for standalone must be one ",
+        );
+    }
+}
+
+#[test]
+fn cluster_needs_a_mode_and_replicas() {
+    let errs = errors_of(|v| {
+        v["spec"]["topology"] = json!({});
+        v["spec"]["replicas"] = json!(0);
+    });
+    assert_eq!(
+        errs,
+        [
+            FieldError::new(
+                "spec.topology.mode",
+                ".spec.topology.mode can't be empty in cluster mode"
+            ),
+            FieldError::new(
+                "spec.replicas",
+                "number of replicas can not be nil and can not be less than or equal to 0"
+            ),
+        ]
+    );
+    assert_only(
+        &errors_of(|v| v["spec"]["topology"] = json!({"mode": "AvailabilityGroup"})),
+        "spec.replicas",
+        "number of replicas can not be nil and can not be less than or equal to 0",
+    );
+    assert_only(
+        &errors_of(|v| {
+            v["spec"]["topology"] = json!({"mode": "RemoteReplica"});
+            v["spec"]["replicas"] = json!(3);
+        }),
+        "spec.topology.mode",
+        "topology mode \"RemoteReplica\" is not supported; use AvailabilityGroup or DistributedAG",
+    );
+}
+
+#[test]
+fn tls_and_its_issuer_are_required() {
+    assert_only(
+        &errors_of(|v| {
+            v["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("tls")
+                .map(drop)
+                .unwrap()
+        }),
+        "spec.tls",
+        "spec.tls is missing",
+    );
+    assert_only(
+        &errors_of(|v| v["spec"]["tls"] = json!({"clientTLS": true})),
+        "spec.tls.issuerRef",
+        "spec.tls.issuerRef' is missing",
+    );
+}
+
+#[test]
+fn issuer_must_be_a_cert_manager_issuer() {
+    let errs = errors_of(|v| v["spec"]["tls"]["issuerRef"] = json!({"kind": "Secret", "name": ""}));
+    assert_eq!(
+        errs,
+        [
+            FieldError::new(
+                "spec.tls.issuerRef.apiGroup",
+                "the issuer must be a cert-manager one: set apiGroup to \"cert-manager.io\""
+            ),
+            FieldError::new(
+                "spec.tls.issuerRef.kind",
+                "issuer kind \"Secret\" is not supported; use Issuer or ClusterIssuer"
+            ),
+            FieldError::new("spec.tls.issuerRef.name", "the issuer name is empty"),
+        ]
+    );
+    assert_eq!(
+        errors_of(|v| v["spec"]["tls"]["issuerRef"]["kind"] = json!("ClusterIssuer")),
+        [],
+        "a ClusterIssuer is fine"
+    );
+}
+
+#[test]
+fn certificate_entries_are_checked() {
+    let errs = errors_of(|v| {
+        v["spec"]["tls"]["certificates"] = json!([
+            {"alias": "endpoint"},
+            {"alias": "client", "duration": "90d"},
+            {"alias": "client"}
+        ]);
+    });
+    assert_eq!(
+        errs,
+        [
+            FieldError::new(
+                "spec.tls.certificates[0].alias",
+                "certificate alias \"endpoint\" is not supported here; use one of: server, client"
+            ),
+            FieldError::new(
+                "spec.tls.certificates[1].duration",
+                "duration \"90d\" is not a duration; write it like 2160h or 720h30m"
+            ),
+            FieldError::new(
+                "spec.tls.certificates[2].alias",
+                "certificate alias \"client\" is listed twice; keep one entry per alias"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn forbidden_env_vars_are_refused_one_by_one() {
+    for name in FORBIDDEN_ENV {
+        assert_only(
+            &errors_of(|v| {
+                v["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": name, "value": "x"}));
+            }),
+            "spec.podTemplate.spec.containers[0].env[2]",
+            &format!("environment variable {name} is forbidden to use in MSSQLServer spec"),
+        );
+    }
+}
+
+#[test]
+fn mssql_pid_is_mandatory() {
+    let message = "environment variable MSSQL_PID must be provided in MSSQLServer spec";
+    assert_only(
+        &errors_of(|v| {
+            v["spec"]["podTemplate"]["spec"]["containers"][0]["env"] =
+                json!([{"name": "ACCEPT_EULA", "value": "Y"}])
+        }),
+        "spec.podTemplate.spec.containers[0].env",
+        message,
+    );
+    // Defaulting adds the mssql container, so a database without any podTemplate is caught too.
+    let errs = errors_of(|v| drop(v["spec"].as_object_mut().unwrap().remove("podTemplate")));
+    assert_only(&errs, "spec.podTemplate.spec.containers[0].env", message);
+}
+
+#[test]
+fn reserved_volume_names_are_refused() {
+    for name in RESERVED_VOLUMES {
+        assert_only(
+            &errors_of(|v| {
+                v["spec"]["podTemplate"]["spec"]["volumes"] =
+                    json!([{"name": name, "emptyDir": {}}])
+            }),
+            "spec.podTemplate.spec.volumes[0].name",
+            &format!("Can't use a reserved volume name: {name}"),
+        );
+    }
+}
+
+#[test]
+fn reserved_mount_paths_are_refused_in_containers_and_init_containers() {
+    for path in RESERVED_MOUNT_PATHS {
+        let message = format!("Can't use a reserve volume mount path name: {path}");
+        let mount = json!([{"name": "extra", "mountPath": path}]);
+        assert_only(
+            &errors_of(|v| {
+                v["spec"]["podTemplate"]["spec"]["containers"][0]["volumeMounts"] = mount.clone()
+            }),
+            "spec.podTemplate.spec.containers[0].volumeMounts[0].mountPath",
+            &message,
+        );
+        assert_only(
+            &errors_of(|v| {
+                v["spec"]["podTemplate"]["spec"]["initContainers"] =
+                    json!([{"name": "setup", "volumeMounts": mount}]);
+            }),
+            "spec.podTemplate.spec.initContainers[0].volumeMounts[0].mountPath",
+            &message,
+        );
+    }
+}
+
+#[test]
+fn storage_type_rules() {
+    // Defaulting fills an empty storageType, so KubeDB's "empty" message needs an undefaulted object.
+    let undefaulted = minimal_with(|v| v["spec"]["storageType"] = json!(""));
+    let versions = catalog::default_catalog();
+    let errs = validate_mssqlserver(&undefaulted, catalog::find(&versions, "2022-cu22"));
+    assert!(
+        errs.contains(&FieldError::new(
+            "spec.storageType",
+            "StorageType can not be empty"
+        )),
+        "{errs:?}"
+    );
+
+    assert_only(
+        &errors_of(|v| v["spec"]["storageType"] = json!("durable")),
+        "spec.storageType",
+        "StorageType should be either durable or ephemeral",
+    );
+    assert_only(
+        &errors_of(|v| drop(v["spec"].as_object_mut().unwrap().remove("storage"))),
+        "spec.storage",
+        "spec.storage is required when storageType is Durable: give a storageClassName and resources.requests.storage, or set storageType: Ephemeral",
+    );
+    assert_eq!(
+        errors_of(|v| {
+            v["spec"].as_object_mut().unwrap().remove("storage");
+            v["spec"]["storageType"] = json!("Ephemeral");
+        }),
+        []
+    );
+}
+
+#[test]
+fn deletion_policy_and_inline_config_are_checked() {
+    assert_only(
+        &errors_of(|v| v["spec"]["deletionPolicy"] = json!("Pause")),
+        "spec.deletionPolicy",
+        "deletionPolicy \"Pause\" is not supported; use Halt, Delete, WipeOut or DoNotTerminate",
+    );
+    assert_only(
+        &errors_of(|v| v["spec"]["configuration"] = json!({"inline": {"mssql.ini": "[x]"}})),
+        "spec.configuration.inline[mssql.ini]",
+        "inline configuration key \"mssql.ini\" is not supported; put the settings under the key \"mssql.conf\"",
+    );
+}
+
+#[test]
+fn do_not_terminate_refuses_deletion() {
+    let db = default_server(minimal_with(|v| {
+        v["spec"]["deletionPolicy"] = json!("DoNotTerminate")
+    }));
+    assert_eq!(
+        validate_deletion(&db),
+        Some(FieldError::new(
+            "spec.terminationPolicy",
+            "Can not delete as terminationPolicy is set to \"DoNotTerminate\""
+        ))
+    );
+    assert_eq!(
+        validate_deletion(&default_server(minimal_with(|_| {}))),
+        None
+    );
+}
+
+// --- Ops requests ---
+
+const OPS: &str = r#"
+apiVersion: ops.kubedb.com/v1alpha1
+kind: MSSQLServerOpsRequest
+metadata: {name: rotate-sales, namespace: shop}
+spec:
+  type: ReconfigureTLS
+  databaseRef: {name: sales}
+  tls: {rotateCertificates: true}
+"#;
+
+fn ops_with(edit: impl FnOnce(&mut Value)) -> MssqlServerOpsRequest {
+    let mut value: Value = yaml(OPS);
+    edit(&mut value);
+    serde_json::from_value(value).unwrap()
+}
+
+fn ops_errors(edit: impl FnOnce(&mut Value)) -> Vec<FieldError> {
+    validate_ops_request(&ops_with(edit), Some(true))
+}
+
+#[test]
+fn every_kubedb_ops_example_is_valid() {
+    for name in [
+        "msops-add-tls",
+        "msops-ag-add-tls",
+        "msops-rotate",
+        "msops-ag-rotate",
+        "msops-change-issuer",
+        "msops-ag-change-issuer",
+        "msops-remove",
+        "msops-ag-remove",
+    ] {
+        assert_eq!(validate_ops_request(&ops(name), Some(true)), [], "{name}");
+    }
+}
+
+#[test]
+fn unknown_type_lists_the_supported_ones() {
+    assert_only(
+        &ops_errors(|v| v["spec"]["type"] = json!("Upgrade")),
+        "spec.type",
+        "defined OpsRequestType Upgrade is not supported, supported types for MSSQLServer are UpdateVersion, HorizontalScaling, VerticalScaling, VolumeExpansion, Restart, Reconfigure, ReconfigureTLS, RotateAuth, StorageMigration",
+    );
+}
+
+#[test]
+fn every_kubedb_type_is_accepted() {
+    for type_ in mssql_api::ops::OPS_TYPES {
+        let errs = ops_errors(|v| v["spec"]["type"] = json!(type_));
+        assert!(
+            !errs.iter().any(|e| e.field == "spec.type"),
+            "{type_}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_database_is_reported() {
+    assert_only(
+        &validate_ops_request(&ops_with(|_| {}), Some(false)),
+        "spec.databaseRef",
+        "spec.databaseRef shop/sales, is invalid or not found",
+    );
+    assert_eq!(
+        validate_ops_request(&ops_with(|_| {}), None),
+        [],
+        "unknown existence is not an error"
+    );
+}
+
+#[test]
+fn reconfigure_tls_needs_a_tls_block() {
+    assert_only(
+        &ops_errors(|v| drop(v["spec"].as_object_mut().unwrap().remove("tls"))),
+        "spec.tls",
+        "`spec.tls` nil not supported in ReconfigureTLS type",
+    );
+}
+
+#[test]
+fn reconfigure_tls_needs_exactly_one_operation() {
+    let none = "no reconfiguration is provided in TLS Spec";
+    let several = "more than 1 field have assigned to spec.reconfigureTLS but at a time one is allowed to run one operation";
+    assert_only(
+        &ops_errors(|v| v["spec"]["tls"] = json!({})),
+        "spec.tls",
+        none,
+    );
+    assert_only(
+        &ops_errors(|v| v["spec"]["tls"] = json!({"rotateCertificates": false, "remove": false})),
+        "spec.tls",
+        none,
+    );
+    // clientTLS alone is not an operation.
+    assert_only(
+        &ops_errors(|v| v["spec"]["tls"] = json!({"clientTLS": true})),
+        "spec.tls",
+        none,
+    );
+    assert_only(
+        &ops_errors(|v| v["spec"]["tls"] = json!({"rotateCertificates": true, "remove": true})),
+        "spec.tls",
+        several,
+    );
+    assert_only(
+        &ops_errors(|v| v["spec"]["tls"] = json!({"remove": true, "certificates": []})),
+        "spec.tls",
+        several,
+    );
+    // An empty certificate list counts as present, as in KubeDB.
+    assert_eq!(
+        ops_errors(|v| v["spec"]["tls"] = json!({"certificates": []})),
+        []
+    );
+    assert_eq!(
+        ops_errors(|v| v["spec"]["tls"] = json!({"remove": true})),
+        []
+    );
+}
+
+#[test]
+fn other_types_do_not_need_tls() {
+    assert_eq!(
+        ops_errors(|v| {
+            v["spec"]["type"] = json!("Restart");
+            v["spec"].as_object_mut().unwrap().remove("tls");
+        }),
+        []
+    );
+}
+
+#[test]
+fn apply_and_timeout_are_checked() {
+    assert_only(
+        &ops_errors(|v| v["spec"]["apply"] = json!("Sometimes")),
+        "spec.apply",
+        "apply \"Sometimes\" is not supported; use IfReady or Always",
+    );
+    assert_only(
+        &ops_errors(|v| v["spec"]["timeout"] = json!("5 minutes")),
+        "spec.timeout",
+        "timeout \"5 minutes\" is not a duration; write it like 5m, 90s or 1h30m",
+    );
+}
+
+#[test]
+fn an_ops_spec_never_changes() {
+    let old = ops_with(|_| {});
+    let new = ops_with(|v| v["spec"]["timeout"] = json!("10m"));
+    assert_eq!(
+        validate_ops_update(&old, &new),
+        Some(FieldError::new("spec", mssql_api::ops::MSG_SPEC_IMMUTABLE))
+    );
+    let mut relabelled = old.clone();
+    relabelled.metadata.labels = Some([("team".to_owned(), "db".to_owned())].into());
+    assert_eq!(
+        validate_ops_update(&old, &relabelled),
+        None,
+        "metadata may change"
+    );
+}
