@@ -1,6 +1,9 @@
 //! The KubeDB-compatible API of mssql-operator: types, defaulting and validation.
 //! Pure code: nothing here talks to an API server, so all of it is unit-tested offline.
 
+// kube-derive's `printcolumn(...)` repeats `type_ = "string"` on purpose; clippy reads it as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod catalog;
 pub mod condition;
 pub mod crd;

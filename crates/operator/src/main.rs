@@ -1,11 +1,9 @@
 //! `mssql-operator`: runs SQL Server on Kubernetes and reconfigures its TLS one pod at a time.
 
-mod check;
-mod yaml;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mssql_operator::{check, yaml};
 
 #[derive(Parser)]
 #[command(version, about)]
