@@ -171,12 +171,7 @@ fn doc(name: &str) -> Value {
 
 #[test]
 fn kubedb_examples_pass_the_cel_rules() {
-    for name in [
-        "ms-standalone",
-        "mssql-ag-cluster",
-        "mssql-ag-tls",
-        "mssql-standalone-tls",
-    ] {
+    for name in common::DATABASE_EXAMPLES {
         assert_eq!(
             cel_errors(SERVERS, &doc(name), None),
             Vec::<String>::new(),

@@ -347,12 +347,7 @@ fn monitoring_gets_the_exporter_port() {
 
 #[test]
 fn defaulting_twice_changes_nothing() {
-    for name in [
-        "ms-standalone",
-        "mssql-ag-cluster",
-        "mssql-ag-tls",
-        "mssql-standalone-tls",
-    ] {
+    for name in common::DATABASE_EXAMPLES {
         let once = defaulted(name);
         assert_eq!(default_server(once.clone()), once, "{name}");
     }

@@ -5,7 +5,6 @@ mod common;
 
 use common::{defaulted, example_text, yaml};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
-use mssql_certs::cert_manager::Issuer;
 use pretty_assertions::assert_eq;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -18,33 +17,16 @@ fn lossless<T: DeserializeOwned + Serialize>(text: &str) {
 
 #[test]
 fn every_doc_example_round_trips() {
-    for name in [
-        "ms-standalone",
-        "mssql-ag-cluster",
-        "mssql-ag-tls",
-        "mssql-standalone-tls",
-    ] {
+    for name in common::DATABASE_EXAMPLES {
         lossless::<MssqlServer>(&example_text(name));
     }
-    for name in [
-        "msops-add-tls",
-        "msops-ag-add-tls",
-        "msops-rotate",
-        "msops-ag-rotate",
-        "msops-change-issuer",
-        "msops-ag-change-issuer",
-        "msops-remove",
-        "msops-ag-remove",
-    ] {
+    for name in common::OPS_EXAMPLES {
         // The CRD defaults (apply, maxRetries) are part of what the API server stores.
         let mut expected: Value = yaml(&example_text(name));
         let typed: MssqlServerOpsRequest = serde_json::from_value(expected.clone()).unwrap();
         expected["spec"]["apply"] = "IfReady".into();
         expected["spec"]["maxRetries"] = 1.into();
         assert_eq!(serde_json::to_value(&typed).unwrap(), expected, "{name}");
-    }
-    for name in ["issuer", "new-issuer"] {
-        lossless::<Issuer>(&example_text(name));
     }
 }
 

@@ -34,12 +34,7 @@ fn assert_only(errors: &[FieldError], field: &str, message: &str) {
 
 #[test]
 fn every_kubedb_doc_example_is_valid() {
-    for name in [
-        "ms-standalone",
-        "mssql-ag-cluster",
-        "mssql-ag-tls",
-        "mssql-standalone-tls",
-    ] {
+    for name in common::DATABASE_EXAMPLES {
         assert_eq!(errors(example(name)), [], "{name}");
     }
     assert_eq!(errors_of(|_| {}), [], "the minimal fixture is valid");
@@ -330,16 +325,7 @@ fn ops_errors(edit: impl FnOnce(&mut Value)) -> Vec<FieldError> {
 
 #[test]
 fn every_kubedb_ops_example_is_valid() {
-    for name in [
-        "msops-add-tls",
-        "msops-ag-add-tls",
-        "msops-rotate",
-        "msops-ag-rotate",
-        "msops-change-issuer",
-        "msops-ag-change-issuer",
-        "msops-remove",
-        "msops-ag-remove",
-    ] {
+    for name in common::OPS_EXAMPLES {
         assert_eq!(validate_ops_request(&ops(name), Some(true)), [], "{name}");
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
+use mssql_api::mssql::X509Subject;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,7 +36,8 @@ pub struct CertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Subject>,
+    /// KubeDB's certificate subject has cert-manager's shape, so it is passed through as is.
+    pub subject: Option<X509Subject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,27 +75,6 @@ pub struct SecretTemplate {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Subject {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organizations: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub countries: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organizational_units: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub localities: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provinces: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub street_addresses: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postal_codes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial_number: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -212,5 +193,80 @@ impl Certificate {
             .conditions
             .iter()
             .find(|c| c.type_ == type_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kubedb-docs");
+
+    /// Reading a cert-manager object and writing it back loses nothing.
+    fn lossless<T: serde::de::DeserializeOwned + Serialize>(text: &str) {
+        let original: Value = serde_saphyr::from_str(text).unwrap();
+        let typed: T = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), original);
+    }
+
+    #[test]
+    fn kubedb_doc_issuers_round_trip() {
+        for name in ["issuer", "new-issuer"] {
+            let text = std::fs::read_to_string(format!("{EXAMPLES}/{name}.yaml")).unwrap();
+            lossless::<Issuer>(&text);
+            let issuer: Issuer = serde_saphyr::from_str(&text).unwrap();
+            assert!(
+                issuer
+                    .spec
+                    .config
+                    .ca
+                    .unwrap()
+                    .secret_name
+                    .starts_with("mssqlserver-")
+            );
+        }
+    }
+
+    #[test]
+    fn certificates_and_other_issuers_round_trip() {
+        lossless::<Certificate>(
+            r#"
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: db-server-cert, namespace: demo, generation: 2}
+spec:
+  secretName: db-server-cert
+  issuerRef: {name: ca, kind: Issuer, group: cert-manager.io}
+  commonName: db
+  subject: {organizations: [kubedb], organizationalUnits: [server]}
+  dnsNames: [db, db.demo.svc]
+  ipAddresses: [127.0.0.1]
+  usages: [server auth, client auth]
+  privateKey: {rotationPolicy: Always, algorithm: ECDSA, size: 256, encoding: PKCS8}
+  secretTemplate: {labels: {app.kubernetes.io/instance: db}}
+  revisionHistoryLimit: 2
+  keystores: {pkcs12: {create: false}}
+status:
+  conditions:
+    - {type: Ready, status: "True", reason: Ready, message: up to date, observedGeneration: 2, lastTransitionTime: "2026-11-01T10:00:00Z"}
+    - {type: Issuing, status: "True", reason: RotateCertificate, message: Rotating Certificate for KubeDB}
+  notBefore: "2026-11-01T10:00:00Z"
+  notAfter: "2027-01-30T10:00:00Z"
+  renewalTime: "2026-12-31T10:00:00Z"
+  revision: 3
+  nextPrivateKeySecretName: db-server-cert-abcde
+"#,
+        );
+        lossless::<ClusterIssuer>(
+            "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: acme}\nspec: {acme: {server: https://acme.example/dir, privateKeySecretRef: {name: k}}}\n",
+        );
+    }
+
+    #[test]
+    fn conditions_are_found_by_type() {
+        let text = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c}\nspec: {secretName: s, issuerRef: {name: i}}\nstatus: {conditions: [{type: Issuing, status: 'True'}]}\n";
+        let certificate: Certificate = serde_saphyr::from_str(text).unwrap();
+        assert_eq!(certificate.condition("Issuing").unwrap().status, "True");
+        assert!(certificate.condition("Ready").is_none());
     }
 }

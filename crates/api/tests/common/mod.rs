@@ -8,6 +8,26 @@ use serde::de::DeserializeOwned;
 
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kubedb-docs");
 
+/// The databases of KubeDB's TLS guides.
+pub const DATABASE_EXAMPLES: [&str; 4] = [
+    "ms-standalone",
+    "mssql-ag-cluster",
+    "mssql-ag-tls",
+    "mssql-standalone-tls",
+];
+
+/// The ops requests of KubeDB's reconfigure-TLS guide, standalone and availability group.
+pub const OPS_EXAMPLES: [&str; 8] = [
+    "msops-add-tls",
+    "msops-ag-add-tls",
+    "msops-rotate",
+    "msops-ag-rotate",
+    "msops-change-issuer",
+    "msops-ag-change-issuer",
+    "msops-remove",
+    "msops-ag-remove",
+];
+
 pub fn example_text(name: &str) -> String {
     let path = format!("{EXAMPLES}/{name}.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
