@@ -12,9 +12,11 @@ pub mod duration;
 pub mod mssql;
 pub mod names;
 pub mod ops;
+pub mod phase;
 pub mod quantity;
 mod schema;
 pub mod validate;
+pub mod validated;
 pub mod version;
 
 pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus};

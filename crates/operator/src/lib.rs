@@ -1,5 +1,6 @@
 //! The operator's library: the offline `check` and YAML output today; the provisioner and the
 //! ops-manager join it. `main.rs` is only the command line.
 
+pub mod build;
 pub mod check;
 pub mod yaml;

@@ -1,0 +1,13 @@
+//! Pure builders: the objects a validated database needs, as functions of it. No client here;
+//! every builder is unit-tested on plain values.
+
+pub mod certificates;
+pub mod config;
+pub mod labels;
+pub mod pod;
+pub mod secrets;
+pub mod services;
+pub mod workload;
+
+#[cfg(test)]
+mod tests;
