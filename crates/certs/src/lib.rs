@@ -1,4 +1,6 @@
-//! Certificates: the cert-manager API subset the operator uses. Certificate planning (aliases,
-//! names, SANs) and PEM inspection join it as the provisioner and ops-manager need them.
+//! Certificates: the cert-manager API subset the operator uses, and inspection of the TLS
+//! Secrets cert-manager writes. Certificate planning (aliases, names, SANs) joins them as the
+//! provisioner needs it.
 
 pub mod cert_manager;
+pub mod inspect;
