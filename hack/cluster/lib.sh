@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Shared settings of hack/cluster/{build,up,down,smoke}. Sourced, not run.
 
 CLUSTER_HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,7 +11,6 @@ CERT_MANAGER_VERSION=v1.21.2
 # Bump to force a rebuild when the build recipe itself changes.
 CLUSTER_BUILD_RECIPE=1
 
-CLUSTER_COMPONENTS=(etcd k8s kwok cert-manager)
 
 # Run directory (PID files, PKI, kubeconfig, logs, etcd data).
 CLUSTER_DIR="${MSSQL_CLUSTER_DIR:-${XDG_RUNTIME_DIR:-/tmp}/mssql-operator-cluster}"
@@ -33,7 +32,7 @@ die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 # go.mod/go.sum, the Go sources of the wrappers, the Go version and the recipe.
 cluster_hash() {
   (
-    cd "$CLUSTER_HACK_DIR/go"
+    cd "$CLUSTER_HACK_DIR/go" || exit 1
     {
       echo "recipe=$CLUSTER_BUILD_RECIPE"
       go env GOVERSION GOOS GOARCH
