@@ -36,3 +36,90 @@ impl Condition {
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
+
+impl Condition {
+    /// A condition as of `now`, with KubeDB's severity for a failing one.
+    pub fn new(
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: Option<i64>,
+        now: Time,
+    ) -> Self {
+        Self {
+            type_: type_.to_owned(),
+            status: if status { "True" } else { "False" }.to_owned(),
+            observed_generation: generation,
+            severity: (!status).then(|| "Warning".to_owned()),
+            last_transition_time: now,
+            reason: Some(reason.to_owned()),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// Puts `new` into `conditions`, replacing the one of its type. The transition time only moves
+/// when the status changes, so watchers see when something actually happened.
+pub fn set(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+/// Removes the condition of `type_`, if any.
+pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn set_keeps_the_transition_time_of_an_unchanged_status() {
+        let mut conditions = vec![];
+        set(
+            &mut conditions,
+            Condition::new("Ready", false, "NotYet", "waiting", Some(1), at(10)),
+        );
+        assert_eq!(conditions[0].severity.as_deref(), Some("Warning"));
+        set(
+            &mut conditions,
+            Condition::new("Ready", false, "NotYet", "still waiting", Some(2), at(20)),
+        );
+        assert_eq!(
+            (
+                conditions[0].last_transition_time.clone(),
+                conditions[0].message.as_deref()
+            ),
+            (at(10), Some("still waiting"))
+        );
+        set(
+            &mut conditions,
+            Condition::new("Ready", true, "Done", "ready", Some(2), at(30)),
+        );
+        assert_eq!(conditions[0].last_transition_time, at(30));
+        assert_eq!(conditions[0].severity, None);
+        set(
+            &mut conditions,
+            Condition::new("Paused", true, "P", "p", None, at(40)),
+        );
+        assert_eq!(conditions.len(), 2);
+        remove(&mut conditions, "Paused");
+        assert_eq!(find(&conditions, "Paused"), None);
+        assert!(find(&conditions, "Ready").unwrap().is_true());
+    }
+}

@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn follows_kubedbs_priority_order() {
-        let cases: &[(&[(&str, bool)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, bool)], Option<&'a str>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[(PROVISIONING_STARTED, true)], Some("Provisioning")),
             (

@@ -102,6 +102,18 @@ pub enum DeletionPolicy {
     DoNotTerminate,
 }
 
+impl DeletionPolicy {
+    /// The policy a (defaulted) `spec.deletionPolicy` names; `Delete` for anything else.
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("Halt") => Self::Halt,
+            Some("WipeOut") => Self::WipeOut,
+            Some("DoNotTerminate") => Self::DoNotTerminate,
+            _ => Self::Delete,
+        }
+    }
+}
+
 impl Server {
     /// The certificate of `alias`, if the topology has one.
     pub fn certificate(&self, alias: &str) -> Option<&Certificate> {
@@ -190,12 +202,7 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
             secret: configuration.secret_name,
             inline: configuration.inline.and_then(|mut i| i.remove(CONFIG_KEY)),
         },
-        deletion_policy: match spec.deletion_policy.as_deref() {
-            Some("Halt") => DeletionPolicy::Halt,
-            Some("WipeOut") => DeletionPolicy::WipeOut,
-            Some("DoNotTerminate") => DeletionPolicy::DoNotTerminate,
-            _ => DeletionPolicy::Delete,
-        },
+        deletion_policy: DeletionPolicy::parse(spec.deletion_policy.as_deref()),
         halted: spec.halted.unwrap_or(false),
         labels: db.metadata.labels.unwrap_or_default(),
         name,

@@ -3,4 +3,6 @@
 
 pub mod build;
 pub mod check;
+pub mod preflight;
+pub mod provisioner;
 pub mod yaml;

@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the current kubeconfig (or the in-cluster config).
+    Run,
     /// Print the CustomResourceDefinitions, ready for `kubectl apply --server-side -f -`.
     Crd,
     /// Print the default MSSQLServerVersion catalog, ready for `kubectl apply -f -`.
@@ -30,6 +32,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run => run(),
         Command::Crd => print_all(&mssql_api::crd::crds()),
         Command::Catalog => print_all(&mssql_api::catalog::default_catalog()),
         Command::Check { files } => check_files(&files),
@@ -84,4 +87,36 @@ fn check_files(files: &[String]) -> ExitCode {
         eprintln!("{invalid} of {} objects are invalid", outcomes.len());
         ExitCode::FAILURE
     }
+}
+
+fn run() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(message) = mssql_operator::preflight::check(&client).await {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
+        mssql_operator::provisioner::run(client).await;
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,113 @@
+//! Apply: server-side apply of what the builders made, skipped when the object already is what
+//! was last applied, so an idle database costs reads only, never writes.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::secrets::restart_hash;
+
+/// The field manager of every write of this operator.
+pub const FIELD_MANAGER: &str = "mssql-operator";
+
+/// The hash of what was last applied to an object.
+pub const APPLIED_HASH_ANNOTATION: &str = "mssql-operator.dev/applied-hash";
+
+/// What applying did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Server-side applies `object` in `namespace` unless it is already as last applied.
+pub async fn apply<K>(client: &Client, namespace: &str, mut object: K) -> kube::Result<Applied>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let json = serde_json::to_vec(&object).unwrap_or_default();
+    let hash = restart_hash(&[&json]);
+    object
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash.clone());
+
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.name_any();
+    let existing = api.get_opt(&name).await?;
+    if existing
+        .as_ref()
+        .is_some_and(|e| e.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash))
+    {
+        return Ok(Applied::Unchanged);
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await?;
+    Ok(if existing.is_some() {
+        Applied::Updated
+    } else {
+        Applied::Created
+    })
+}
+
+/// Creates `object` unless one of its name exists; never overwrites (a generated password must
+/// not change under a running database).
+pub async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> kube::Result<Applied>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            },
+            object,
+        )
+        .await
+    {
+        Ok(_) => Ok(Applied::Created),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Applied::Unchanged),
+        Err(error) => Err(error),
+    }
+}
+
+/// Deletes the object `name` if it exists.
+pub async fn delete_if_present<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> kube::Result<bool>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api
+        .delete(name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,506 @@
+//! The provisioner: turns each `MSSQLServer` into a running database, in five steps —
+//! dereference (read what it refers to), validate (into a typed `Server`), build (pure),
+//! apply (server-side apply, skipped when unchanged), status (KubeDB's conditions and phase).
+//! A database whose `Paused` condition is True (an ops request owns it) gets status updates only.
+
+pub mod apply;
+pub mod cleanup;
+pub mod dereference;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use mssql_api::condition;
+use mssql_api::phase::PAUSED;
+use mssql_api::validate::FieldError;
+use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
+use mssql_api::{ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER, MssqlServer, MssqlServerStatus};
+use mssql_certs::cert_manager::Certificate;
+use tracing::{info, warn};
+
+use self::apply::{Applied, apply, create_once};
+use self::cleanup::Target;
+use self::status::Observed;
+use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
+use crate::build::{certificates, config, secrets, services, workload};
+
+/// KubeDB's finalizer on databases.
+pub const FINALIZER: &str = "kubedb.com";
+
+/// The name Events and writes are reported under.
+pub const CONTROLLER_NAME: &str = "mssql-operator";
+
+/// A database not yet Ready is looked at again this often; a Ready one is re-checked rarely.
+const REQUEUE_PROGRESS: Duration = Duration::from_secs(10);
+const REQUEUE_IDLE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {what}: {source}")]
+    Read { what: String, source: kube::Error },
+    #[error("applying {what}: {source}")]
+    Apply { what: String, source: kube::Error },
+    #[error("updating the status: {0}")]
+    Status(kube::Error),
+    #[error("cleaning up: {0}")]
+    Cleanup(kube::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "dereference",
+            Self::Apply { .. } => "apply",
+            Self::Status(_) => "status",
+            Self::Cleanup(_) => "cleanup",
+            Self::Refused(_) => "refused",
+            Self::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+fn read(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Read { what, source }
+}
+
+fn applying(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Apply { what, source }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    async fn event(&self, db: &MssqlServer, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &db.object_ref(&())).await {
+            warn!(%error, "could not publish an event");
+        }
+    }
+}
+
+/// Runs the provisioner until the process is asked to stop.
+pub async fn run(client: Client) {
+    let ours = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE
+    ));
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+    });
+    Controller::new(
+        Api::<MssqlServer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+    .owns(Api::<Service>::all(client.clone()), ours.clone())
+    .owns(Api::<Certificate>::all(client.clone()), ours.clone())
+    .owns(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        ours.clone(),
+    )
+    // Pods belong to the StatefulSet; their readiness and role labels change the status.
+    .watches(Api::<Pod>::all(client.clone()), ours.clone(), |pod| {
+        database_of(&pod)
+    })
+    // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
+    .watches(Api::<Secret>::all(client.clone()), ours, |secret| {
+        database_of(&secret)
+    })
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => info!(database = %object, "reconciled"),
+            Err(error) => warn!(%error, "reconcile failed"),
+        }
+    })
+    .await;
+}
+
+/// The database an object of ours belongs to, by its instance label.
+fn database_of<K: Resource>(object: &K) -> Option<ObjectRef<MssqlServer>> {
+    let name = object.meta().labels.as_ref()?.get(labels::INSTANCE)?;
+    Some(ObjectRef::new(name).within(object.meta().namespace.as_deref()?))
+}
+
+fn error_policy(_db: Arc<MssqlServer>, error: &Error, _context: Arc<Context>) -> Action {
+    warn!(category = error.category(), %error, "will retry");
+    Action::requeue(REQUEUE_PROGRESS)
+}
+
+async fn reconcile(db: Arc<MssqlServer>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = db.namespace().unwrap_or_default();
+    let api: Api<MssqlServer> = Api::namespaced(context.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, db, |event| async {
+        match event {
+            finalizer::Event::Apply(db) => provision(&db, &context).await,
+            finalizer::Event::Cleanup(db) => delete(&db, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn key(db: &MssqlServer) -> String {
+    format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any())
+}
+
+async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
+    let client = &context.client;
+    let references = dereference::version(client, db)
+        .await
+        .map_err(read("the MSSQLServerVersion"))?;
+    let server = match validated(db, references.version.as_ref()) {
+        Ok(server) => server,
+        Err(errors) => return invalid(db, context, &errors).await,
+    };
+    let status = db.status.clone().unwrap_or_default();
+    if condition::find(&status.conditions, PAUSED).is_some_and(condition::Condition::is_true) {
+        // An ops request owns the database: observe, change nothing.
+        let observed = observe(client, &server).await?;
+        write_status(
+            client,
+            db,
+            status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now()),
+        )
+        .await?;
+        return Ok(Action::requeue(REQUEUE_PROGRESS));
+    }
+    let user_config = match dereference::check_references(client, &server)
+        .await
+        .map_err(read("references"))?
+    {
+        Ok(config) => config,
+        Err(errors) => return invalid(db, context, &errors).await,
+    };
+    if server.halted {
+        cleanup::halt(client, &Target::of(db))
+            .await
+            .map_err(Error::Cleanup)?;
+        write_status(
+            client,
+            db,
+            status::halted(&status, &key(db), db.metadata.generation, &now()),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+
+    let version = references
+        .version
+        .as_ref()
+        .map(|v| v.spec.version.clone())
+        .unwrap_or_default();
+    let mssql_conf = match config::mssql_conf(
+        server.tls.client_tls,
+        config::tls_protocols(&version),
+        user_config.as_deref(),
+    ) {
+        Ok(conf) => conf,
+        Err(message) => {
+            return invalid(
+                db,
+                context,
+                &[FieldError::new("spec.configuration", message)],
+            )
+            .await;
+        }
+    };
+    let owner = db
+        .controller_owner_ref(&())
+        .expect("a stored MSSQLServer has a name and uid");
+    if status.conditions.is_empty() {
+        write_status(
+            client,
+            db,
+            status::provisioned(
+                &status,
+                &key(db),
+                &Observed::default(),
+                db.metadata.generation,
+                &now(),
+            ),
+        )
+        .await?;
+    }
+    match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
+        Some(waiting) => {
+            info!(database = %key(db), "waiting for {waiting}");
+            Ok(Action::requeue(Duration::from_secs(3)))
+        }
+        None => {
+            let observed = observe(client, &server).await?;
+            let new =
+                status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
+            let ready = new.phase.as_deref() == Some(mssql_api::phase::PHASE_READY);
+            write_status(client, db, new).await?;
+            Ok(Action::requeue(if ready {
+                REQUEUE_IDLE
+            } else {
+                REQUEUE_PROGRESS
+            }))
+        }
+    }
+}
+
+/// Applies every object of the database, in dependency order. Returns what it waits for, if the
+/// StatefulSet cannot be created yet (the TLS secrets are not issued).
+async fn ensure_objects(
+    db: &MssqlServer,
+    context: &Context,
+    server: &Server,
+    owner: &OwnerReference,
+    mssql_conf: &str,
+) -> Result<Option<String>, Error> {
+    let client = &context.client;
+    let ns = &server.namespace;
+    let mut created = Vec::new();
+    let mut note = |what: String, applied: Applied| {
+        if applied == Applied::Created {
+            created.push(what);
+        }
+    };
+
+    if !server.auth_secret_given {
+        let secret = secrets::auth_secret(server, owner, &secrets::password(&random_bytes()));
+        note(
+            format!("auth secret {}", server.auth_secret),
+            create_once(client, ns, &secret)
+                .await
+                .map_err(applying("the auth secret"))?,
+        );
+    }
+    for certificate in certificates::certificates(server, owner) {
+        let what = format!("certificate {}", certificate.name_any());
+        note(
+            what.clone(),
+            apply(client, ns, certificate)
+                .await
+                .map_err(applying(what))?,
+        );
+    }
+    let config_secret = secrets::config_secret(server, owner, mssql_conf);
+    let config_name = config_secret.name_any();
+    note(
+        format!("config secret {config_name}"),
+        apply(client, ns, config_secret)
+            .await
+            .map_err(applying("the config secret"))?,
+    );
+    if let Some(account) = workload::service_account(server, owner) {
+        note(
+            "service account".to_owned(),
+            apply::<ServiceAccount>(client, ns, account)
+                .await
+                .map_err(applying("the service account"))?,
+        );
+    }
+    for service in services::services(server, owner) {
+        let what = format!("service {}", service.name_any());
+        note(
+            what.clone(),
+            apply(client, ns, service).await.map_err(applying(what))?,
+        );
+    }
+    note(
+        "pod disruption budget".to_owned(),
+        apply(client, ns, workload::pod_disruption_budget(server, owner))
+            .await
+            .map_err(applying("the pod disruption budget"))?,
+    );
+
+    let tls = match dereference::tls_secrets(client, server)
+        .await
+        .map_err(read("the TLS secrets"))?
+    {
+        Ok(tls) => tls,
+        Err(missing) => {
+            publish_created(db, context, created).await;
+            return Ok(Some(format!("cert-manager to issue secret {missing}")));
+        }
+    };
+    let hash = restart_hash(&tls, mssql_conf);
+    let statefulset = workload::statefulset(server, owner, &config_name, &hash);
+    note(
+        "statefulset".to_owned(),
+        apply(client, ns, statefulset)
+            .await
+            .map_err(applying("the statefulset"))?,
+    );
+    publish_created(db, context, created).await;
+    Ok(None)
+}
+
+async fn publish_created(db: &MssqlServer, context: &Context, created: Vec<String>) {
+    for what in created {
+        context
+            .event(db, EventType::Normal, "Created", format!("Created {what}"))
+            .await;
+    }
+}
+
+/// The restart hash of the certificate material and config the pods start with.
+pub fn restart_hash(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> String {
+    let value = |alias: &str, key: &str| -> &[u8] {
+        tls.get(alias)
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(key))
+            .map_or(&[], |v| v.0.as_slice())
+    };
+    secrets::restart_hash(&[
+        value(ALIAS_SERVER, "tls.crt"),
+        value(ALIAS_SERVER, "ca.crt"),
+        value(ALIAS_CLIENT, "tls.crt"),
+        value(ALIAS_ENDPOINT, "tls.crt"),
+        mssql_conf.as_bytes(),
+    ])
+}
+
+fn random_bytes() -> [u8; 20] {
+    let mut bytes = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes
+}
+
+/// Reads the StatefulSet's and the pods' readiness and roles.
+async fn observe(client: &Client, server: &Server) -> Result<Observed, Error> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &server.namespace);
+    let ready_replicas = statefulsets
+        .get_opt(&server.name)
+        .await
+        .map_err(read("the statefulset"))?
+        .and_then(|s| s.status)
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let primary_ready = if server.topology == Topology::Standalone {
+        None
+    } else {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &server.namespace);
+        let mut selector = labels::selector(&server.name);
+        selector.insert(ROLE.to_owned(), ROLE_PRIMARY.to_owned());
+        let primaries = pods
+            .list(&ListParams::default().labels(&selector_string(&selector)))
+            .await
+            .map_err(read("the pods"))?;
+        Some(primaries.items.iter().any(is_ready))
+    };
+    Ok(Observed {
+        replicas: server.replicas,
+        ready_replicas,
+        primary_ready,
+    })
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Records why a database cannot be provisioned; nothing is created. A fixed spec resumes.
+async fn invalid(
+    db: &MssqlServer,
+    context: &Context,
+    errors: &[FieldError],
+) -> Result<Action, Error> {
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let status = db.status.clone().unwrap_or_default();
+    let new = status::invalid(&status, &message, db.metadata.generation, &now());
+    if db.status.as_ref() != Some(&new) {
+        context
+            .event(db, EventType::Warning, "InvalidSpec", message.clone())
+            .await;
+    }
+    write_status(&context.client, db, new).await?;
+    warn!(database = %key(db), %message, "invalid");
+    Ok(Action::await_change())
+}
+
+/// Writes the status if it changed, against the resourceVersion that was read: a concurrent writer
+/// (the ops-manager setting `Paused`) makes this fail and retry instead of being overwritten.
+pub async fn write_status(
+    client: &Client,
+    db: &MssqlServer,
+    status: MssqlServerStatus,
+) -> Result<(), Error> {
+    if db.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<MssqlServer> =
+        Api::namespaced(client.clone(), &db.namespace().unwrap_or_default());
+    let mut updated = db.clone();
+    updated.status = Some(status);
+    api.replace_status(&db.name_any(), &PostParams::default(), &updated)
+        .await
+        .map_err(Error::Status)?;
+    Ok(())
+}
+
+async fn delete(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
+    let target = Target::of(db);
+    if target.policy == DeletionPolicy::DoNotTerminate {
+        let message = cleanup::do_not_terminate_message(&target.namespace, &target.name);
+        context
+            .event(db, EventType::Warning, "DeletionRefused", message.clone())
+            .await;
+        return Err(Error::Refused(message));
+    }
+    cleanup::before_deletion(&context.client, &target)
+        .await
+        .map_err(Error::Cleanup)?;
+    context
+        .event(
+            db,
+            EventType::Normal,
+            "Deleted",
+            format!("Deleting with deletionPolicy {:?}", target.policy),
+        )
+        .await;
+    Ok(Action::await_change())
+}

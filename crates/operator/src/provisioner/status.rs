@@ -1,0 +1,358 @@
+//! What the database's status says, as a pure function of what was observed. KubeDB's condition
+//! types, reasons and messages; the phase follows from them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use mssql_api::MssqlServerStatus;
+use mssql_api::condition::{self, Condition};
+use mssql_api::phase::{
+    self, ACCEPTING_CONNECTION, HALTED, PROVISIONED, PROVISIONING_STARTED, READY, REPLICA_READY,
+};
+
+/// KubeDB's condition of an availability group whose primary is up.
+pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
+/// This operator's condition for input it cannot act on (KubeDB rejects such input in a webhook).
+pub const SPEC_VALID: &str = "SpecValid";
+
+/// What the provisioner saw of the database's pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    /// `None` for a standalone server (it has no roles); else whether a Ready pod is `primary`.
+    pub primary_ready: Option<bool>,
+}
+
+/// The status after a successful provisioning pass.
+pub fn provisioned(
+    status: &MssqlServerStatus,
+    db: &str,
+    observed: &Observed,
+    generation: Option<i64>,
+    now: &Time,
+) -> MssqlServerStatus {
+    let mut conditions = status.conditions.clone();
+    let new = |type_: &str, on: bool, reason: &str, message: String| {
+        Condition::new(type_, on, reason, message, generation, now.clone())
+    };
+    condition::remove(&mut conditions, SPEC_VALID);
+    condition::remove(&mut conditions, HALTED);
+    condition::set(
+        &mut conditions,
+        new(
+            PROVISIONING_STARTED,
+            true,
+            "DatabaseProvisioningStartedSuccessfully",
+            format!("The KubeDB operator has started the provisioning of MSSQLServer: {db}"),
+        ),
+    );
+
+    let all_ready = observed.ready_replicas >= observed.replicas && observed.replicas > 0;
+    condition::set(
+        &mut conditions,
+        if all_ready {
+            new(
+                REPLICA_READY,
+                true,
+                "AllReplicasReady",
+                format!("All replicas are ready for MSSQLServer {db}"),
+            )
+        } else {
+            new(
+                REPLICA_READY,
+                false,
+                "SomeReplicasNotReady",
+                format!(
+                    "{} of {} replicas are ready for MSSQLServer {db}",
+                    observed.ready_replicas, observed.replicas
+                ),
+            )
+        },
+    );
+    if let Some(primary) = observed.primary_ready {
+        condition::set(
+            &mut conditions,
+            if primary {
+                new(
+                    AG_PRIMARY_REPLICA_READY,
+                    true,
+                    "AvailabilyGroupCreatedInPrimary",
+                    format!("Primary replica is ready for MSSQL {db}"),
+                )
+            } else {
+                new(
+                    AG_PRIMARY_REPLICA_READY,
+                    false,
+                    "PrimaryReplicaNotReady",
+                    format!("No ready primary replica for MSSQL {db}"),
+                )
+            },
+        );
+    }
+    let accepting = observed
+        .primary_ready
+        .unwrap_or(observed.ready_replicas > 0);
+    condition::set(
+        &mut conditions,
+        if accepting {
+            new(
+                ACCEPTING_CONNECTION,
+                true,
+                "AcceptingConnection",
+                format!("database {db} is accepting connection"),
+            )
+        } else {
+            new(
+                ACCEPTING_CONNECTION,
+                false,
+                "NotAcceptingConnection",
+                format!("database {db} is not accepting connection"),
+            )
+        },
+    );
+    let ready = all_ready && accepting;
+    condition::set(
+        &mut conditions,
+        if ready {
+            new(
+                READY,
+                true,
+                "AllReplicasReady",
+                format!("database {db} is ready"),
+            )
+        } else {
+            new(
+                READY,
+                false,
+                "ReadinessCheckFailed",
+                format!("database {db} is not ready"),
+            )
+        },
+    );
+    // Provisioned once, then kept: later trouble shows as Critical or NotReady, not as a restart.
+    if ready && condition::find(&conditions, PROVISIONED).is_none() {
+        condition::set(
+            &mut conditions,
+            new(
+                PROVISIONED,
+                true,
+                "DatabaseSuccessfullyProvisioned",
+                format!("The MSSQLServer: {db} is successfully provisioned."),
+            ),
+        );
+    }
+    finish(conditions, generation)
+}
+
+/// The status of a database whose spec cannot be provisioned; `errors` say why.
+pub fn invalid(
+    status: &MssqlServerStatus,
+    errors: &str,
+    generation: Option<i64>,
+    now: &Time,
+) -> MssqlServerStatus {
+    let mut conditions = status.conditions.clone();
+    condition::set(
+        &mut conditions,
+        Condition {
+            severity: Some("Error".to_owned()),
+            ..Condition::new(
+                SPEC_VALID,
+                false,
+                "InvalidSpec",
+                errors,
+                generation,
+                now.clone(),
+            )
+        },
+    );
+    finish(conditions, generation)
+}
+
+/// The status of a halted database.
+pub fn halted(
+    status: &MssqlServerStatus,
+    db: &str,
+    generation: Option<i64>,
+    now: &Time,
+) -> MssqlServerStatus {
+    let mut conditions = status.conditions.clone();
+    condition::set(
+        &mut conditions,
+        Condition::new(
+            HALTED,
+            true,
+            "DatabaseHalted",
+            format!(
+                "MSSQLServer {db} is halted: its pods are removed, its volumes and secrets kept"
+            ),
+            generation,
+            now.clone(),
+        ),
+    );
+    finish(conditions, generation)
+}
+
+fn finish(conditions: Vec<Condition>, generation: Option<i64>) -> MssqlServerStatus {
+    MssqlServerStatus {
+        phase: phase::phase(&conditions).map(str::to_owned),
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_700_000_000).unwrap())
+    }
+
+    fn types(status: &MssqlServerStatus) -> Vec<(&str, &str)> {
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_ready_standalone_server_is_provisioned_and_ready() {
+        let observed = Observed {
+            replicas: 1,
+            ready_replicas: 1,
+            primary_ready: None,
+        };
+        let status = provisioned(
+            &MssqlServerStatus::default(),
+            "demo/ms",
+            &observed,
+            Some(2),
+            &now(),
+        );
+        assert_eq!(
+            types(&status),
+            [
+                ("ProvisioningStarted", "True"),
+                ("ReplicaReady", "True"),
+                ("AcceptingConnection", "True"),
+                ("Ready", "True"),
+                ("Provisioned", "True")
+            ]
+        );
+        assert_eq!(status.phase.as_deref(), Some("Ready"));
+        assert_eq!(status.observed_generation, Some(2));
+        let messages: Vec<_> = status
+            .conditions
+            .iter()
+            .map(|c| c.message.clone().unwrap())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "The KubeDB operator has started the provisioning of MSSQLServer: demo/ms",
+                "All replicas are ready for MSSQLServer demo/ms",
+                "database demo/ms is accepting connection",
+                "database demo/ms is ready",
+                "The MSSQLServer: demo/ms is successfully provisioned.",
+            ]
+        );
+    }
+
+    #[test]
+    fn starting_pods_keep_the_database_provisioning() {
+        let observed = Observed {
+            replicas: 3,
+            ready_replicas: 1,
+            primary_ready: Some(false),
+        };
+        let status = provisioned(
+            &MssqlServerStatus::default(),
+            "demo/ag",
+            &observed,
+            Some(1),
+            &now(),
+        );
+        assert_eq!(status.phase.as_deref(), Some("Provisioning"));
+        assert!(condition::find(&status.conditions, PROVISIONED).is_none());
+        assert_eq!(
+            condition::find(&status.conditions, REPLICA_READY)
+                .unwrap()
+                .message
+                .as_deref(),
+            Some("1 of 3 replicas are ready for MSSQLServer demo/ag")
+        );
+    }
+
+    #[test]
+    fn an_availability_group_needs_its_primary() {
+        let all_up = Observed {
+            replicas: 3,
+            ready_replicas: 3,
+            primary_ready: Some(true),
+        };
+        let status = provisioned(
+            &MssqlServerStatus::default(),
+            "demo/ag",
+            &all_up,
+            Some(1),
+            &now(),
+        );
+        assert_eq!(status.phase.as_deref(), Some("Ready"));
+        assert!(
+            condition::find(&status.conditions, AG_PRIMARY_REPLICA_READY)
+                .unwrap()
+                .is_true()
+        );
+        // Later the primary goes away: the database is no longer accepting connections.
+        let no_primary = Observed {
+            primary_ready: Some(false),
+            ..all_up
+        };
+        let status = provisioned(&status, "demo/ag", &no_primary, Some(1), &now());
+        assert_eq!(status.phase.as_deref(), Some("NotReady"));
+        // A replica down with the primary up: Critical.
+        let degraded = Observed {
+            ready_replicas: 2,
+            primary_ready: Some(true),
+            ..all_up
+        };
+        assert_eq!(
+            provisioned(&status, "demo/ag", &degraded, Some(1), &now())
+                .phase
+                .as_deref(),
+            Some("Critical")
+        );
+    }
+
+    #[test]
+    fn invalid_and_halted_states_are_visible() {
+        let status = invalid(
+            &MssqlServerStatus::default(),
+            "spec.replicas: bad",
+            Some(3),
+            &now(),
+        );
+        let condition = condition::find(&status.conditions, SPEC_VALID).unwrap();
+        assert_eq!(
+            (condition.status.as_str(), condition.severity.as_deref()),
+            ("False", Some("Error"))
+        );
+        let observed = Observed {
+            replicas: 1,
+            ready_replicas: 1,
+            primary_ready: None,
+        };
+        let fixed = provisioned(&status, "demo/ms", &observed, Some(4), &now());
+        assert!(
+            condition::find(&fixed.conditions, SPEC_VALID).is_none(),
+            "fixing the spec clears the error"
+        );
+        let halted = halted(&fixed, "demo/ms", Some(5), &now());
+        assert_eq!(halted.phase.as_deref(), Some("Halted"));
+        let resumed = provisioned(&halted, "demo/ms", &observed, Some(6), &now());
+        assert_eq!(resumed.phase.as_deref(), Some("Ready"));
+    }
+}
