@@ -1,5 +1,7 @@
-//! Helpers for end-to-end tests: they drive the control plane the way a user does, with
-//! `kubectl`, so what they assert is what a user sees.
+//! Helpers for end-to-end tests on the local control plane: `kubectl`, as a user drives it, and
+//! the kube client with the operator running beside the tests (`cluster`).
+
+pub mod cluster;
 
 use std::io::Write;
 use std::path::PathBuf;

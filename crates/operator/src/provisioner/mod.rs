@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -96,12 +96,25 @@ pub struct Context {
 
 impl Context {
     async fn event(&self, db: &MssqlServer, type_: EventType, reason: &str, note: String) {
+        self.event_about(db, type_, reason, note, None).await;
+    }
+
+    /// An Event on the database, about `secondary` if given. Events are aggregated by reason and
+    /// related object, so each created object gets an Event of its own.
+    async fn event_about(
+        &self,
+        db: &MssqlServer,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        secondary: Option<ObjectReference>,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: "Reconcile".to_owned(),
-            secondary: None,
+            secondary,
         };
         if let Err(error) = self.recorder.publish(&event, &db.object_ref(&())).await {
             warn!(%error, "could not publish an event");
@@ -295,88 +308,96 @@ async fn ensure_objects(
 ) -> Result<Option<String>, Error> {
     let client = &context.client;
     let ns = &server.namespace;
-    let mut created = Vec::new();
-    let mut note = |what: String, applied: Applied| {
-        if applied == Applied::Created {
-            created.push(what);
-        }
-    };
+    let mut created = Created::default();
 
     if !server.auth_secret_given {
         let secret = secrets::auth_secret(server, owner, &secrets::password(&random_bytes()));
-        note(
-            format!("auth secret {}", server.auth_secret),
-            create_once(client, ns, &secret)
-                .await
-                .map_err(applying("the auth secret"))?,
-        );
+        let applied = create_once(client, ns, &secret)
+            .await
+            .map_err(applying("the auth secret"))?;
+        created.note(&secret, applied);
     }
     for certificate in certificates::certificates(server, owner) {
-        let what = format!("certificate {}", certificate.name_any());
-        note(
-            what.clone(),
-            apply(client, ns, certificate)
-                .await
-                .map_err(applying(what))?,
-        );
+        created.apply(client, ns, certificate).await?;
     }
     let config_secret = secrets::config_secret(server, owner, mssql_conf);
     let config_name = config_secret.name_any();
-    note(
-        format!("config secret {config_name}"),
-        apply(client, ns, config_secret)
-            .await
-            .map_err(applying("the config secret"))?,
-    );
+    created.apply(client, ns, config_secret).await?;
     if let Some(account) = workload::service_account(server, owner) {
-        note(
-            "service account".to_owned(),
-            apply::<ServiceAccount>(client, ns, account)
-                .await
-                .map_err(applying("the service account"))?,
-        );
+        created.apply(client, ns, account).await?;
     }
     for service in services::services(server, owner) {
-        let what = format!("service {}", service.name_any());
-        note(
-            what.clone(),
-            apply(client, ns, service).await.map_err(applying(what))?,
-        );
+        created.apply(client, ns, service).await?;
     }
-    note(
-        "pod disruption budget".to_owned(),
-        apply(client, ns, workload::pod_disruption_budget(server, owner))
-            .await
-            .map_err(applying("the pod disruption budget"))?,
-    );
+    created
+        .apply(client, ns, workload::pod_disruption_budget(server, owner))
+        .await?;
 
-    let tls = match dereference::tls_secrets(client, server)
+    let waiting = match dereference::tls_secrets(client, server)
         .await
         .map_err(read("the TLS secrets"))?
     {
-        Ok(tls) => tls,
-        Err(missing) => {
-            publish_created(db, context, created).await;
-            return Ok(Some(format!("cert-manager to issue secret {missing}")));
+        Ok(tls) => {
+            let hash = restart_hash(&tls, mssql_conf);
+            created
+                .apply(
+                    client,
+                    ns,
+                    workload::statefulset(server, owner, &config_name, &hash),
+                )
+                .await?;
+            None
         }
+        Err(missing) => Some(format!("cert-manager to issue secret {missing}")),
     };
-    let hash = restart_hash(&tls, mssql_conf);
-    let statefulset = workload::statefulset(server, owner, &config_name, &hash);
-    note(
-        "statefulset".to_owned(),
-        apply(client, ns, statefulset)
-            .await
-            .map_err(applying("the statefulset"))?,
-    );
-    publish_created(db, context, created).await;
-    Ok(None)
+    for (what, reference) in created.0 {
+        context
+            .event_about(
+                db,
+                EventType::Normal,
+                "Created",
+                format!("Created {what}"),
+                Some(reference),
+            )
+            .await;
+    }
+    Ok(waiting)
 }
 
-async fn publish_created(db: &MssqlServer, context: &Context, created: Vec<String>) {
-    for what in created {
-        context
-            .event(db, EventType::Normal, "Created", format!("Created {what}"))
-            .await;
+/// The objects a pass created, for their Events.
+#[derive(Default)]
+struct Created(Vec<(String, ObjectReference)>);
+
+impl Created {
+    fn note<K: Resource<DynamicType = ()>>(&mut self, object: &K, applied: Applied) {
+        if applied == Applied::Created {
+            let what = format!(
+                "{} {}",
+                K::kind(&()).to_lowercase(),
+                object.meta().name.clone().unwrap_or_default()
+            );
+            self.0.push((what, object.object_ref(&())));
+        }
+    }
+
+    async fn apply<K>(&mut self, client: &Client, namespace: &str, object: K) -> Result<(), Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let what = format!(
+            "{} {}",
+            K::kind(&()).to_lowercase(),
+            object.meta().name.clone().unwrap_or_default()
+        );
+        let applied = apply(client, namespace, object.clone())
+            .await
+            .map_err(applying(what))?;
+        self.note(&object, applied);
+        Ok(())
     }
 }
 

@@ -1,0 +1,781 @@
+//! The provisioner on the local control plane: KubeDB's examples become running databases with
+//! KubeDB's objects and conditions; bad input creates nothing; halt, pause and every deletion
+//! policy do what docs/compat.md says.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    Event, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use mssql_api::MssqlServer;
+use mssql_api::condition::{self, Condition};
+use mssql_certs::cert_manager::Certificate;
+use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, ensure_operator, eventually};
+use mssql_e2e::example_in;
+use serde_json::{Value, json};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const SHORT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    client: Client,
+    ns: TestNamespace,
+}
+
+impl Setup {
+    async fn new(prefix: &str) -> Self {
+        ensure_operator();
+        let client = client().await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        ca_issuer(&client, &ns.name, "mssqlserver-ca-issuer", "mssqlserver").await;
+        Self { client, ns }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    /// Creates a KubeDB doc example in this namespace, after `edit`.
+    async fn create_example(&self, name: &str, edit: impl FnOnce(&mut Value)) -> MssqlServer {
+        let mut value: Value = serde_saphyr::from_str(&example_in(name, &self.ns.name)).unwrap();
+        edit(&mut value);
+        let db: MssqlServer = serde_json::from_value(value).unwrap();
+        self.api::<MssqlServer>()
+            .create(&PostParams::default(), &db)
+            .await
+            .expect("the database is created")
+    }
+
+    async fn wait_phase(&self, db: &str, phase: &str, timeout: Duration) -> MssqlServer {
+        let api = self.api::<MssqlServer>();
+        eventually(&format!("{db} to be {phase}"), timeout, || async {
+            let current = api.get(db).await.map_err(|e| e.to_string())?;
+            let status = current.status.clone().unwrap_or_default();
+            match status.phase.as_deref() {
+                Some(p) if p == phase => Ok(current),
+                other => Err(format!(
+                    "phase {other:?}, conditions {:?}",
+                    summary(&status.conditions)
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn secret_text(&self, name: &str, key: &str) -> String {
+        let secret = self
+            .api::<Secret>()
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("secret {name}: {e}"));
+        String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
+    }
+
+    async fn exists<K>(&self, name: &str) -> bool
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.api::<K>()
+            .get_opt(name)
+            .await
+            .expect("the API answers")
+            .is_some()
+    }
+
+    async fn events_of(&self, db: &str) -> Vec<(String, String)> {
+        let events = self
+            .api::<Event>()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        events
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(db))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn set_role(&self, pod: &str, role: &str) {
+        let patch = json!({"metadata": {"labels": {"kubedb.com/role": role}}});
+        self.api::<Pod>()
+            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+}
+
+fn summary(conditions: &[Condition]) -> Vec<String> {
+    conditions
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={} {}",
+                c.type_,
+                c.status,
+                c.message.clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn condition_of<'a>(db: &'a MssqlServer, type_: &str) -> &'a Condition {
+    let conditions = &db.status.as_ref().unwrap().conditions;
+    condition::find(conditions, type_)
+        .unwrap_or_else(|| panic!("no condition {type_} in {:?}", summary(conditions)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_database_becomes_ready_with_kubedbs_objects_and_conditions() {
+    let t = Setup::new("standalone").await;
+    t.create_example("ms-standalone", |_| {}).await;
+    let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    let ns = &t.ns.name;
+
+    for (type_, reason, message) in [
+        (
+            "ProvisioningStarted",
+            "DatabaseProvisioningStartedSuccessfully",
+            format!(
+                "The KubeDB operator has started the provisioning of MSSQLServer: {ns}/ms-standalone"
+            ),
+        ),
+        (
+            "ReplicaReady",
+            "AllReplicasReady",
+            format!("All replicas are ready for MSSQLServer {ns}/ms-standalone"),
+        ),
+        (
+            "AcceptingConnection",
+            "AcceptingConnection",
+            format!("database {ns}/ms-standalone is accepting connection"),
+        ),
+        (
+            "Ready",
+            "AllReplicasReady",
+            format!("database {ns}/ms-standalone is ready"),
+        ),
+        (
+            "Provisioned",
+            "DatabaseSuccessfullyProvisioned",
+            format!("The MSSQLServer: {ns}/ms-standalone is successfully provisioned."),
+        ),
+    ] {
+        let condition = condition_of(&db, type_);
+        assert!(condition.is_true(), "{type_}");
+        assert_eq!(
+            (condition.reason.as_deref(), condition.message.as_deref()),
+            (Some(reason), Some(message.as_str()))
+        );
+    }
+    assert_eq!(
+        db.status.as_ref().unwrap().observed_generation,
+        db.metadata.generation
+    );
+    assert!(db.finalizers().contains(&"kubedb.com".to_owned()));
+
+    let sts = t.api::<StatefulSet>().get("ms-standalone").await.unwrap();
+    let spec = sts.spec.clone().unwrap();
+    assert_eq!(
+        spec.update_strategy.unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    assert_eq!(spec.service_name.as_deref(), Some("ms-standalone-pods"));
+    assert_eq!(sts.owner_references()[0].name, "ms-standalone");
+    for service in ["ms-standalone", "ms-standalone-pods"] {
+        assert!(t.exists::<Service>(service).await, "service {service}");
+    }
+    assert!(!t.exists::<Service>("ms-standalone-secondary").await);
+    assert!(t.exists::<PodDisruptionBudget>("ms-standalone").await);
+    assert!(t.exists::<ServiceAccount>("ms-standalone").await);
+
+    let auth = t.api::<Secret>().get("ms-standalone-auth").await.unwrap();
+    assert_eq!(auth.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(t.secret_text("ms-standalone-auth", "username").await, "sa");
+    assert!(t.secret_text("ms-standalone-auth", "password").await.len() >= 16);
+    assert_eq!(
+        t.secret_text("ms-standalone-config", "mssql.conf").await,
+        "[language]\nlcid = 1033\n",
+        "clientTLS false: no [network] keys"
+    );
+
+    for alias in ["server", "client"] {
+        let name = format!("ms-standalone-{alias}-cert");
+        let certificate = t.api::<Certificate>().get(&name).await.unwrap();
+        assert_eq!(certificate.spec.issuer_ref.name, "mssqlserver-ca-issuer");
+        let secret = t.api::<Secret>().get(&name).await.unwrap();
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        let keys: Vec<_> = secret.data.unwrap().into_keys().collect();
+        assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+    }
+    let server_pem = t.secret_text("ms-standalone-server-cert", "tls.crt").await;
+    let info = mssql_certs::inspect::parse_certificate(server_pem.as_bytes()).unwrap();
+    for name in [
+        "ms-standalone",
+        &format!("ms-standalone.{ns}.svc"),
+        &format!("*.ms-standalone-pods.{ns}.svc"),
+        "localhost",
+    ] {
+        assert!(
+            info.dns_names.contains(&name.to_owned()),
+            "{name} not in {:?}",
+            info.dns_names
+        );
+    }
+    let client_pem = t.secret_text("ms-standalone-client-cert", "tls.crt").await;
+    assert_eq!(
+        mssql_certs::inspect::parse_certificate(client_pem.as_bytes())
+            .unwrap()
+            .subject,
+        "CN=mssql,OU=client,O=kubedb"
+    );
+
+    let pod = t.api::<Pod>().get("ms-standalone-0").await.unwrap();
+    let pod_spec = pod.spec.unwrap();
+    let mssql = pod_spec
+        .containers
+        .iter()
+        .find(|c| c.name == "mssql")
+        .unwrap();
+    let mount = mssql
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/var/opt/mssql/tls")
+        .unwrap();
+    assert_eq!(mount.read_only, Some(true));
+    let init = &pod_spec.init_containers.unwrap()[0];
+    assert!(init.command.as_ref().unwrap()[2].contains(
+        "install -m 0400 /var/opt/mssql-source/tls/server/tls.key /var/opt/mssql/tls/server.key"
+    ));
+    assert_eq!(pod_spec.security_context.unwrap().fs_group, Some(10001));
+    let claims = t
+        .api::<PersistentVolumeClaim>()
+        .get("data-ms-standalone-0")
+        .await
+        .unwrap();
+    assert_eq!(claims.status.unwrap().phase.as_deref(), Some("Bound"));
+
+    let events = t.events_of("ms-standalone").await;
+    assert!(
+        events.iter().any(|(reason, message)| reason == "Created"
+            && message == "Created statefulset ms-standalone"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_tls_puts_the_network_section_into_mssql_conf() {
+    let t = Setup::new("clienttls").await;
+    t.create_example("mssql-standalone-tls", |_| {}).await;
+    t.wait_phase("mssql-standalone-tls", "Ready", READY_TIMEOUT)
+        .await;
+    assert_eq!(
+        t.secret_text("mssql-standalone-tls-config", "mssql.conf")
+            .await,
+        "[language]\nlcid = 1033\n[network]\nforceencryption = 1\ntlscert = /var/opt/mssql/tls/server.crt\n\
+         tlskey = /var/opt/mssql/tls/server.key\ntlsprotocols = 1.2,1.3\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn availability_group_is_ready_once_a_primary_is_labelled() {
+    let t = Setup::new("ag").await;
+    t.create_example("mssql-ag-cluster", |_| {}).await;
+    let api = t.api::<StatefulSet>();
+    eventually("3 ready replicas", READY_TIMEOUT, || async {
+        let ready = api
+            .get("mssql-ag-cluster")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.ready_replicas);
+        if ready == Some(3) {
+            Ok(())
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    })
+    .await;
+    let db = t
+        .wait_phase("mssql-ag-cluster", "Provisioning", SHORT)
+        .await;
+    assert!(
+        !condition_of(&db, "AcceptingConnection").is_true(),
+        "no primary yet"
+    );
+    // What the coordinator would do.
+    t.set_role("mssql-ag-cluster-0", "primary").await;
+    t.set_role("mssql-ag-cluster-1", "secondary").await;
+    t.set_role("mssql-ag-cluster-2", "secondary").await;
+    let db = t.wait_phase("mssql-ag-cluster", "Ready", SHORT).await;
+    assert!(condition_of(&db, "AGPrimaryReplicaReady").is_true());
+
+    for service in [
+        "mssql-ag-cluster",
+        "mssql-ag-cluster-pods",
+        "mssql-ag-cluster-secondary",
+    ] {
+        assert!(t.exists::<Service>(service).await, "service {service}");
+    }
+    let primary = t.api::<Service>().get("mssql-ag-cluster").await.unwrap();
+    assert_eq!(
+        primary.spec.unwrap().selector.unwrap()["kubedb.com/role"],
+        "primary"
+    );
+    let endpoints = t
+        .api::<k8s_openapi::api::discovery::v1::EndpointSlice>()
+        .list(&ListParams::default().labels("kubernetes.io/service-name=mssql-ag-cluster"))
+        .await
+        .unwrap();
+    let addresses: Vec<_> = endpoints
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter_map(|e| e.target_ref.as_ref()?.name.clone())
+        .collect();
+    assert_eq!(
+        addresses,
+        ["mssql-ag-cluster-0"],
+        "the primary service reaches the primary only"
+    );
+    assert!(
+        t.exists::<Certificate>("mssql-ag-cluster-endpoint-cert")
+            .await
+    );
+    let pod = t.api::<Pod>().get("mssql-ag-cluster-1").await.unwrap();
+    let env = serde_json::to_value(&pod.spec.unwrap().containers[0].env).unwrap();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!({"name": "MSSQL_ENABLE_HADR", "value": "1"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_creates_nothing_says_why_and_a_fix_resumes() {
+    let t = Setup::new("invalid").await;
+    // No MSSQL_PID (the API server cannot check env vars; the operator does), and an issuer that
+    // does not exist.
+    t.create_example("ms-standalone", |db| {
+        db["spec"]["podTemplate"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "ACCEPT_EULA", "value": "Y"}]);
+    })
+    .await;
+    let api = t.api::<MssqlServer>();
+    let db = eventually("an invalid-spec condition", SHORT, || async {
+        let db = api.get("ms-standalone").await.map_err(|e| e.to_string())?;
+        let conditions = db.status.clone().unwrap_or_default().conditions;
+        match condition::find(&conditions, "SpecValid") {
+            Some(c) if !c.is_true() => Ok(db),
+            _ => Err(format!("{:?}", summary(&conditions))),
+        }
+    })
+    .await;
+    let message = condition_of(&db, "SpecValid").message.clone().unwrap();
+    assert_eq!(
+        message,
+        "spec.podTemplate.spec.containers[0].env: environment variable MSSQL_PID must be provided in MSSQLServer spec"
+    );
+    let events = t.events_of("ms-standalone").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, m)| reason == "InvalidSpec" && *m == message),
+        "{events:?}"
+    );
+    assert!(!t.exists::<StatefulSet>("ms-standalone").await);
+    assert!(!t.exists::<Secret>("ms-standalone-auth").await);
+    assert!(!t.exists::<Certificate>("ms-standalone-server-cert").await);
+
+    // Fix the env, break the issuer: the next problem is reported, still nothing created.
+    let patch = json!({"spec": {
+        "podTemplate": {"spec": {"containers": [{"name": "mssql", "env": [{"name": "ACCEPT_EULA", "value": "Y"}, {"name": "MSSQL_PID", "value": "Developer"}]}]}},
+        "tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "no-such-issuer"}}
+    }});
+    api.patch(
+        "ms-standalone",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let expected = format!(
+        "spec.tls.issuerRef: Issuer {}/no-such-issuer does not exist: create it, or point issuerRef at an existing cert-manager issuer",
+        t.ns.name
+    );
+    eventually("the missing issuer to be reported", SHORT, || async {
+        let db = api.get("ms-standalone").await.map_err(|e| e.to_string())?;
+        let conditions = db.status.unwrap_or_default().conditions;
+        match condition::find(&conditions, "SpecValid").and_then(|c| c.message.clone()) {
+            Some(m) if m == expected => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(!t.exists::<StatefulSet>("ms-standalone").await);
+
+    // Point it at the real issuer: provisioning resumes and the error condition goes away.
+    let patch = json!({"spec": {"tls": {"issuerRef": {"name": "mssqlserver-ca-issuer"}}}});
+    api.patch(
+        "ms-standalone",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    assert!(condition::find(&db.status.unwrap().conditions, "SpecValid").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_version_is_reported() {
+    let t = Setup::new("version").await;
+    t.create_example("ms-standalone", |db| {
+        db["spec"]["version"] = json!("2019-cu1")
+    })
+    .await;
+    let api = t.api::<MssqlServer>();
+    eventually("the unknown version to be reported", SHORT, || async {
+        let db = api.get("ms-standalone").await.map_err(|e| e.to_string())?;
+        let message = db.status.unwrap_or_default().conditions.iter().find(|c| c.type_ == "SpecValid").and_then(|c| c.message.clone());
+        match message {
+            Some(m) if m == "spec.version: mssqlserverversions.catalog.kubedb.com \"2019-cu1\" not found" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(!t.exists::<StatefulSet>("ms-standalone").await);
+}
+
+/// Creates a Ready standalone database with `policy`, deletes it, and returns once it is gone.
+async fn delete_with_policy(t: &Setup, name: &str, policy: &str) {
+    t.create_example("ms-standalone", |db| {
+        db["metadata"]["name"] = json!(name);
+        db["spec"]["deletionPolicy"] = json!(policy);
+    })
+    .await;
+    t.wait_phase(name, "Ready", READY_TIMEOUT).await;
+    let api = t.api::<MssqlServer>();
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(&format!("{name} to be deleted"), SHORT, || async {
+        match api.get_opt(name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(db) => Err(format!("still there, finalizers {:?}", db.finalizers())),
+        }
+    })
+    .await;
+    let statefulsets = t.api::<StatefulSet>();
+    eventually("the statefulset to be garbage-collected", SHORT, || async {
+        if statefulsets
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            Ok(())
+        } else {
+            Err("present".into())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_policies_keep_what_they_promise() {
+    let t = Setup::new("deletion").await;
+    let claims = t.api::<PersistentVolumeClaim>();
+    let claim_gone = |name: String| {
+        let claims = claims.clone();
+        async move {
+            eventually(&format!("claim {name} to go"), SHORT, || async {
+                if claims
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    Ok(())
+                } else {
+                    Err("present".into())
+                }
+            })
+            .await;
+        }
+    };
+
+    delete_with_policy(&t, "halt-db", "Halt").await;
+    assert!(
+        t.exists::<PersistentVolumeClaim>("data-halt-db-0").await,
+        "Halt keeps volumes"
+    );
+    for secret in [
+        "halt-db-auth",
+        "halt-db-config",
+        "halt-db-server-cert",
+        "halt-db-client-cert",
+    ] {
+        assert!(t.exists::<Secret>(secret).await, "Halt keeps {secret}");
+    }
+
+    delete_with_policy(&t, "delete-db", "Delete").await;
+    claim_gone("data-delete-db-0".into()).await;
+    for secret in [
+        "delete-db-auth",
+        "delete-db-config",
+        "delete-db-server-cert",
+    ] {
+        assert!(t.exists::<Secret>(secret).await, "Delete keeps {secret}");
+    }
+
+    delete_with_policy(&t, "wipe-db", "WipeOut").await;
+    claim_gone("data-wipe-db-0".into()).await;
+    for secret in [
+        "wipe-db-auth",
+        "wipe-db-config",
+        "wipe-db-server-cert",
+        "wipe-db-client-cert",
+    ] {
+        let secrets = t.api::<Secret>();
+        eventually(&format!("WipeOut to remove {secret}"), SHORT, || async {
+            if secrets
+                .get_opt(secret)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                Ok(())
+            } else {
+                Err("present".into())
+            }
+        })
+        .await;
+    }
+
+    // DoNotTerminate: the deletion waits, and says why, until the policy changes.
+    t.create_example("ms-standalone", |db| {
+        db["metadata"]["name"] = json!("keep-db");
+        db["spec"]["deletionPolicy"] = json!("DoNotTerminate");
+    })
+    .await;
+    t.wait_phase("keep-db", "Ready", READY_TIMEOUT).await;
+    let api = t.api::<MssqlServer>();
+    api.delete("keep-db", &DeleteParams::default())
+        .await
+        .unwrap();
+    let expected = format!(
+        "MSSQLServer {}/keep-db is not deleted: deletionPolicy is DoNotTerminate. Set spec.deletionPolicy to Halt, Delete or WipeOut to let the deletion finish",
+        t.ns.name
+    );
+    eventually("the refusal event", SHORT, || async {
+        let events = t.events_of("keep-db").await;
+        if events
+            .iter()
+            .any(|(r, m)| r == "DeletionRefused" && *m == expected)
+        {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        api.get_opt("keep-db").await.unwrap().is_some(),
+        "DoNotTerminate keeps the database"
+    );
+    assert!(t.exists::<StatefulSet>("keep-db").await);
+    let patch = json!({"spec": {"deletionPolicy": "Delete"}});
+    api.patch("keep-db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(
+        "keep-db to be deleted after the policy change",
+        SHORT,
+        || async {
+            if api
+                .get_opt("keep-db")
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                Ok(())
+            } else {
+                Err("present".into())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn halting_keeps_data_and_secrets_and_unhalting_brings_the_database_back() {
+    let t = Setup::new("halt").await;
+    t.create_example("ms-standalone", |_| {}).await;
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    let api = t.api::<MssqlServer>();
+    let password = t.secret_text("ms-standalone-auth", "password").await;
+
+    api.patch(
+        "ms-standalone",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"halted": true}})),
+    )
+    .await
+    .unwrap();
+    t.wait_phase("ms-standalone", "Halted", SHORT).await;
+    let statefulsets = t.api::<StatefulSet>();
+    eventually("the statefulset to go", SHORT, || async {
+        if statefulsets
+            .get_opt("ms-standalone")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            Ok(())
+        } else {
+            Err("present".into())
+        }
+    })
+    .await;
+    assert!(!t.exists::<Service>("ms-standalone").await);
+    assert!(
+        t.exists::<PersistentVolumeClaim>("data-ms-standalone-0")
+            .await
+    );
+    assert!(t.exists::<Secret>("ms-standalone-server-cert").await);
+
+    api.patch(
+        "ms-standalone",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"halted": false}})),
+    )
+    .await
+    .unwrap();
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    assert_eq!(
+        t.secret_text("ms-standalone-auth", "password").await,
+        password,
+        "the password never changes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_database_is_left_alone_until_resumed() {
+    let t = Setup::new("paused").await;
+    t.create_example("ms-standalone", |_| {}).await;
+    let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    let api = t.api::<MssqlServer>();
+
+    // What the ops-manager does: Paused=True on the status.
+    let mut paused = db.clone();
+    let status = paused.status.as_mut().unwrap();
+    condition::set(
+        &mut status.conditions,
+        Condition::new(
+            "Paused",
+            true,
+            "Paused",
+            "paused for a test",
+            db.metadata.generation,
+            db.status.clone().unwrap().conditions[0]
+                .last_transition_time
+                .clone(),
+        ),
+    );
+    api.replace_status("ms-standalone", &PostParams::default(), &paused)
+        .await
+        .unwrap();
+
+    let patch = json!({"spec": {"podTemplate": {"metadata": {"labels": {"paused-test": "yes"}}}}});
+    api.patch(
+        "ms-standalone",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let labels_of = |sts: StatefulSet| {
+        sts.spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap_or_default()
+    };
+    let sts = t.api::<StatefulSet>().get("ms-standalone").await.unwrap();
+    assert!(
+        !labels_of(sts).contains_key("paused-test"),
+        "a paused database's statefulset is not changed"
+    );
+    let current = api.get("ms-standalone").await.unwrap();
+    assert!(
+        condition_of(&current, "Paused").is_true(),
+        "the provisioner keeps the ops-manager's Paused condition"
+    );
+
+    let mut resumed = current.clone();
+    condition::remove(&mut resumed.status.as_mut().unwrap().conditions, "Paused");
+    api.replace_status("ms-standalone", &PostParams::default(), &resumed)
+        .await
+        .unwrap();
+    let statefulsets = t.api::<StatefulSet>();
+    eventually("the change to reach the statefulset", SHORT, || async {
+        let sts = statefulsets
+            .get("ms-standalone")
+            .await
+            .map_err(|e| e.to_string())?;
+        if labels_of(sts).contains_key("paused-test") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_auth_secret_is_used_and_never_overwritten() {
+    let t = Setup::new("auth").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "my-sa"},
+        "type": "kubernetes.io/basic-auth",
+        "stringData": {"username": "sa", "password": "My-0wn-Passw0rd"}
+    }))
+    .unwrap();
+    t.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    t.create_example("ms-standalone", |db| {
+        db["spec"]["authSecret"] = json!({"name": "my-sa"})
+    })
+    .await;
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    assert_eq!(t.secret_text("my-sa", "password").await, "My-0wn-Passw0rd");
+    assert!(
+        !t.exists::<Secret>("ms-standalone-auth").await,
+        "no generated secret"
+    );
+    let pod = t.api::<Pod>().get("ms-standalone-0").await.unwrap();
+    let env = serde_json::to_value(&pod.spec.unwrap().containers[0].env).unwrap();
+    assert!(env.to_string().contains(r#""name":"my-sa""#), "{env}");
+    let unused = t.api::<Secret>().get("my-sa").await.unwrap();
+    assert!(
+        unused.owner_references().is_empty(),
+        "a user's secret is not adopted"
+    );
+    let _ = unused.name_any();
+}
