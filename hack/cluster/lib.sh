@@ -25,6 +25,18 @@ SCHEDULER_PORT="${MSSQL_CLUSTER_SCHEDULER_PORT:-20259}"
 KWOK_PORT="${MSSQL_CLUSTER_KWOK_PORT:-20247}"
 CERT_MANAGER_HEALTH_PORT="${MSSQL_CLUSTER_CERT_MANAGER_PORT:-20403}"
 
+# cluster_lock: serialise up/down on one run dir (flock on a file beside it).
+# Daemons must not inherit the lock's descriptor (start them with 9>&-).
+cluster_lock() {
+  [ "${MSSQL_CLUSTER_LOCK_HELD:-}" = "$CLUSTER_DIR" ] && return 0
+  mkdir -p "$(dirname "$CLUSTER_DIR")"
+  exec 9>"$CLUSTER_DIR.lock"
+  if command -v flock >/dev/null; then
+    flock -w 600 9 || die "could not lock $CLUSTER_DIR.lock within 600s"
+  fi
+  export MSSQL_CLUSTER_LOCK_HELD="$CLUSTER_DIR"
+}
+
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
