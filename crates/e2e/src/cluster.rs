@@ -28,6 +28,11 @@ pub fn ensure_operator() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         crate::install_crds_and_catalog();
+        // Volumes of earlier runs' deleted claims are `Released`; make them bindable again.
+        let reclaimed = std::process::Command::new(crate::root().join("hack/cluster/reclaim-pvs"))
+            .status()
+            .expect("hack/cluster/reclaim-pvs runs");
+        assert!(reclaimed.success(), "hack/cluster/reclaim-pvs failed");
         std::thread::spawn(|| {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for the operator");
             runtime.block_on(async {

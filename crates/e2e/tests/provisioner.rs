@@ -92,6 +92,25 @@ impl Setup {
             .is_some()
     }
 
+    /// Waits until the object `name` is gone.
+    async fn wait_gone<K>(&self, name: &str)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = self.api::<K>();
+        let what = format!("{} {name} to be gone", K::kind(&()));
+        eventually(&what, SHORT, || async {
+            match api.get_opt(name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(object) => Err(format!("still there, finalizers {:?}", object.finalizers())),
+            }
+        })
+        .await;
+    }
+
     async fn events_of(&self, db: &str) -> Vec<(String, String)> {
         let events = self
             .api::<Event>()
@@ -468,51 +487,13 @@ async fn delete_with_policy(t: &Setup, name: &str, policy: &str) {
     t.wait_phase(name, "Ready", READY_TIMEOUT).await;
     let api = t.api::<MssqlServer>();
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(&format!("{name} to be deleted"), SHORT, || async {
-        match api.get_opt(name).await.map_err(|e| e.to_string())? {
-            None => Ok(()),
-            Some(db) => Err(format!("still there, finalizers {:?}", db.finalizers())),
-        }
-    })
-    .await;
-    let statefulsets = t.api::<StatefulSet>();
-    eventually("the statefulset to be garbage-collected", SHORT, || async {
-        if statefulsets
-            .get_opt(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            Ok(())
-        } else {
-            Err("present".into())
-        }
-    })
-    .await;
+    t.wait_gone::<MssqlServer>(name).await;
+    t.wait_gone::<StatefulSet>(name).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deletion_policies_keep_what_they_promise() {
     let t = Setup::new("deletion").await;
-    let claims = t.api::<PersistentVolumeClaim>();
-    let claim_gone = |name: String| {
-        let claims = claims.clone();
-        async move {
-            eventually(&format!("claim {name} to go"), SHORT, || async {
-                if claims
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    Ok(())
-                } else {
-                    Err("present".into())
-                }
-            })
-            .await;
-        }
-    };
 
     delete_with_policy(&t, "halt-db", "Halt").await;
     assert!(
@@ -529,7 +510,8 @@ async fn deletion_policies_keep_what_they_promise() {
     }
 
     delete_with_policy(&t, "delete-db", "Delete").await;
-    claim_gone("data-delete-db-0".into()).await;
+    t.wait_gone::<PersistentVolumeClaim>("data-delete-db-0")
+        .await;
     for secret in [
         "delete-db-auth",
         "delete-db-config",
@@ -539,27 +521,14 @@ async fn deletion_policies_keep_what_they_promise() {
     }
 
     delete_with_policy(&t, "wipe-db", "WipeOut").await;
-    claim_gone("data-wipe-db-0".into()).await;
+    t.wait_gone::<PersistentVolumeClaim>("data-wipe-db-0").await;
     for secret in [
         "wipe-db-auth",
         "wipe-db-config",
         "wipe-db-server-cert",
         "wipe-db-client-cert",
     ] {
-        let secrets = t.api::<Secret>();
-        eventually(&format!("WipeOut to remove {secret}"), SHORT, || async {
-            if secrets
-                .get_opt(secret)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                Ok(())
-            } else {
-                Err("present".into())
-            }
-        })
-        .await;
+        t.wait_gone::<Secret>(secret).await;
     }
 
     // DoNotTerminate: the deletion waits, and says why, until the policy changes.
@@ -599,23 +568,7 @@ async fn deletion_policies_keep_what_they_promise() {
     api.patch("keep-db", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    eventually(
-        "keep-db to be deleted after the policy change",
-        SHORT,
-        || async {
-            if api
-                .get_opt("keep-db")
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                Ok(())
-            } else {
-                Err("present".into())
-            }
-        },
-    )
-    .await;
+    t.wait_gone::<MssqlServer>("keep-db").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -634,20 +587,7 @@ async fn halting_keeps_data_and_secrets_and_unhalting_brings_the_database_back()
     .await
     .unwrap();
     t.wait_phase("ms-standalone", "Halted", SHORT).await;
-    let statefulsets = t.api::<StatefulSet>();
-    eventually("the statefulset to go", SHORT, || async {
-        if statefulsets
-            .get_opt("ms-standalone")
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            Ok(())
-        } else {
-            Err("present".into())
-        }
-    })
-    .await;
+    t.wait_gone::<StatefulSet>("ms-standalone").await;
     assert!(!t.exists::<Service>("ms-standalone").await);
     assert!(
         t.exists::<PersistentVolumeClaim>("data-ms-standalone-0")
