@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 
 use crate::defaults::default_mssqlserver;
-use crate::mssql::{CertificateSpec, NamedServiceTemplateSpec, PodTemplateSpec, X509Subject};
+use crate::mssql::{
+    ArbiterSpec, CertificateSpec, NamedServiceTemplateSpec, PodTemplateSpec, X509Subject,
+};
 use crate::validate::{CONFIG_KEY, FieldError, validate_mssqlserver};
 use crate::{MssqlServer, MssqlServerVersion, TOPOLOGY_AVAILABILITY_GROUP, names};
 
@@ -32,6 +34,8 @@ pub struct Server {
     pub config: UserConfig,
     pub deletion_policy: DeletionPolicy,
     pub halted: bool,
+    /// The witness of an availability group with an even number of replicas.
+    pub arbiter: Option<ArbiterSpec>,
     /// The database object's own labels, passed on to what the operator creates.
     pub labels: BTreeMap<String, String>,
 }
@@ -171,6 +175,8 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
         Some(_) => Topology::DistributedAg,
     };
     let auth_name = spec.auth_secret.as_ref().and_then(|s| s.name.clone());
+    let replicas = spec.replicas.expect("validated: spec.replicas");
+    let even_group = matches!(topology, Topology::AvailabilityGroup { .. }) && replicas % 2 == 0;
     let configuration = spec.configuration.unwrap_or_default();
     Server {
         namespace: db
@@ -178,7 +184,7 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_owned()),
-        replicas: spec.replicas.expect("validated: spec.replicas"),
+        replicas,
         topology,
         server_image: version.spec.db.image.clone(),
         init_image: version
@@ -204,6 +210,7 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
         },
         deletion_policy: DeletionPolicy::parse(spec.deletion_policy.as_deref()),
         halted: spec.halted.unwrap_or(false),
+        arbiter: even_group.then(|| spec.arbiter.clone().unwrap_or_default()),
         labels: db.metadata.labels.unwrap_or_default(),
         name,
     }

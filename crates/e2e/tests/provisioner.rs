@@ -719,3 +719,41 @@ async fn a_users_auth_secret_is_used_and_never_overwritten() {
     );
     let _ = unused.name_any();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_even_availability_group_runs_an_arbiter() {
+    let t = Setup::new("arbiter").await;
+    t.create_example("mssql-ag-cluster", |db| db["spec"]["replicas"] = json!(2))
+        .await;
+    let api = t.api::<StatefulSet>();
+    let arbiter = eventually("the arbiter to be ready", READY_TIMEOUT, || async {
+        let sts = api
+            .get_opt("mssql-ag-cluster-arbiter")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no arbiter yet")?;
+        let ready = sts.status.as_ref().and_then(|s| s.ready_replicas);
+        if ready == Some(1) {
+            Ok(sts)
+        } else {
+            Err(format!("{ready:?} ready"))
+        }
+    })
+    .await;
+    assert_eq!(arbiter.spec.unwrap().replicas, Some(1));
+    let pod = t
+        .api::<Pod>()
+        .get("mssql-ag-cluster-arbiter-0")
+        .await
+        .unwrap();
+    assert_eq!(pod.labels()["kubedb.com/role"], "arbiter");
+    let claim = t
+        .api::<PersistentVolumeClaim>()
+        .get("data-mssql-ag-cluster-arbiter-0")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+        "2Gi"
+    );
+}

@@ -13,7 +13,7 @@ use super::labels;
 use super::pod::RESTART_HASH_ANNOTATION;
 use super::secrets::{check_auth_secret, config_secret, password, restart_hash};
 use super::services::services;
-use super::workload::{pod_disruption_budget, service_account, statefulset};
+use super::workload::{arbiter, pod_disruption_budget, service_account, statefulset};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kubedb-docs");
 
@@ -558,4 +558,49 @@ fn restart_hash_changes_with_any_part() {
     assert_eq!(a.len(), 24);
     assert_ne!(a, restart_hash(&[b"cert2", b"conf"]));
     assert_ne!(restart_hash(&[b"ab", b"c"]), restart_hash(&[b"a", b"bc"]));
+}
+
+#[test]
+fn an_even_availability_group_gets_an_arbiter() {
+    assert!(
+        arbiter(
+            &server_from(example("mssql-ag-cluster")),
+            &owner(),
+            "cfg",
+            "h"
+        )
+        .is_none(),
+        "3 replicas: no arbiter"
+    );
+    let mut value = example("mssql-ag-cluster");
+    value["spec"]["replicas"] = json!(2);
+    let server = server_from(value);
+    let sts = arbiter(&server, &owner(), "cfg", "h").unwrap();
+    assert_eq!(
+        sts.metadata.name.as_deref(),
+        Some("mssql-ag-cluster-arbiter")
+    );
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.selector.match_labels.as_ref().unwrap()["kubedb.com/role"],
+        "arbiter"
+    );
+    assert_eq!(
+        spec.template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap()["kubedb.com/role"],
+        "arbiter"
+    );
+    let claim = to_json(&spec.volume_claim_templates.unwrap()[0].spec);
+    assert_eq!(claim["resources"]["requests"]["storage"], "2Gi");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        to_json(&pod.containers[0].resources),
+        json!({"limits": {"memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}})
+    );
 }

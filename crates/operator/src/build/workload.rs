@@ -70,6 +70,73 @@ pub fn statefulset(
     }
 }
 
+pub const ROLE_ARBITER: &str = "arbiter";
+
+pub fn arbiter_name(db: &str) -> String {
+    mssql_api::names::with_suffix(db, ROLE_ARBITER)
+}
+
+/// `<db>-arbiter`: the quorum witness of an even-sized availability group, one pod with the
+/// arbiter's resources, node selector and tolerations, and a small volume of its own.
+pub fn arbiter(
+    server: &Server,
+    owner: &OwnerReference,
+    config_secret: &str,
+    restart_hash: &str,
+) -> Option<StatefulSet> {
+    let spec = server.arbiter.as_ref()?;
+    let mut sts = statefulset(server, owner, config_secret, restart_hash);
+    let name = arbiter_name(&server.name);
+    sts.metadata.name = Some(name);
+    let mut role = labels::selector(&server.name);
+    role.insert(labels::ROLE.to_owned(), ROLE_ARBITER.to_owned());
+    let resources = spec.resources.clone().unwrap_or_default();
+    let sts_spec = sts.spec.as_mut()?;
+    sts_spec.replicas = Some(1);
+    sts_spec.selector.match_labels = Some(role.clone());
+    if let Some(meta) = sts_spec.template.metadata.as_mut() {
+        meta.labels.get_or_insert_with(Labels::new).extend(role);
+    }
+    if let Some(pod) = sts_spec.template.spec.as_mut() {
+        pod.node_selector.clone_from(&spec.node_selector);
+        pod.tolerations.clone_from(&spec.tolerations);
+        if let Some(mssql) = pod.containers.first_mut() {
+            let without_storage = |list: &Option<
+                std::collections::BTreeMap<
+                    String,
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+                >,
+            >| {
+                list.as_ref().map(|l| {
+                    l.iter()
+                        .filter(|(k, _)| *k != "storage")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+            };
+            mssql.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: without_storage(&resources.requests),
+                limits: without_storage(&resources.limits),
+                ..Default::default()
+            });
+        }
+    }
+    let storage = resources
+        .requests
+        .as_ref()
+        .and_then(|r| r.get("storage"))
+        .cloned();
+    for claim in sts_spec.volume_claim_templates.iter_mut().flatten() {
+        if let (Some(claim_spec), Some(storage)) = (claim.spec.as_mut(), storage.clone()) {
+            claim_spec
+                .resources
+                .get_or_insert_with(Default::default)
+                .requests = Some([("storage".to_owned(), storage)].into());
+        }
+    }
+    Some(sts)
+}
+
 /// At most one pod of the database down at a time, through evictions (the ops-manager's restarts,
 /// node drains).
 pub fn pod_disruption_budget(server: &Server, owner: &OwnerReference) -> PodDisruptionBudget {

@@ -88,6 +88,8 @@ pub fn do_not_terminate_message(namespace: &str, name: &str) -> String {
 pub async fn halt(client: &Client, target: &Target) -> kube::Result<()> {
     let (ns, name) = (&target.namespace, &target.name);
     delete_if_present::<StatefulSet>(client, ns, name).await?;
+    delete_if_present::<StatefulSet>(client, ns, &crate::build::workload::arbiter_name(name))
+        .await?;
     delete_if_present::<PodDisruptionBudget>(client, ns, name).await?;
     for service in [
         name.clone(),

@@ -173,8 +173,14 @@ fn database_of<K: Resource>(object: &K) -> Option<ObjectRef<MssqlServer>> {
     Some(ObjectRef::new(name).within(object.meta().namespace.as_deref()?))
 }
 
-fn error_policy(_db: Arc<MssqlServer>, error: &Error, _context: Arc<Context>) -> Action {
-    warn!(category = error.category(), %error, "will retry");
+fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> Action {
+    warn!(database = %key(&db), category = error.category(), %error, "will retry");
+    let note = error.to_string();
+    tokio::spawn(async move {
+        context
+            .event(&db, EventType::Warning, "ReconcileError", note)
+            .await;
+    });
     Action::requeue(REQUEUE_PROGRESS)
 }
 
@@ -346,6 +352,9 @@ async fn ensure_objects(
                     workload::statefulset(server, owner, &config_name, &hash),
                 )
                 .await?;
+            if let Some(arbiter) = workload::arbiter(server, owner, &config_name, &hash) {
+                created.apply(client, ns, arbiter).await?;
+            }
             None
         }
         Err(missing) => Some(format!("cert-manager to issue secret {missing}")),
