@@ -1,0 +1,887 @@
+//! The ops-manager's decisions, without I/O: `next_step` looks at an ops request, its database and
+//! a snapshot of the cluster, and says what to do next. Progress lives in the request's status
+//! conditions (KubeDB's types and texts), and every fact it relies on (a pod's revision and age, a
+//! certificate's revision) is observable, so a restarted operator takes up exactly where it was,
+//! and never restarts a pod twice.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use mssql_api::MssqlServerOpsRequest;
+use mssql_api::condition::{Condition, find};
+use mssql_api::ops::{APPLY_ALWAYS, TYPE_RECONFIGURE_TLS, TYPE_RESTART};
+
+/// Condition types, reasons and messages, as KubeDB writes them.
+pub mod texts {
+    pub const RECONFIGURE_TLS_MESSAGE: &str =
+        "MSSQLServer ops-request has started to reconfigure tls for mssqlserver nodes";
+    pub const RESTART_MESSAGE: &str =
+        "MSSQLServerOpsRequest has started to restart MSSQLServer nodes";
+    pub const PAUSED: &str = "DatabasePauseSucceeded";
+    pub const PAUSED_MESSAGE: &str = "Successfully paused database";
+    pub const ISSUED: &str = "IssueCertificatesSucceeded";
+    pub const ISSUED_MESSAGE: &str = "successfully add issuing condition to all the certificates";
+    pub const SYNCED: &str = "CertificateSynced";
+    pub const SYNCED_MESSAGE: &str = "Successfully synced all certificates";
+    pub const GET_CERTIFICATE: &str = "GetCertificate";
+    pub const CHECK_READY: &str = "CheckReadyCondition";
+    pub const ISSUING: &str = "IssuingCondition";
+    pub const UPDATE_PETSETS: &str = "UpdatePetSets";
+    pub const UPDATE_PETSETS_MESSAGE: &str =
+        "successfully reconciled the MSSQLServer with tls configuration";
+    pub const RESTART_NODES: &str = "RestartNodes";
+    pub const RESTART_NODES_TLS_MESSAGE: &str = "Successfully restarted all nodes";
+    pub const RESTART_NODES_MESSAGE: &str = "Successfully restarted MSSQLServer nodes";
+    pub const SUCCESSFUL: &str = "Successful";
+    pub const SUCCESSFUL_TLS_MESSAGE: &str =
+        "Successfully completed reconfigureTLS for mssqlserver.";
+    pub const SUCCESSFUL_RESTART_MESSAGE: &str =
+        "Controller has successfully restart the MSSQLServer replicas";
+    pub const UPDATE_DATABASE: &str = "UpdateDatabase";
+    pub const UPDATE_DATABASE_MESSAGE: &str =
+        "Successfully updated the MSSQLServer with the new tls configuration";
+    pub const FAILED: &str = "Failed";
+    pub const SKIPPED: &str = "Skipped";
+    pub const GET_POD: &str = "GetPod";
+    pub const EVICT_POD: &str = "EvictPod";
+    pub const CHECK_POD_RUNNING: &str = "CheckPodRunning";
+
+    /// KubeDB's retry-step message: `get pod; ConditionStatus:True; PodName:<pod>`.
+    pub fn step_message(step: &str, status: bool, pod: Option<&str>) -> String {
+        let words = match step {
+            super::texts::GET_CERTIFICATE => "get certificate",
+            super::texts::CHECK_READY => "check ready condition",
+            super::texts::ISSUING => "issuing condition",
+            super::texts::GET_POD => "get pod",
+            super::texts::EVICT_POD => "evict pod",
+            super::texts::CHECK_POD_RUNNING => "check pod running",
+            other => other,
+        };
+        let status = if status { "True" } else { "False" };
+        match pod {
+            Some(pod) => format!("{words}; ConditionStatus:{status}; PodName:{pod}"),
+            None => format!("{words}; ConditionStatus:{status}"),
+        }
+    }
+
+    /// `EvictPod--<pod>`.
+    pub fn pod_step(step: &str, pod: &str) -> String {
+        format!("{step}--{pod}")
+    }
+}
+
+use texts::*;
+
+pub const PHASE_PENDING: &str = "Pending";
+pub const PHASE_PROGRESSING: &str = "Progressing";
+pub const PHASE_SUCCESSFUL: &str = "Successful";
+pub const PHASE_FAILED: &str = "Failed";
+pub const PHASE_SKIPPED: &str = "Skipped";
+
+/// Each step's limit when the request sets no `timeout` (KubeDB retries 500 times, 5 s apart).
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What a ReconfigureTLS request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsChange {
+    Rotate,
+    Remove,
+    /// New issuer or certificate fields (add TLS is this with `clientTLS: true`).
+    Update,
+}
+
+/// One certificate of the target TLS spec, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateState {
+    pub alias: String,
+    pub exists: bool,
+    /// Ready=True at the Certificate's current generation.
+    pub ready_at_generation: bool,
+    /// An `Issuing` condition is present.
+    pub issuing: bool,
+    pub revision: Option<i64>,
+    /// The revision recorded before a rotation asked for re-issuance.
+    pub revision_before_rotation: Option<i64>,
+    /// Whether the Certificate's spec already is the target one.
+    pub spec_is_target: bool,
+    /// Problems with the issued secret (key, SANs, CA chain, validity, issuer); empty when sound.
+    pub secret_problems: Vec<String>,
+}
+
+impl CertificateState {
+    fn synced(&self, change: TlsChange) -> bool {
+        let reissued = change != TlsChange::Rotate
+            || matches!((self.revision, self.revision_before_rotation), (Some(now), Some(before)) if now > before);
+        self.exists
+            && self.spec_is_target
+            && self.ready_at_generation
+            && !self.issuing
+            && reissued
+            && self.secret_problems.is_empty()
+    }
+}
+
+/// One pod to restart, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodState {
+    pub name: String,
+    pub exists: bool,
+    pub terminating: bool,
+    pub ready: bool,
+    /// `kubedb.com/role`.
+    pub role: Option<String>,
+    /// Runs its StatefulSet's update revision.
+    pub on_target_revision: bool,
+    /// Created at or after the restarts began.
+    pub created_since_start: bool,
+}
+
+impl PodState {
+    fn restarted(&self) -> bool {
+        self.exists
+            && !self.terminating
+            && self.ready
+            && self.on_target_revision
+            && self.created_since_start
+    }
+}
+
+/// The snapshot `next_step` decides on.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub now: Timestamp,
+    /// The database's phase, if it exists.
+    pub database_phase: Option<Option<String>>,
+    pub database_paused: bool,
+    /// Another request of the same database is Progressing.
+    pub other_progressing: bool,
+    /// A newer request of the same type waits: this one is superseded (KubeDB's message).
+    pub superseded_by: Option<String>,
+    /// An older pending request of the same database (of another type) runs first.
+    pub older_pending: bool,
+    pub certificates: Vec<CertificateState>,
+    /// Pods in restart order (secondaries, then the primary last).
+    pub pods: Vec<PodState>,
+}
+
+/// What the ops-manager does next. Each effect's outcome is recorded as a condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do (a finished request).
+    Done,
+    MarkPending,
+    Skip {
+        message: String,
+    },
+    /// Stay Pending: `why` is shown, and checked again after `after`.
+    WaitToStart {
+        why: String,
+        after: Duration,
+    },
+    StartProgressing,
+    PauseDatabase,
+    RequestReissue,
+    UpdateCertificates,
+    /// Record the sub-step conditions and wait for cert-manager.
+    WaitForCertificates {
+        problems: Vec<String>,
+    },
+    CertificatesSynced,
+    UpdateStatefulSet,
+    EvictPod {
+        pod: String,
+    },
+    WaitForPod {
+        pod: String,
+        why: String,
+    },
+    /// A pod is back, Ready, on the target revision: record it.
+    PodRunning {
+        pod: String,
+    },
+    AllPodsRestarted,
+    UpdateDatabase,
+    Succeed,
+    Fail {
+        step: String,
+        message: String,
+    },
+}
+
+fn has_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(Condition::is_true)
+}
+
+fn parse_timeout(ops: &MssqlServerOpsRequest) -> Duration {
+    ops.spec
+        .timeout
+        .as_deref()
+        .and_then(mssql_api::duration::parse)
+        .unwrap_or(DEFAULT_STEP_TIMEOUT)
+}
+
+/// When the current step began: the moment the last step before it finished.
+fn step_started(conditions: &[Condition]) -> Option<Timestamp> {
+    conditions
+        .iter()
+        .filter(|c| c.is_true())
+        .map(|c| c.last_transition_time.0)
+        .max()
+}
+
+fn timed_out(ops: &MssqlServerOpsRequest, conditions: &[Condition], now: Timestamp) -> bool {
+    let Some(started) =
+        step_started(conditions).or_else(|| ops.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    else {
+        return false;
+    };
+    let elapsed = now.duration_since(started).unsigned_abs();
+    elapsed > parse_timeout(ops)
+}
+
+/// The TLS change a ReconfigureTLS request asks for.
+pub fn tls_change(ops: &MssqlServerOpsRequest) -> TlsChange {
+    let tls = ops.spec.tls.as_ref();
+    if tls.and_then(|t| t.rotate_certificates) == Some(true) {
+        TlsChange::Rotate
+    } else if tls.and_then(|t| t.remove) == Some(true) {
+        TlsChange::Remove
+    } else {
+        TlsChange::Update
+    }
+}
+
+/// The first condition of a running request: its type, and KubeDB's message.
+pub fn start_condition(type_: &str) -> (&'static str, &'static str) {
+    if type_ == TYPE_RESTART {
+        ("Restart", RESTART_MESSAGE)
+    } else {
+        ("ReconfigureTLS", RECONFIGURE_TLS_MESSAGE)
+    }
+}
+
+pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
+    let status = ops.status.clone().unwrap_or_default();
+    let conditions = &status.conditions;
+    let phase = status.phase.as_deref().unwrap_or("");
+    let type_ = ops.spec.type_.as_str();
+
+    match phase {
+        PHASE_SUCCESSFUL | PHASE_FAILED | PHASE_SKIPPED => return Step::Done,
+        "" => return Step::MarkPending,
+        _ => {}
+    }
+    if ![TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&type_) {
+        return Step::Fail {
+            step: type_.to_owned(),
+            message: format!(
+                "MSSQLServerOpsRequest type {type_} is not supported by this operator yet; it runs ReconfigureTLS and Restart. The database was not touched"
+            ),
+        };
+    }
+    let Some(database_phase) = observed.database_phase.as_ref() else {
+        return Step::Fail {
+            step: "DatabaseRef".to_owned(),
+            message: format!(
+                "the MSSQLServer {} does not exist",
+                ops.spec.database_ref.name
+            ),
+        };
+    };
+
+    if phase == PHASE_PENDING {
+        if let Some(newer) = observed.superseded_by.as_ref() {
+            return Step::Skip {
+                message: newer.clone(),
+            };
+        }
+        let wait = |why: String| {
+            if timed_out(ops, &[], observed.now) {
+                Step::Fail {
+                    step: "Pending".to_owned(),
+                    message: format!("{why}, and the timeout of {:?} ran out", parse_timeout(ops)),
+                }
+            } else {
+                Step::WaitToStart {
+                    why,
+                    after: Duration::from_secs(5),
+                }
+            }
+        };
+        if observed.other_progressing {
+            return wait(
+                "another MSSQLServerOpsRequest of this database is Progressing".to_owned(),
+            );
+        }
+        if observed.older_pending {
+            return wait("an older MSSQLServerOpsRequest of this database runs first".to_owned());
+        }
+        let if_ready = ops.spec.apply.as_deref() != Some(APPLY_ALWAYS);
+        if if_ready && database_phase.as_deref() != Some("Ready") {
+            return wait(format!(
+                "the database is {} and apply is IfReady: waiting for it to be Ready",
+                database_phase.as_deref().unwrap_or("not provisioned yet")
+            ));
+        }
+        return Step::StartProgressing;
+    }
+
+    // Progressing.
+    let tls = type_ == TYPE_RECONFIGURE_TLS;
+    let change = tls_change(ops);
+    let expired = timed_out(ops, conditions, observed.now);
+    let timeout = parse_timeout(ops);
+
+    if !has_true(conditions, PAUSED) {
+        return Step::PauseDatabase;
+    }
+    if tls && change == TlsChange::Rotate && !has_true(conditions, ISSUED) {
+        return Step::RequestReissue;
+    }
+    if tls && change != TlsChange::Remove && !has_true(conditions, SYNCED) {
+        if observed
+            .certificates
+            .iter()
+            .any(|c| !c.exists || !c.spec_is_target)
+        {
+            return Step::UpdateCertificates;
+        }
+        let problems: Vec<String> = observed
+            .certificates
+            .iter()
+            .filter(|c| !c.synced(change))
+            .map(|c| describe_certificate(c, change))
+            .collect();
+        return match (problems.is_empty(), expired) {
+            (true, _) => Step::CertificatesSynced,
+            (false, true) => Step::Fail {
+                step: SYNCED.to_owned(),
+                message: format!(
+                    "certificates were not synced within {timeout:?}: {}",
+                    problems.join("; ")
+                ),
+            },
+            (false, false) => Step::WaitForCertificates { problems },
+        };
+    }
+    if tls && !has_true(conditions, UPDATE_PETSETS) {
+        return Step::UpdateStatefulSet;
+    }
+    if !has_true(conditions, RESTART_NODES) {
+        for pod in &observed.pods {
+            let running = pod_step(CHECK_POD_RUNNING, &pod.name);
+            if pod.restarted() {
+                if !has_true(conditions, &running) {
+                    return Step::PodRunning {
+                        pod: pod.name.clone(),
+                    };
+                }
+                continue;
+            }
+            if pod.exists && !pod.terminating && !pod.created_since_start {
+                return Step::EvictPod {
+                    pod: pod.name.clone(),
+                };
+            }
+            let why = if !pod.exists {
+                "waiting for the StatefulSet to recreate it"
+            } else if pod.terminating {
+                "waiting for it to terminate"
+            } else if !pod.on_target_revision {
+                "it was recreated on an old revision"
+            } else {
+                "waiting for it to be Ready"
+            };
+            return if expired {
+                Step::Fail {
+                    step: running,
+                    message: format!("pod {} did not restart within {timeout:?}: {why}", pod.name),
+                }
+            } else {
+                Step::WaitForPod {
+                    pod: pod.name.clone(),
+                    why: why.to_owned(),
+                }
+            };
+        }
+        return Step::AllPodsRestarted;
+    }
+    if tls && !has_true(conditions, UPDATE_DATABASE) {
+        return Step::UpdateDatabase;
+    }
+    Step::Succeed
+}
+
+fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> String {
+    let alias = &certificate.alias;
+    if !certificate.ready_at_generation {
+        format!("{alias} certificate is not Ready at its current generation")
+    } else if certificate.issuing {
+        format!("{alias} certificate is still being issued")
+    } else if change == TlsChange::Rotate
+        && !matches!((certificate.revision, certificate.revision_before_rotation), (Some(now), Some(before)) if now > before)
+    {
+        format!("{alias} certificate has not been re-issued yet")
+    } else {
+        format!(
+            "{alias} certificate: {}",
+            certificate.secret_problems.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use mssql_api::ops::{OpsRequestSpec, OpsRequestStatus, OpsTlsSpec};
+
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(T0 + seconds).unwrap()
+    }
+
+    fn ops(
+        type_: &str,
+        tls: Option<OpsTlsSpec>,
+        phase: &str,
+        done: &[&str],
+        done_at: i64,
+    ) -> MssqlServerOpsRequest {
+        let mut ops = MssqlServerOpsRequest::new(
+            "op",
+            OpsRequestSpec {
+                type_: type_.to_owned(),
+                tls,
+                timeout: Some("5m".to_owned()),
+                apply: Some("IfReady".to_owned()),
+                ..OpsRequestSpec::default()
+            },
+        );
+        ops.metadata.creation_timestamp = Some(Time(at(0)));
+        ops.status = Some(OpsRequestStatus {
+            phase: (!phase.is_empty()).then(|| phase.to_owned()),
+            conditions: done
+                .iter()
+                .map(|t| Condition::new(t, true, t, *t, Some(1), Time(at(done_at))))
+                .collect(),
+            ..OpsRequestStatus::default()
+        });
+        ops
+    }
+
+    fn rotate() -> Option<OpsTlsSpec> {
+        Some(OpsTlsSpec {
+            rotate_certificates: Some(true),
+            ..OpsTlsSpec::default()
+        })
+    }
+
+    fn remove() -> Option<OpsTlsSpec> {
+        Some(OpsTlsSpec {
+            remove: Some(true),
+            ..OpsTlsSpec::default()
+        })
+    }
+
+    fn add() -> Option<OpsTlsSpec> {
+        Some(OpsTlsSpec {
+            client_tls: Some(true),
+            certificates: Some(vec![]),
+            ..OpsTlsSpec::default()
+        })
+    }
+
+    fn observed(now: i64) -> Observed {
+        Observed {
+            now: at(now),
+            database_phase: Some(Some("Ready".to_owned())),
+            ..Observed::default()
+        }
+    }
+
+    fn synced_cert(alias: &str) -> CertificateState {
+        CertificateState {
+            alias: alias.to_owned(),
+            exists: true,
+            ready_at_generation: true,
+            spec_is_target: true,
+            revision: Some(2),
+            revision_before_rotation: Some(1),
+            ..CertificateState::default()
+        }
+    }
+
+    fn pod(name: &str, restarted: bool) -> PodState {
+        PodState {
+            name: name.to_owned(),
+            exists: true,
+            ready: true,
+            on_target_revision: restarted,
+            created_since_start: restarted,
+            ..PodState::default()
+        }
+    }
+
+    #[test]
+    fn a_new_request_goes_pending_then_starts_when_the_database_is_ready() {
+        assert_eq!(
+            next_step(&ops("ReconfigureTLS", rotate(), "", &[], 0), &observed(1)),
+            Step::MarkPending
+        );
+        assert_eq!(
+            next_step(
+                &ops("ReconfigureTLS", rotate(), "Pending", &[], 0),
+                &observed(1)
+            ),
+            Step::StartProgressing
+        );
+        for phase in ["Successful", "Failed", "Skipped"] {
+            assert_eq!(
+                next_step(
+                    &ops("ReconfigureTLS", rotate(), phase, &[], 0),
+                    &observed(1)
+                ),
+                Step::Done
+            );
+        }
+    }
+
+    #[test]
+    fn pending_requests_wait_their_turn_or_are_skipped() {
+        let pending = ops("ReconfigureTLS", rotate(), "Pending", &[], 0);
+        let busy = Observed {
+            other_progressing: true,
+            ..observed(1)
+        };
+        assert!(matches!(
+            next_step(&pending, &busy),
+            Step::WaitToStart { .. }
+        ));
+        let older = Observed {
+            older_pending: true,
+            ..observed(1)
+        };
+        assert!(matches!(
+            next_step(&pending, &older),
+            Step::WaitToStart { .. }
+        ));
+        let superseded = Observed {
+            superseded_by: Some("skipped as x is newer".to_owned()),
+            other_progressing: true,
+            ..observed(1)
+        };
+        assert_eq!(
+            next_step(&pending, &superseded),
+            Step::Skip {
+                message: "skipped as x is newer".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn if_ready_waits_for_the_database_and_fails_after_the_timeout() {
+        let pending = ops("ReconfigureTLS", rotate(), "Pending", &[], 0);
+        let not_ready = Observed {
+            database_phase: Some(Some("Provisioning".to_owned())),
+            ..observed(60)
+        };
+        match next_step(&pending, &not_ready) {
+            Step::WaitToStart { why, .. } => assert!(
+                why.contains("the database is Provisioning and apply is IfReady"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let late = Observed {
+            now: at(301),
+            ..not_ready.clone()
+        };
+        assert!(matches!(next_step(&pending, &late), Step::Fail { step, .. } if step == "Pending"));
+        let mut always = pending.clone();
+        always.spec.apply = Some("Always".to_owned());
+        assert_eq!(next_step(&always, &not_ready), Step::StartProgressing);
+    }
+
+    #[test]
+    fn unsupported_types_and_missing_databases_fail_at_once() {
+        let scaling = ops("HorizontalScaling", None, "Pending", &[], 0);
+        match next_step(&scaling, &observed(1)) {
+            Step::Fail { message, .. } => {
+                assert!(message.contains("HorizontalScaling is not supported by this operator yet"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let gone = Observed {
+            database_phase: None,
+            ..observed(1)
+        };
+        assert!(matches!(
+            next_step(&ops("Restart", None, "Pending", &[], 0), &gone),
+            Step::Fail { .. }
+        ));
+    }
+
+    #[test]
+    fn rotation_pauses_requests_reissue_and_waits_for_new_revisions() {
+        let mut step = ops(
+            "ReconfigureTLS",
+            rotate(),
+            "Progressing",
+            &["ReconfigureTLS"],
+            0,
+        );
+        assert_eq!(next_step(&step, &observed(1)), Step::PauseDatabase);
+        step = ops(
+            "ReconfigureTLS",
+            rotate(),
+            "Progressing",
+            &["ReconfigureTLS", PAUSED],
+            0,
+        );
+        assert_eq!(next_step(&step, &observed(1)), Step::RequestReissue);
+        step = ops(
+            "ReconfigureTLS",
+            rotate(),
+            "Progressing",
+            &["ReconfigureTLS", PAUSED, ISSUED],
+            0,
+        );
+        let old = CertificateState {
+            revision: Some(1),
+            ..synced_cert("server")
+        };
+        let waiting = Observed {
+            certificates: vec![old, synced_cert("client")],
+            ..observed(10)
+        };
+        assert_eq!(
+            next_step(&step, &waiting),
+            Step::WaitForCertificates {
+                problems: vec!["server certificate has not been re-issued yet".to_owned()]
+            }
+        );
+        let done = Observed {
+            certificates: vec![synced_cert("server"), synced_cert("client")],
+            ..observed(10)
+        };
+        assert_eq!(next_step(&step, &done), Step::CertificatesSynced);
+    }
+
+    #[test]
+    fn an_update_applies_certificates_then_checks_their_secrets() {
+        let step = ops(
+            "ReconfigureTLS",
+            add(),
+            "Progressing",
+            &["ReconfigureTLS", PAUSED],
+            0,
+        );
+        let missing = Observed {
+            certificates: vec![CertificateState {
+                alias: "client".into(),
+                ..CertificateState::default()
+            }],
+            ..observed(1)
+        };
+        assert_eq!(next_step(&step, &missing), Step::UpdateCertificates);
+        let stale = Observed {
+            certificates: vec![CertificateState {
+                spec_is_target: false,
+                ..synced_cert("client")
+            }],
+            ..observed(1)
+        };
+        assert_eq!(next_step(&step, &stale), Step::UpdateCertificates);
+        let bad = CertificateState {
+            secret_problems: vec!["tls.crt does not cover DNS name db".into()],
+            ..synced_cert("server")
+        };
+        let observed_bad = Observed {
+            certificates: vec![bad],
+            ..observed(30)
+        };
+        assert_eq!(
+            next_step(&step, &observed_bad),
+            Step::WaitForCertificates {
+                problems: vec!["server certificate: tls.crt does not cover DNS name db".to_owned()]
+            }
+        );
+        let late = Observed {
+            now: at(400),
+            ..observed_bad
+        };
+        match next_step(&step, &late) {
+            Step::Fail { step, message } => {
+                assert_eq!(step, "CertificateSynced");
+                assert!(
+                    message.contains("tls.crt does not cover DNS name db"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn removal_skips_the_certificate_steps() {
+        let step = ops(
+            "ReconfigureTLS",
+            remove(),
+            "Progressing",
+            &["ReconfigureTLS", PAUSED],
+            0,
+        );
+        assert_eq!(next_step(&step, &observed(1)), Step::UpdateStatefulSet);
+    }
+
+    #[test]
+    fn pods_restart_one_at_a_time_in_the_given_order_and_never_twice() {
+        let done = ["ReconfigureTLS", PAUSED, SYNCED, UPDATE_PETSETS];
+        let step = ops("ReconfigureTLS", add(), "Progressing", &done, 0);
+        let certs = vec![synced_cert("server")];
+        let pods = |list: Vec<PodState>| Observed {
+            pods: list,
+            certificates: certs.clone(),
+            ..observed(5)
+        };
+
+        let fresh = pods(vec![pod("db-1", false), pod("db-0", false)]);
+        assert_eq!(
+            next_step(&step, &fresh),
+            Step::EvictPod { pod: "db-1".into() }
+        );
+        let terminating = pods(vec![
+            PodState {
+                terminating: true,
+                ..pod("db-1", false)
+            },
+            pod("db-0", false),
+        ]);
+        assert!(
+            matches!(next_step(&step, &terminating), Step::WaitForPod { pod, .. } if pod == "db-1")
+        );
+        let gone = pods(vec![
+            PodState {
+                exists: false,
+                ..pod("db-1", false)
+            },
+            pod("db-0", false),
+        ]);
+        assert!(matches!(next_step(&step, &gone), Step::WaitForPod { pod, .. } if pod == "db-1"));
+        let not_ready = pods(vec![
+            PodState {
+                ready: false,
+                ..pod("db-1", true)
+            },
+            pod("db-0", false),
+        ]);
+        assert!(
+            matches!(next_step(&step, &not_ready), Step::WaitForPod { .. }),
+            "a recreated pod is never evicted again"
+        );
+
+        let back = pods(vec![pod("db-1", true), pod("db-0", false)]);
+        assert_eq!(
+            next_step(&step, &back),
+            Step::PodRunning { pod: "db-1".into() }
+        );
+        let recorded = ops(
+            "ReconfigureTLS",
+            add(),
+            "Progressing",
+            &[&done[..], &["CheckPodRunning--db-1"]].concat(),
+            0,
+        );
+        assert_eq!(
+            next_step(&recorded, &back),
+            Step::EvictPod { pod: "db-0".into() }
+        );
+        let all = ops(
+            "ReconfigureTLS",
+            add(),
+            "Progressing",
+            &[
+                &done[..],
+                &["CheckPodRunning--db-1", "CheckPodRunning--db-0"],
+            ]
+            .concat(),
+            0,
+        );
+        assert_eq!(
+            next_step(&all, &pods(vec![pod("db-1", true), pod("db-0", true)])),
+            Step::AllPodsRestarted
+        );
+    }
+
+    #[test]
+    fn a_pod_that_never_comes_back_fails_the_request_after_the_timeout() {
+        let step = ops("Restart", None, "Progressing", &["Restart", PAUSED], 0);
+        let stuck = Observed {
+            pods: vec![PodState {
+                ready: false,
+                ..pod("db-0", true)
+            }],
+            ..observed(301)
+        };
+        match next_step(&step, &stuck) {
+            Step::Fail { step, message } => {
+                assert_eq!(step, "CheckPodRunning--db-0");
+                assert_eq!(
+                    message,
+                    "pod db-0 did not restart within 300s: waiting for it to be Ready"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_end_updates_the_database_then_succeeds() {
+        let done = [
+            "ReconfigureTLS",
+            PAUSED,
+            SYNCED,
+            UPDATE_PETSETS,
+            RESTART_NODES,
+        ];
+        assert_eq!(
+            next_step(
+                &ops("ReconfigureTLS", add(), "Progressing", &done, 0),
+                &observed(1)
+            ),
+            Step::UpdateDatabase
+        );
+        let all = [&done[..], &[UPDATE_DATABASE]].concat();
+        assert_eq!(
+            next_step(
+                &ops("ReconfigureTLS", add(), "Progressing", &all, 0),
+                &observed(1)
+            ),
+            Step::Succeed
+        );
+        let restart = ["Restart", PAUSED, RESTART_NODES];
+        assert_eq!(
+            next_step(
+                &ops("Restart", None, "Progressing", &restart, 0),
+                &observed(1)
+            ),
+            Step::Succeed
+        );
+    }
+
+    #[test]
+    fn step_messages_are_kubedbs() {
+        assert_eq!(
+            step_message(GET_POD, true, Some("ms-0")),
+            "get pod; ConditionStatus:True; PodName:ms-0"
+        );
+        assert_eq!(
+            step_message(CHECK_READY, false, None),
+            "check ready condition; ConditionStatus:False"
+        );
+        assert_eq!(pod_step(EVICT_POD, "ms-0"), "EvictPod--ms-0");
+    }
+}
