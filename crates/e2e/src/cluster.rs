@@ -40,7 +40,10 @@ pub fn ensure_operator() {
                 mssql_operator::preflight::check(&client)
                     .await
                     .expect("the operator's APIs are served");
-                mssql_operator::provisioner::run(client).await;
+                tokio::join!(
+                    mssql_operator::provisioner::run(client.clone()),
+                    mssql_operator::ops::run(client)
+                );
             });
         });
     });

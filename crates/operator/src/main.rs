@@ -116,7 +116,10 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
         tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
-        mssql_operator::provisioner::run(client).await;
+        tokio::join!(
+            mssql_operator::provisioner::run(client.clone()),
+            mssql_operator::ops::run(client)
+        );
         ExitCode::SUCCESS
     })
 }

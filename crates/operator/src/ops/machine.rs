@@ -17,7 +17,7 @@ pub mod texts {
         "MSSQLServer ops-request has started to reconfigure tls for mssqlserver nodes";
     pub const RESTART_MESSAGE: &str =
         "MSSQLServerOpsRequest has started to restart MSSQLServer nodes";
-    pub const PAUSED: &str = "DatabasePauseSucceeded";
+    pub const PAUSE_SUCCEEDED: &str = "DatabasePauseSucceeded";
     pub const PAUSED_MESSAGE: &str = "Successfully paused database";
     pub const ISSUED: &str = "IssueCertificatesSucceeded";
     pub const ISSUED_MESSAGE: &str = "successfully add issuing condition to all the certificates";
@@ -37,9 +37,6 @@ pub mod texts {
         "Successfully completed reconfigureTLS for mssqlserver.";
     pub const SUCCESSFUL_RESTART_MESSAGE: &str =
         "Controller has successfully restart the MSSQLServer replicas";
-    pub const UPDATE_DATABASE: &str = "UpdateDatabase";
-    pub const UPDATE_DATABASE_MESSAGE: &str =
-        "Successfully updated the MSSQLServer with the new tls configuration";
     pub const FAILED: &str = "Failed";
     pub const SKIPPED: &str = "Skipped";
     pub const GET_POD: &str = "GetPod";
@@ -153,6 +150,8 @@ pub struct Observed {
     /// The database's phase, if it exists.
     pub database_phase: Option<Option<String>>,
     pub database_paused: bool,
+    /// The database's `spec.tls` already is the requested one (written at the end).
+    pub database_has_target_tls: bool,
     /// Another request of the same database is Progressing.
     pub other_progressing: bool,
     /// A newer request of the same type waits: this one is superseded (KubeDB's message).
@@ -280,10 +279,11 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         };
     }
     let Some(database_phase) = observed.database_phase.as_ref() else {
+        let namespace = ops.metadata.namespace.as_deref().unwrap_or("default");
         return Step::Fail {
             step: "DatabaseRef".to_owned(),
             message: format!(
-                "the MSSQLServer {} does not exist",
+                "spec.databaseRef {namespace}/{}, is invalid or not found",
                 ops.spec.database_ref.name
             ),
         };
@@ -332,7 +332,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     let expired = timed_out(ops, conditions, observed.now);
     let timeout = parse_timeout(ops);
 
-    if !has_true(conditions, PAUSED) {
+    if !has_true(conditions, PAUSE_SUCCEEDED) {
         return Step::PauseDatabase;
     }
     if tls && change == TlsChange::Rotate && !has_true(conditions, ISSUED) {
@@ -406,7 +406,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         }
         return Step::AllPodsRestarted;
     }
-    if tls && !has_true(conditions, UPDATE_DATABASE) {
+    if tls && !observed.database_has_target_tls {
         return Step::UpdateDatabase;
     }
     Step::Succeed
@@ -638,7 +638,7 @@ mod tests {
             "ReconfigureTLS",
             rotate(),
             "Progressing",
-            &["ReconfigureTLS", PAUSED],
+            &["ReconfigureTLS", PAUSE_SUCCEEDED],
             0,
         );
         assert_eq!(next_step(&step, &observed(1)), Step::RequestReissue);
@@ -646,7 +646,7 @@ mod tests {
             "ReconfigureTLS",
             rotate(),
             "Progressing",
-            &["ReconfigureTLS", PAUSED, ISSUED],
+            &["ReconfigureTLS", PAUSE_SUCCEEDED, ISSUED],
             0,
         );
         let old = CertificateState {
@@ -676,7 +676,7 @@ mod tests {
             "ReconfigureTLS",
             add(),
             "Progressing",
-            &["ReconfigureTLS", PAUSED],
+            &["ReconfigureTLS", PAUSE_SUCCEEDED],
             0,
         );
         let missing = Observed {
@@ -731,7 +731,7 @@ mod tests {
             "ReconfigureTLS",
             remove(),
             "Progressing",
-            &["ReconfigureTLS", PAUSED],
+            &["ReconfigureTLS", PAUSE_SUCCEEDED],
             0,
         );
         assert_eq!(next_step(&step, &observed(1)), Step::UpdateStatefulSet);
@@ -739,7 +739,7 @@ mod tests {
 
     #[test]
     fn pods_restart_one_at_a_time_in_the_given_order_and_never_twice() {
-        let done = ["ReconfigureTLS", PAUSED, SYNCED, UPDATE_PETSETS];
+        let done = ["ReconfigureTLS", PAUSE_SUCCEEDED, SYNCED, UPDATE_PETSETS];
         let step = ops("ReconfigureTLS", add(), "Progressing", &done, 0);
         let certs = vec![synced_cert("server")];
         let pods = |list: Vec<PodState>| Observed {
@@ -818,7 +818,13 @@ mod tests {
 
     #[test]
     fn a_pod_that_never_comes_back_fails_the_request_after_the_timeout() {
-        let step = ops("Restart", None, "Progressing", &["Restart", PAUSED], 0);
+        let step = ops(
+            "Restart",
+            None,
+            "Progressing",
+            &["Restart", PAUSE_SUCCEEDED],
+            0,
+        );
         let stuck = Observed {
             pods: vec![PodState {
                 ready: false,
@@ -842,27 +848,19 @@ mod tests {
     fn the_end_updates_the_database_then_succeeds() {
         let done = [
             "ReconfigureTLS",
-            PAUSED,
+            PAUSE_SUCCEEDED,
             SYNCED,
             UPDATE_PETSETS,
             RESTART_NODES,
         ];
-        assert_eq!(
-            next_step(
-                &ops("ReconfigureTLS", add(), "Progressing", &done, 0),
-                &observed(1)
-            ),
-            Step::UpdateDatabase
-        );
-        let all = [&done[..], &[UPDATE_DATABASE]].concat();
-        assert_eq!(
-            next_step(
-                &ops("ReconfigureTLS", add(), "Progressing", &all, 0),
-                &observed(1)
-            ),
-            Step::Succeed
-        );
-        let restart = ["Restart", PAUSED, RESTART_NODES];
+        let request = ops("ReconfigureTLS", add(), "Progressing", &done, 0);
+        assert_eq!(next_step(&request, &observed(1)), Step::UpdateDatabase);
+        let updated = Observed {
+            database_has_target_tls: true,
+            ..observed(1)
+        };
+        assert_eq!(next_step(&request, &updated), Step::Succeed);
+        let restart = ["Restart", PAUSE_SUCCEEDED, RESTART_NODES];
         assert_eq!(
             next_step(
                 &ops("Restart", None, "Progressing", &restart, 0),

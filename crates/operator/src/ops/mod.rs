@@ -1,4 +1,604 @@
-//! The ops-manager: runs `MSSQLServerOpsRequest`s (ReconfigureTLS and Restart), one step per
-//! reconcile, as decided by the pure `machine`.
+//! The ops-manager: runs `MSSQLServerOpsRequest`s (ReconfigureTLS and Restart) one step per
+//! reconcile. `observe` takes a snapshot, the pure `machine::next_step` decides, `execute` acts and
+//! records the outcome in the request's status before anything else happens.
 
 pub mod machine;
+pub mod observe;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{EvictParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use mssql_api::condition::{self, Condition};
+use mssql_api::ops::TYPE_RESTART;
+use mssql_api::phase::PAUSED;
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_certs::cert_manager::Certificate;
+use serde_json::json;
+use tracing::{info, warn};
+
+use self::machine::texts::*;
+use self::machine::{
+    PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, Step,
+    next_step,
+};
+use crate::provisioner::apply::FIELD_MANAGER;
+use crate::provisioner::{self, CONTROLLER_NAME};
+
+/// Keeps a request until the database it paused is resumed.
+pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
+
+/// The certificate revisions recorded before a rotation, to tell a re-issued certificate.
+pub const REVISIONS_ANNOTATION: &str = "mssql-operator.dev/revisions-before-rotation";
+
+/// How often a running request is looked at while it waits for pods or cert-manager.
+const POLL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube { what: String, source: kube::Error },
+    #[error(transparent)]
+    Provisioner(#[from] provisioner::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+pub(crate) fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Kube { what, source }
+}
+
+pub struct Context {
+    pub provisioner: provisioner::Context,
+}
+
+impl Context {
+    fn client(&self) -> &Client {
+        &self.provisioner.client
+    }
+
+    async fn event(
+        &self,
+        ops: &MssqlServerOpsRequest,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.clone()),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .provisioner
+            .recorder
+            .publish(&event, &ops.object_ref(&()))
+            .await
+        {
+            warn!(%error, %note, "could not publish an event");
+        }
+    }
+}
+
+/// Runs the ops-manager until the process is asked to stop.
+pub async fn run(client: Client) {
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context {
+        provisioner: provisioner::Context {
+            client: client.clone(),
+            recorder: Recorder::new(client.clone(), reporter),
+        },
+    });
+    Controller::new(
+        Api::<MssqlServerOpsRequest>::all(client),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            warn!(%error, "ops request reconcile failed");
+        }
+    })
+    .await;
+}
+
+fn error_policy(ops: Arc<MssqlServerOpsRequest>, error: &Error, _context: Arc<Context>) -> Action {
+    warn!(request = %ops.name_any(), %error, "will retry");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(
+    ops: Arc<MssqlServerOpsRequest>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    let api: Api<MssqlServerOpsRequest> = Api::namespaced(
+        context.client().clone(),
+        &ops.namespace().unwrap_or_default(),
+    );
+    finalizer(&api, FINALIZER, ops, |event| async {
+        match event {
+            finalizer::Event::Apply(ops) => step(&ops, &context).await,
+            finalizer::Event::Cleanup(ops) => {
+                // Deleted while running: the database must not stay paused.
+                if ops.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(PHASE_PROGRESSING) {
+                    resume_database(&ops, &context).await?;
+                }
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// One step: observe, decide, act, record.
+async fn step(ops: &MssqlServerOpsRequest, context: &Context) -> Result<Action, Error> {
+    let observed = observe::observe(context.client(), ops).await?;
+    let next = next_step(ops, &observed);
+    info!(request = %ops.name_any(), step = ?next, "ops step");
+    execute(ops, context, next).await
+}
+
+async fn execute(
+    ops: &MssqlServerOpsRequest,
+    context: &Context,
+    next: Step,
+) -> Result<Action, Error> {
+    let client = context.client();
+    let namespace = ops.namespace().unwrap_or_default();
+    let db_name = ops.spec.database_ref.name.clone();
+    let restart = ops.spec.type_ == TYPE_RESTART;
+    let mut record = Record::new(ops);
+    match next {
+        Step::Done => return Ok(Action::await_change()),
+        Step::MarkPending => {
+            record.phase(PHASE_PENDING);
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Starting",
+                    format!(
+                        "Start processing for MSSQLServerOpsRequest: {namespace}/{}",
+                        ops.name_any()
+                    ),
+                )
+                .await;
+        }
+        Step::Skip { message } => {
+            record.phase(PHASE_SKIPPED);
+            record.set(Condition::new(
+                SKIPPED,
+                true,
+                SKIPPED,
+                message,
+                ops.metadata.generation,
+                now(),
+            ));
+        }
+        Step::WaitToStart { why, after } => {
+            info!(request = %ops.name_any(), %why, "waiting to start");
+            return Ok(Action::requeue(after));
+        }
+        Step::StartProgressing => {
+            let (type_, message) = machine::start_condition(&ops.spec.type_);
+            record.phase(PHASE_PROGRESSING);
+            record.set(Condition::new(
+                type_,
+                true,
+                type_,
+                message,
+                ops.metadata.generation,
+                now(),
+            ));
+        }
+        Step::PauseDatabase => {
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Starting",
+                    format!("Pausing MSSQLServer database: {namespace}/{db_name}"),
+                )
+                .await;
+            set_paused(client, &namespace, &db_name, Some(ops)).await?;
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Successful",
+                    format!("Successfully paused MSSQLServer database: {namespace}/{db_name} for MSSQLServerOpsRequest: {}", ops.name_any()),
+                )
+                .await;
+            record.done(PAUSE_SUCCEEDED, PAUSED_MESSAGE);
+        }
+        Step::RequestReissue => {
+            request_reissue(client, ops).await?;
+            record.done(ISSUED, ISSUED_MESSAGE);
+        }
+        Step::UpdateCertificates => {
+            let (_, certificates) = observe::target(client, ops).await?;
+            for certificate in certificates {
+                crate::provisioner::apply::apply(client, &namespace, certificate)
+                    .await
+                    .map_err(kube("applying a certificate"))?;
+            }
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+        Step::WaitForCertificates { problems } => {
+            let ready = !problems.iter().any(|p| p.contains("not Ready"));
+            let issuing = !problems.iter().any(|p| p.contains("being issued"));
+            record.retry_step(GET_CERTIFICATE, true, None);
+            record.retry_step(CHECK_READY, ready, None);
+            record.retry_step(ISSUING, issuing, None);
+            info!(request = %ops.name_any(), ?problems, "waiting for certificates");
+            record.write(client, context).await?;
+            return Ok(Action::requeue(POLL));
+        }
+        Step::CertificatesSynced => {
+            for sub in [GET_CERTIFICATE, CHECK_READY, ISSUING] {
+                record.retry_step(sub, true, None);
+            }
+            record.done(SYNCED, SYNCED_MESSAGE);
+        }
+        Step::UpdateStatefulSet => {
+            let (target, _) = observe::target(client, ops).await?;
+            match provisioner::apply_database(&target, &context.provisioner).await? {
+                Ok(None) => {
+                    record.done(UPDATE_PETSETS, UPDATE_PETSETS_MESSAGE);
+                    context
+                        .event(
+                            ops,
+                            EventType::Normal,
+                            UPDATE_PETSETS,
+                            UPDATE_PETSETS_MESSAGE.to_owned(),
+                        )
+                        .await;
+                }
+                Ok(Some(waiting)) => {
+                    info!(request = %ops.name_any(), %waiting, "waiting before updating the statefulset");
+                    return Ok(Action::requeue(POLL));
+                }
+                Err(problem) => {
+                    return fail(
+                        ops,
+                        context,
+                        UPDATE_PETSETS,
+                        &format!("the new TLS spec is not valid: {problem}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        Step::EvictPod { pod } => {
+            record.retry_step(GET_POD, true, Some(&pod));
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            match pods.evict(&pod, &EvictParams::default()).await {
+                Ok(_) => record.retry_step(EVICT_POD, true, Some(&pod)),
+                // The PodDisruptionBudget says not now, or the pod is already gone: look again.
+                Err(kube::Error::Api(status)) if [404, 429].contains(&status.code) => {
+                    record.retry_step(EVICT_POD, false, Some(&pod));
+                    record.write(client, context).await?;
+                    return Ok(Action::requeue(POLL));
+                }
+                Err(error) => return Err(kube(format!("evicting pod {pod}"))(error)),
+            }
+        }
+        Step::WaitForPod { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for a pod");
+            return Ok(Action::requeue(POLL));
+        }
+        Step::PodRunning { pod } => record.retry_step(CHECK_POD_RUNNING, true, Some(&pod)),
+        Step::AllPodsRestarted => {
+            let message = if restart {
+                RESTART_NODES_MESSAGE
+            } else {
+                RESTART_NODES_TLS_MESSAGE
+            };
+            record.done(RESTART_NODES, message);
+            context
+                .event(ops, EventType::Normal, RESTART_NODES, message.to_owned())
+                .await;
+        }
+        Step::UpdateDatabase => {
+            let (target, _) = observe::target(client, ops).await?;
+            let patch = json!({"spec": {"tls": target.spec.tls}});
+            Api::<MssqlServer>::namespaced(client.clone(), &namespace)
+                .patch(
+                    &db_name,
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER.to_owned()),
+                        ..PatchParams::default()
+                    },
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(kube("updating the database's TLS spec"))?;
+            // No condition: the next look sees the database's spec is the target.
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+        Step::Succeed => {
+            resume_database(ops, context).await?;
+            let message = if restart {
+                SUCCESSFUL_RESTART_MESSAGE
+            } else {
+                SUCCESSFUL_TLS_MESSAGE
+            };
+            record.done(SUCCESSFUL, message);
+            record.phase(PHASE_SUCCESSFUL);
+        }
+        Step::Fail { step, message } => return fail(ops, context, &step, &message).await,
+    }
+    record.write(client, context).await?;
+    Ok(Action::requeue(Duration::from_millis(200)))
+}
+
+/// Ends the request as Failed, with the step and the reason, and resumes the database.
+async fn fail(
+    ops: &MssqlServerOpsRequest,
+    context: &Context,
+    step: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    resume_database(ops, context).await?;
+    let mut record = Record::new(ops);
+    record.set(Condition {
+        severity: Some("Error".to_owned()),
+        ..Condition::new(FAILED, false, step, message, ops.metadata.generation, now())
+    });
+    record.phase(PHASE_FAILED);
+    context
+        .event(
+            ops,
+            EventType::Warning,
+            FAILED,
+            format!("{step}: {message}"),
+        )
+        .await;
+    record.write(context.client(), context).await?;
+    Ok(Action::await_change())
+}
+
+/// Removes `Paused` from the database, if it is there.
+async fn resume_database(ops: &MssqlServerOpsRequest, context: &Context) -> Result<(), Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let db = &ops.spec.database_ref.name;
+    let api: Api<MssqlServer> = Api::namespaced(context.client().clone(), &namespace);
+    let Some(current) = api
+        .get_opt(db)
+        .await
+        .map_err(kube("reading the database"))?
+    else {
+        return Ok(());
+    };
+    if current
+        .status
+        .as_ref()
+        .and_then(|s| condition::find(&s.conditions, PAUSED))
+        .is_none()
+    {
+        return Ok(());
+    }
+    context
+        .event(
+            ops,
+            EventType::Normal,
+            "Starting",
+            format!("Resuming MSSQLServer database: {namespace}/{db}"),
+        )
+        .await;
+    set_paused(context.client(), &namespace, db, None).await?;
+    context
+        .event(
+            ops,
+            EventType::Normal,
+            "Successful",
+            format!("Successfully resumed MSSQLServer database: {namespace}/{db} for MSSQLServerOpsRequest: {}", ops.name_any()),
+        )
+        .await;
+    Ok(())
+}
+
+/// Sets (`by` is the request) or removes (`None`) the database's `Paused` condition, against the
+/// resourceVersion read, retried on conflicts with the provisioner's status writes.
+async fn set_paused(
+    client: &Client,
+    namespace: &str,
+    db: &str,
+    by: Option<&MssqlServerOpsRequest>,
+) -> Result<(), Error> {
+    let api: Api<MssqlServer> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..10 {
+        let mut current = api.get(db).await.map_err(kube("reading the database"))?;
+        let status = current.status.get_or_insert_with(Default::default);
+        match by {
+            Some(ops) => condition::set(
+                &mut status.conditions,
+                Condition {
+                    severity: None,
+                    ..Condition::new(
+                        PAUSED,
+                        true,
+                        "PausedByOpsRequest",
+                        format!(
+                            "Paused by MSSQLServerOpsRequest {}/{}",
+                            namespace,
+                            ops.name_any()
+                        ),
+                        current.metadata.generation,
+                        now(),
+                    )
+                },
+            ),
+            None => condition::remove(&mut status.conditions, PAUSED),
+        }
+        match api
+            .replace_status(db, &PostParams::default(), &current)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => return Err(kube("writing the database's Paused condition")(error)),
+        }
+    }
+    Err(Error::Kube {
+        what: "writing the database's Paused condition".to_owned(),
+        source: kube::Error::Api(Box::new(kube::core::Status::failure(
+            "too many conflicting writes",
+            "Conflict",
+        ))),
+    })
+}
+
+/// Records each Certificate's revision, then asks cert-manager to re-issue it (`Issuing=True`,
+/// reason `RotateCertificate`, as `cmctl renew` and KubeDB do).
+async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result<(), Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let (_, certificates) = observe::target(client, ops).await?;
+    let api: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
+    let mut revisions = serde_json::Map::new();
+    let mut existing = Vec::new();
+    for certificate in &certificates {
+        let name = certificate.name_any();
+        let current = api
+            .get(&name)
+            .await
+            .map_err(kube(format!("reading certificate {name}")))?;
+        let revision = current
+            .status
+            .as_ref()
+            .and_then(|s| s.revision)
+            .unwrap_or(0);
+        revisions.insert(name, revision.into());
+        existing.push(current);
+    }
+    // The revisions are written first: after a crash between the two writes, the rotation is
+    // asked for again and judged against the same revisions.
+    if !ops.annotations().contains_key(REVISIONS_ANNOTATION) {
+        let patch = json!({"metadata": {"annotations": {REVISIONS_ANNOTATION: serde_json::Value::Object(revisions).to_string()}}});
+        Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &namespace)
+            .patch(
+                &ops.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(kube("recording the certificate revisions"))?;
+    }
+    for current in existing {
+        let name = current.name_any();
+        let mut conditions = current.status.clone().unwrap_or_default().conditions;
+        conditions.retain(|c| c.type_ != "Issuing");
+        conditions.push(mssql_certs::cert_manager::CertificateCondition {
+            type_: "Issuing".to_owned(),
+            status: "True".to_owned(),
+            reason: Some("RotateCertificate".to_owned()),
+            message: Some("Rotating Certificate for KubeDB".to_owned()),
+            last_transition_time: Some(now()),
+            observed_generation: current.metadata.generation,
+        });
+        let patch = json!({"status": {"conditions": conditions}});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube(format!("asking cert-manager to re-issue {name}")))?;
+    }
+    Ok(())
+}
+
+/// The request's status as it is being changed by one step; written once, against the
+/// resourceVersion read, so two operators can never both record a step.
+struct Record {
+    ops: MssqlServerOpsRequest,
+    events: Vec<(String, String)>,
+}
+
+impl Record {
+    fn new(ops: &MssqlServerOpsRequest) -> Self {
+        let mut ops = ops.clone();
+        ops.status
+            .get_or_insert_with(Default::default)
+            .observed_generation = ops.metadata.generation;
+        Self {
+            ops,
+            events: Vec::new(),
+        }
+    }
+
+    fn conditions(&mut self) -> &mut Vec<Condition> {
+        &mut self
+            .ops
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions
+    }
+
+    fn set(&mut self, condition: Condition) {
+        condition::set(self.conditions(), condition);
+    }
+
+    fn phase(&mut self, phase: &str) {
+        self.ops.status.get_or_insert_with(Default::default).phase = Some(phase.to_owned());
+    }
+
+    /// A finished step: KubeDB's type, reason = type, and message.
+    fn done(&mut self, type_: &str, message: &str) {
+        let generation = self.ops.metadata.generation;
+        self.set(Condition {
+            severity: None,
+            ..Condition::new(type_, true, type_, message, generation, now())
+        });
+    }
+
+    /// A retried sub-step (`GetPod--<pod>`…): no reason, KubeDB's message; each change of its
+    /// status is also a Warning Event, as KubeDB emits them.
+    fn retry_step(&mut self, step: &str, status: bool, pod: Option<&str>) {
+        let type_ = pod.map_or_else(|| step.to_owned(), |pod| pod_step(step, pod));
+        let message = step_message(step, status, pod);
+        let unchanged =
+            condition::find(self.conditions(), &type_).is_some_and(|c| c.is_true() == status);
+        let generation = self.ops.metadata.generation;
+        self.set(Condition {
+            reason: None,
+            severity: None,
+            ..Condition::new(&type_, status, "", message.clone(), generation, now())
+        });
+        if !unchanged {
+            self.events.push((type_, message));
+        }
+    }
+
+    async fn write(self, client: &Client, context: &Context) -> Result<(), Error> {
+        let api: Api<MssqlServerOpsRequest> =
+            Api::namespaced(client.clone(), &self.ops.namespace().unwrap_or_default());
+        api.replace_status(&self.ops.name_any(), &PostParams::default(), &self.ops)
+            .await
+            .map_err(kube("writing the request's status"))?;
+        for (reason, note) in self.events {
+            context
+                .event(&self.ops, EventType::Warning, &reason, note)
+                .await;
+        }
+        Ok(())
+    }
+}

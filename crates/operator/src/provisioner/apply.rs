@@ -25,6 +25,11 @@ pub enum Applied {
     Unchanged,
 }
 
+/// The hash `apply` records on an object: of the object exactly as built.
+pub fn applied_hash<K: Serialize>(object: &K) -> String {
+    restart_hash(&[&serde_json::to_vec(object).unwrap_or_default()])
+}
+
 /// Server-side applies `object` in `namespace` unless it is already as last applied.
 pub async fn apply<K>(client: &Client, namespace: &str, mut object: K) -> kube::Result<Applied>
 where
@@ -34,8 +39,7 @@ where
         + Clone
         + Debug,
 {
-    let json = serde_json::to_vec(&object).unwrap_or_default();
-    let hash = restart_hash(&[&json]);
+    let hash = applied_hash(&object);
     object
         .annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash.clone());

@@ -205,14 +205,84 @@ fn key(db: &MssqlServer) -> String {
     format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any())
 }
 
-async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
-    let client = &context.client;
+/// A database read, validated and with everything it refers to checked.
+enum Prepared {
+    Invalid(Vec<FieldError>),
+    Valid {
+        server: Box<Server>,
+        mssql_conf: String,
+    },
+}
+
+/// Dereference and validate: everything the builders need, or every problem with the input.
+async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Error> {
     let references = dereference::version(client, db)
         .await
         .map_err(read("the MSSQLServerVersion"))?;
     let server = match validated(db, references.version.as_ref()) {
         Ok(server) => server,
-        Err(errors) => return invalid(db, context, &errors).await,
+        Err(errors) => return Ok(Prepared::Invalid(errors)),
+    };
+    let user_config = match dereference::check_references(client, &server)
+        .await
+        .map_err(read("references"))?
+    {
+        Ok(config) => config,
+        Err(errors) => return Ok(Prepared::Invalid(errors)),
+    };
+    let version = references
+        .version
+        .as_ref()
+        .map(|v| v.spec.version.clone())
+        .unwrap_or_default();
+    Ok(
+        match config::mssql_conf(
+            server.tls.client_tls,
+            config::tls_protocols(&version),
+            user_config.as_deref(),
+        ) {
+            Ok(mssql_conf) => Prepared::Valid {
+                server: Box::new(server),
+                mssql_conf,
+            },
+            Err(message) => Prepared::Invalid(vec![FieldError::new("spec.configuration", message)]),
+        },
+    )
+}
+
+/// Applies every object of `db` as given, paused or not: the ops-manager's `UpdatePetSets`
+/// passes its target copy of the database. `Ok(Err(_))` is a problem with the input;
+/// `Ok(Ok(Some(_)))` what is still awaited (cert-manager's secrets).
+pub async fn apply_database(
+    db: &MssqlServer,
+    context: &Context,
+) -> Result<Result<Option<String>, String>, Error> {
+    match prepare(db, &context.client).await? {
+        Prepared::Invalid(errors) => Ok(Err(join(&errors))),
+        Prepared::Valid { server, mssql_conf } => {
+            let owner = db
+                .controller_owner_ref(&())
+                .expect("a stored MSSQLServer has a name and uid");
+            ensure_objects(db, context, &server, &owner, &mssql_conf)
+                .await
+                .map(Ok)
+        }
+    }
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
+    let client = &context.client;
+    let (server, mssql_conf) = match prepare(db, client).await? {
+        Prepared::Invalid(errors) => return invalid(db, context, &errors).await,
+        Prepared::Valid { server, mssql_conf } => (server, mssql_conf),
     };
     let status = db.status.clone().unwrap_or_default();
     if condition::find(&status.conditions, PAUSED).is_some_and(condition::Condition::is_true) {
@@ -226,13 +296,6 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         .await?;
         return Ok(Action::requeue(REQUEUE_PROGRESS));
     }
-    let user_config = match dereference::check_references(client, &server)
-        .await
-        .map_err(read("references"))?
-    {
-        Ok(config) => config,
-        Err(errors) => return invalid(db, context, &errors).await,
-    };
     if server.halted {
         cleanup::halt(client, &Target::of(db))
             .await
@@ -245,43 +308,18 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         .await?;
         return Ok(Action::await_change());
     }
-
-    let version = references
-        .version
-        .as_ref()
-        .map(|v| v.spec.version.clone())
-        .unwrap_or_default();
-    let mssql_conf = match config::mssql_conf(
-        server.tls.client_tls,
-        config::tls_protocols(&version),
-        user_config.as_deref(),
-    ) {
-        Ok(conf) => conf,
-        Err(message) => {
-            return invalid(
-                db,
-                context,
-                &[FieldError::new("spec.configuration", message)],
-            )
-            .await;
-        }
-    };
     let owner = db
         .controller_owner_ref(&())
         .expect("a stored MSSQLServer has a name and uid");
     if status.conditions.is_empty() {
-        write_status(
-            client,
-            db,
-            status::provisioned(
-                &status,
-                &key(db),
-                &Observed::default(),
-                db.metadata.generation,
-                &now(),
-            ),
-        )
-        .await?;
+        let started = status::provisioned(
+            &status,
+            &key(db),
+            &Observed::default(),
+            db.metadata.generation,
+            &now(),
+        );
+        write_status(client, db, started).await?;
     }
     match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
         Some(waiting) => {
@@ -475,11 +513,7 @@ async fn invalid(
     context: &Context,
     errors: &[FieldError],
 ) -> Result<Action, Error> {
-    let message = errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let message = join(errors);
     let status = db.status.clone().unwrap_or_default();
     let new = status::invalid(&status, &message, db.metadata.generation, &now());
     if db.status.as_ref() != Some(&new) {

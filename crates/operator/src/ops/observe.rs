@@ -1,0 +1,306 @@
+//! The snapshot the state machine decides on: the database, the other requests of the same
+//! database, the target certificates and their secrets, and the pods to restart.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::{Api, Client, Resource, ResourceExt};
+use mssql_api::condition::find;
+use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
+use mssql_api::phase::PAUSED;
+use mssql_api::validated::validated;
+use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
+use mssql_certs::cert_manager::Certificate;
+use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret};
+
+use super::machine::texts::{PAUSE_SUCCEEDED, UPDATE_PETSETS};
+use super::machine::{CertificateState, Observed, PHASE_PENDING, PHASE_PROGRESSING, PodState};
+use super::target::target_database;
+use super::{Error, REVISIONS_ANNOTATION, kube};
+use crate::build::certificates::certificates;
+use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
+use crate::build::workload::arbiter_name;
+use crate::provisioner::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
+
+/// The database as the request wants it, and the Certificates of that database.
+pub async fn target(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+) -> Result<(MssqlServer, Vec<Certificate>), Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let db = Api::<MssqlServer>::namespaced(client.clone(), &namespace)
+        .get(&ops.spec.database_ref.name)
+        .await
+        .map_err(kube("reading the database"))?;
+    let target = target_database(&db, ops);
+    let version = Api::<MssqlServerVersion>::all(client.clone())
+        .get_opt(&db.spec.version)
+        .await
+        .map_err(kube("reading the MSSQLServerVersion"))?;
+    let certificates = match (
+        validated(&target, version.as_ref()),
+        db.controller_owner_ref(&()),
+    ) {
+        (Ok(server), Some(owner)) => certificates(&server, &owner),
+        _ => Vec::new(),
+    };
+    Ok((target, certificates))
+}
+
+pub async fn observe(client: &Client, ops: &MssqlServerOpsRequest) -> Result<Observed, Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let db_name = &ops.spec.database_ref.name;
+    let now = Timestamp::now();
+    let Some(db) = Api::<MssqlServer>::namespaced(client.clone(), &namespace)
+        .get_opt(db_name)
+        .await
+        .map_err(kube("reading the database"))?
+    else {
+        return Ok(Observed {
+            now,
+            ..Observed::default()
+        });
+    };
+    let status = db.status.clone().unwrap_or_default();
+    let mut observed = Observed {
+        now,
+        database_phase: Some(status.phase.clone()),
+        database_paused: find(&status.conditions, PAUSED).is_some_and(|c| c.is_true()),
+        ..Observed::default()
+    };
+    serialization(client, ops, &mut observed).await?;
+    observed.database_has_target_tls = target_database(&db, ops).spec.tls == db.spec.tls;
+
+    let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
+    if phase.as_deref() != Some(PHASE_PROGRESSING) {
+        return Ok(observed);
+    }
+    if ops.spec.type_ == TYPE_RECONFIGURE_TLS {
+        observed.certificates = certificate_states(client, ops, now).await?;
+    }
+    if [TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&ops.spec.type_.as_str()) {
+        observed.pods = pod_states(client, ops, &db).await?;
+    }
+    Ok(observed)
+}
+
+/// KubeDB's rules: one request Progressing per database; of the waiting requests of one type only
+/// the newest survives (the others are Skipped); across types the oldest survivor goes first.
+async fn serialization(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let all = Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(kube("listing ops requests"))?;
+    let same_db: Vec<&MssqlServerOpsRequest> = all
+        .items
+        .iter()
+        .filter(|o| o.spec.database_ref.name == ops.spec.database_ref.name && o.uid() != ops.uid())
+        .collect();
+    let phase = |o: &MssqlServerOpsRequest| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    let created = |o: &MssqlServerOpsRequest| o.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let waiting = |o: &&&MssqlServerOpsRequest| ["", PHASE_PENDING].contains(&phase(o).as_str());
+    observed.other_progressing = same_db.iter().any(|o| phase(o) == PHASE_PROGRESSING);
+    // Newer: later creation, or the same second and a name that sorts first (KubeDB's tie-break).
+    let newer = |o: &MssqlServerOpsRequest| {
+        (created(o), std::cmp::Reverse(o.name_any()))
+            > (created(ops), std::cmp::Reverse(ops.name_any()))
+    };
+    if let Some(newest) = same_db
+        .iter()
+        .filter(waiting)
+        .filter(|o| o.spec.type_ == ops.spec.type_ && newer(o))
+        .max_by_key(|o| created(o))
+    {
+        observed.superseded_by = Some(format!(
+            "skipped as {namespace}/{} is the most updated MSSQLServerOpsRequest of type {} at {}",
+            newest.name_any(),
+            newest.spec.type_,
+            created(newest).map(|t| t.to_string()).unwrap_or_default()
+        ));
+    }
+    // An older waiting request of another type that is not itself superseded runs first.
+    observed.older_pending = same_db.iter().filter(waiting).any(|o| {
+        o.spec.type_ != ops.spec.type_
+            && !newer(o)
+            && !same_db.iter().filter(waiting).any(|p| {
+                p.spec.type_ == o.spec.type_ && p.uid() != o.uid() && created(p) > created(o)
+            })
+    });
+    Ok(())
+}
+
+async fn certificate_states(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+    now: Timestamp,
+) -> Result<Vec<CertificateState>, Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let (_, desired) = target(client, ops).await?;
+    let before: BTreeMap<String, i64> = ops
+        .annotations()
+        .get(REVISIONS_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let certificates: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut states = Vec::new();
+    for wanted in desired {
+        let name = wanted.name_any();
+        let alias = name
+            .trim_start_matches(&format!("{}-", ops.spec.database_ref.name))
+            .trim_end_matches("-cert")
+            .to_owned();
+        let Some(current) = certificates
+            .get_opt(&name)
+            .await
+            .map_err(kube(format!("reading certificate {name}")))?
+        else {
+            states.push(CertificateState {
+                alias,
+                ..CertificateState::default()
+            });
+            continue;
+        };
+        let generation = current.metadata.generation;
+        let ready = current.condition("Ready");
+        let secret = secrets
+            .get_opt(&wanted.spec.secret_name)
+            .await
+            .map_err(kube("reading a TLS secret"))?;
+        states.push(CertificateState {
+            exists: true,
+            ready_at_generation: ready
+                .is_some_and(|r| r.status == "True" && r.observed_generation == generation),
+            issuing: current.condition("Issuing").is_some(),
+            revision: current.status.as_ref().and_then(|s| s.revision),
+            revision_before_rotation: before.get(&name).copied(),
+            spec_is_target: current.annotations().get(APPLIED_HASH_ANNOTATION)
+                == Some(&applied_hash(&wanted)),
+            secret_problems: secret_problems(&wanted, secret.as_ref(), now),
+            alias,
+        });
+    }
+    Ok(states)
+}
+
+/// What is wrong with the secret cert-manager wrote for `wanted`, checked before any pod restarts:
+/// issued by the requested issuer, key matching, valid now, chained to its CA, every name covered.
+fn secret_problems(wanted: &Certificate, secret: Option<&Secret>, now: Timestamp) -> Vec<String> {
+    let Some(secret) = secret else {
+        return vec![format!(
+            "secret {} does not exist yet",
+            wanted.spec.secret_name
+        )];
+    };
+    let mut problems = Vec::new();
+    let annotation = |key: &str| secret.annotations().get(key).cloned().unwrap_or_default();
+    let issuer = &wanted.spec.issuer_ref;
+    if annotation("cert-manager.io/issuer-name") != issuer.name
+        || Some(annotation("cert-manager.io/issuer-kind")) != issuer.kind
+    {
+        problems.push(format!(
+            "secret {} was issued by {} {}, not by {} {}",
+            wanted.spec.secret_name,
+            annotation("cert-manager.io/issuer-kind"),
+            annotation("cert-manager.io/issuer-name"),
+            issuer.kind.clone().unwrap_or_default(),
+            issuer.name
+        ));
+    }
+    let data = secret.data.clone().unwrap_or_default();
+    let file = |key: &str| data.get(key).map(|v| v.0.clone()).unwrap_or_default();
+    let (crt, key, ca) = (file("tls.crt"), file("tls.key"), file("ca.crt"));
+    let expect = Expectations {
+        previous_serial: None,
+        dns_names: wanted.spec.dns_names.clone().unwrap_or_default(),
+        ip_addresses: wanted.spec.ip_addresses.clone().unwrap_or_default(),
+        usages: wanted.spec.usages.clone().unwrap_or_default(),
+    };
+    let files = TlsFiles {
+        tls_crt: &crt,
+        tls_key: &key,
+        ca_crt: (!ca.is_empty()).then_some(ca.as_slice()),
+    };
+    if let Err(found) = check_tls_secret(&files, &expect, now.as_second()) {
+        problems.extend(found.iter().map(ToString::to_string));
+    }
+    problems
+}
+
+/// The pods to restart, in order: secondaries and the arbiter by ordinal, the primary last.
+async fn pod_states(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+    db: &MssqlServer,
+) -> Result<Vec<PodState>, Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let name = db.name_any();
+    let conditions = ops
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let start_after = if ops.spec.type_ == TYPE_RESTART {
+        PAUSE_SUCCEEDED
+    } else {
+        UPDATE_PETSETS
+    };
+    let started = find(&conditions, start_after).map(|c| c.last_transition_time.0);
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&selector_string(&labels::selector(&name))))
+        .await
+        .map_err(kube("listing pods"))?;
+    let mut states = Vec::new();
+    for (sts_name, replicas) in [
+        (name.clone(), db.spec.replicas.unwrap_or(1)),
+        (arbiter_name(&name), 1),
+    ] {
+        let Some(sts) = statefulsets
+            .get_opt(&sts_name)
+            .await
+            .map_err(kube("reading a statefulset"))?
+        else {
+            continue;
+        };
+        let target_revision = sts.status.as_ref().and_then(|s| s.update_revision.clone());
+        for ordinal in 0..replicas {
+            let pod_name = format!("{sts_name}-{ordinal}");
+            let pod = listed.items.iter().find(|p| p.name_any() == pod_name);
+            states.push(PodState {
+                exists: pod.is_some(),
+                terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+                ready: pod.is_some_and(crate::provisioner::is_ready),
+                role: pod.and_then(|p| p.labels().get(ROLE).cloned()),
+                on_target_revision: pod.and_then(|p| p.labels().get("controller-revision-hash"))
+                    == target_revision.as_ref(),
+                created_since_start: match (
+                    pod.and_then(|p| p.metadata.creation_timestamp.as_ref()),
+                    started,
+                ) {
+                    (Some(created), Some(started)) => created.0 >= started,
+                    _ => false,
+                },
+                name: pod_name,
+            });
+        }
+    }
+    // A stable sort keeps ordinal order within each group.
+    states.sort_by_key(|p| p.role.as_deref() == Some(ROLE_PRIMARY));
+    Ok(states)
+}
