@@ -2,6 +2,7 @@
 //! the kube client with the operator running beside the tests (`cluster`).
 
 pub mod cluster;
+pub mod fixture;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -94,6 +94,8 @@ pub struct CertificateState {
     pub exists: bool,
     /// Ready=True at the Certificate's current generation.
     pub ready_at_generation: bool,
+    /// What cert-manager's Ready condition says, when it is not True.
+    pub not_ready_message: Option<String>,
     /// An `Issuing` condition is present.
     pub issuing: bool,
     pub revision: Option<i64>,
@@ -129,7 +131,7 @@ pub struct PodState {
     pub role: Option<String>,
     /// Runs its StatefulSet's update revision.
     pub on_target_revision: bool,
-    /// Created at or after the restarts began.
+    /// Not the pod that ran when the restarts began (its uid differs from the recorded one).
     pub created_since_start: bool,
 }
 
@@ -161,6 +163,8 @@ pub struct Observed {
     pub certificates: Vec<CertificateState>,
     /// Pods in restart order (secondaries, then the primary last).
     pub pods: Vec<PodState>,
+    /// The pods' uids were recorded when the restarts began.
+    pub pods_recorded: bool,
 }
 
 /// What the ops-manager does next. Each effect's outcome is recorded as a condition.
@@ -187,6 +191,8 @@ pub enum Step {
     },
     CertificatesSynced,
     UpdateStatefulSet,
+    /// Remember which pods run now, so that a replaced pod is told apart from them.
+    RecordPods,
     EvictPod {
         pod: String,
     },
@@ -368,6 +374,9 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         return Step::UpdateStatefulSet;
     }
     if !has_true(conditions, RESTART_NODES) {
+        if !observed.pods_recorded {
+            return Step::RecordPods;
+        }
         for pod in &observed.pods {
             let running = pod_step(CHECK_POD_RUNNING, &pod.name);
             if pod.restarted() {
@@ -413,21 +422,22 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
 }
 
 fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> String {
-    let alias = &certificate.alias;
+    let mut reasons = Vec::new();
     if !certificate.ready_at_generation {
-        format!("{alias} certificate is not Ready at its current generation")
-    } else if certificate.issuing {
-        format!("{alias} certificate is still being issued")
-    } else if change == TlsChange::Rotate
-        && !matches!((certificate.revision, certificate.revision_before_rotation), (Some(now), Some(before)) if now > before)
-    {
-        format!("{alias} certificate has not been re-issued yet")
-    } else {
-        format!(
-            "{alias} certificate: {}",
-            certificate.secret_problems.join(", ")
-        )
+        reasons.push(match certificate.not_ready_message.as_deref() {
+            Some(why) => format!("not Ready: {why}"),
+            None => "not Ready at its current generation".to_owned(),
+        });
     }
+    if certificate.issuing {
+        reasons.push("still being issued".to_owned());
+    }
+    let reissued = matches!((certificate.revision, certificate.revision_before_rotation), (Some(now), Some(before)) if now > before);
+    if change == TlsChange::Rotate && !reissued {
+        reasons.push("not re-issued yet".to_owned());
+    }
+    reasons.extend(certificate.secret_problems.iter().cloned());
+    format!("{} certificate: {}", certificate.alias, reasons.join(", "))
 }
 
 #[cfg(test)]
@@ -660,7 +670,7 @@ mod tests {
         assert_eq!(
             next_step(&step, &waiting),
             Step::WaitForCertificates {
-                problems: vec!["server certificate has not been re-issued yet".to_owned()]
+                problems: vec!["server certificate: not re-issued yet".to_owned()]
             }
         );
         let done = Observed {
@@ -744,9 +754,19 @@ mod tests {
         let certs = vec![synced_cert("server")];
         let pods = |list: Vec<PodState>| Observed {
             pods: list,
+            pods_recorded: true,
             certificates: certs.clone(),
             ..observed(5)
         };
+        let unrecorded = Observed {
+            pods_recorded: false,
+            ..pods(vec![pod("db-1", false)])
+        };
+        assert_eq!(
+            next_step(&step, &unrecorded),
+            Step::RecordPods,
+            "the running pods are recorded first"
+        );
 
         let fresh = pods(vec![pod("db-1", false), pod("db-0", false)]);
         assert_eq!(
@@ -830,6 +850,7 @@ mod tests {
                 ready: false,
                 ..pod("db-0", true)
             }],
+            pods_recorded: true,
             ..observed(301)
         };
         match next_step(&step, &stuck) {

@@ -41,6 +41,9 @@ pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
 /// The certificate revisions recorded before a rotation, to tell a re-issued certificate.
 pub const REVISIONS_ANNOTATION: &str = "mssql-operator.dev/revisions-before-rotation";
 
+/// The uids of the pods that ran when the restarts began: a pod with another uid was replaced.
+pub const PODS_ANNOTATION: &str = "mssql-operator.dev/pods-before-restart";
+
 /// How often a running request is looked at while it waits for pods or cert-manager.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -79,7 +82,13 @@ impl Context {
             type_,
             reason: reason.to_owned(),
             note: Some(note.clone()),
-            action: reason.to_owned(),
+            // Events are aggregated by reason and action: the note's first words keep "Successfully
+            // paused" and "Successfully resumed" apart.
+            action: note
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "),
             secondary: None,
         };
         if let Err(error) = self
@@ -291,6 +300,17 @@ async fn execute(
                 }
             }
         }
+        Step::RecordPods => {
+            let pods = observe::running_pods(client, ops).await?;
+            record_once(
+                client,
+                ops,
+                PODS_ANNOTATION,
+                serde_json::to_string(&pods).unwrap_or_default(),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
         Step::EvictPod { pod } => {
             record.retry_step(GET_POD, true, Some(&pod));
             let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -495,17 +515,13 @@ async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result
     }
     // The revisions are written first: after a crash between the two writes, the rotation is
     // asked for again and judged against the same revisions.
-    if !ops.annotations().contains_key(REVISIONS_ANNOTATION) {
-        let patch = json!({"metadata": {"annotations": {REVISIONS_ANNOTATION: serde_json::Value::Object(revisions).to_string()}}});
-        Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &namespace)
-            .patch(
-                &ops.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(kube("recording the certificate revisions"))?;
-    }
+    record_once(
+        client,
+        ops,
+        REVISIONS_ANNOTATION,
+        serde_json::Value::Object(revisions).to_string(),
+    )
+    .await?;
     for current in existing {
         let name = current.name_any();
         let mut conditions = current.status.clone().unwrap_or_default().conditions;
@@ -523,6 +539,31 @@ async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result
             .await
             .map_err(kube(format!("asking cert-manager to re-issue {name}")))?;
     }
+    Ok(())
+}
+
+/// Writes annotation `key` on the request unless it is already there, judged on a fresh read and
+/// written against its resourceVersion: what was recorded first is never overwritten, even by a
+/// reconcile that saw an older copy of the request.
+async fn record_once(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+    key: &str,
+    value: String,
+) -> Result<(), Error> {
+    let api: Api<MssqlServerOpsRequest> =
+        Api::namespaced(client.clone(), &ops.namespace().unwrap_or_default());
+    let mut fresh = api
+        .get(&ops.name_any())
+        .await
+        .map_err(kube("reading the request"))?;
+    if fresh.annotations().contains_key(key) {
+        return Ok(());
+    }
+    fresh.annotations_mut().insert(key.to_owned(), value);
+    api.replace(&ops.name_any(), &PostParams::default(), &fresh)
+        .await
+        .map_err(kube(format!("recording {key}")))?;
     Ok(())
 }
 

@@ -13,13 +13,12 @@ use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
 use mssql_api::phase::PAUSED;
 use mssql_api::validated::validated;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
-use mssql_certs::cert_manager::Certificate;
+use mssql_certs::cert_manager::{Certificate, ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
 use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret};
 
-use super::machine::texts::{PAUSE_SUCCEEDED, UPDATE_PETSETS};
 use super::machine::{CertificateState, Observed, PHASE_PENDING, PHASE_PROGRESSING, PodState};
 use super::target::target_database;
-use super::{Error, REVISIONS_ANNOTATION, kube};
+use super::{Error, PODS_ANNOTATION, REVISIONS_ANNOTATION, kube};
 use crate::build::certificates::certificates;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::workload::arbiter_name;
@@ -82,7 +81,7 @@ pub async fn observe(client: &Client, ops: &MssqlServerOpsRequest) -> Result<Obs
         observed.certificates = certificate_states(client, ops, now).await?;
     }
     if [TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&ops.spec.type_.as_str()) {
-        observed.pods = pod_states(client, ops, &db).await?;
+        (observed.pods, observed.pods_recorded) = pod_states(client, ops, &db).await?;
     }
     Ok(observed)
 }
@@ -180,20 +179,60 @@ async fn certificate_states(
             .get_opt(&wanted.spec.secret_name)
             .await
             .map_err(kube("reading a TLS secret"))?;
+        let mut secret_problems = secret_problems(&wanted, secret.as_ref(), now);
+        if let Some(missing) = missing_issuer(client, &namespace, &wanted).await? {
+            secret_problems.insert(0, missing);
+        }
         states.push(CertificateState {
             exists: true,
             ready_at_generation: ready
                 .is_some_and(|r| r.status == "True" && r.observed_generation == generation),
             issuing: current.condition("Issuing").is_some(),
+            not_ready_message: ready
+                .filter(|r| r.status != "True")
+                .and_then(|r| r.message.clone()),
             revision: current.status.as_ref().and_then(|s| s.revision),
             revision_before_rotation: before.get(&name).copied(),
             spec_is_target: current.annotations().get(APPLIED_HASH_ANNOTATION)
                 == Some(&applied_hash(&wanted)),
-            secret_problems: secret_problems(&wanted, secret.as_ref(), now),
+            secret_problems,
             alias,
         });
     }
     Ok(states)
+}
+
+/// A message if the issuer `wanted` names does not exist.
+async fn missing_issuer(
+    client: &Client,
+    namespace: &str,
+    wanted: &Certificate,
+) -> Result<Option<String>, Error> {
+    let issuer = &wanted.spec.issuer_ref;
+    let cluster = issuer.kind.as_deref() == Some(KIND_CLUSTER_ISSUER);
+    let exists = if cluster {
+        Api::<ClusterIssuer>::all(client.clone())
+            .get_opt(&issuer.name)
+            .await
+            .map(|i| i.is_some())
+    } else {
+        Api::<Issuer>::namespaced(client.clone(), namespace)
+            .get_opt(&issuer.name)
+            .await
+            .map(|i| i.is_some())
+    }
+    .map_err(kube("reading an issuer"))?;
+    Ok((!exists).then(|| {
+        let place = if cluster {
+            issuer.name.clone()
+        } else {
+            format!("{namespace}/{}", issuer.name)
+        };
+        format!(
+            "{} {place} does not exist",
+            issuer.kind.clone().unwrap_or_default()
+        )
+    }))
 }
 
 /// What is wrong with the secret cert-manager wrote for `wanted`, checked before any pod restarts:
@@ -240,25 +279,36 @@ fn secret_problems(wanted: &Certificate, secret: Option<&Secret>, now: Timestamp
     problems
 }
 
+/// The uids of the pods that ran when the restarts began (`name → uid`).
+pub async fn running_pods(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+) -> Result<BTreeMap<String, String>, Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let selector = selector_string(&labels::selector(&ops.spec.database_ref.name));
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube("listing pods"))?;
+    Ok(pods
+        .items
+        .iter()
+        .filter_map(|p| Some((p.name_any(), p.uid()?)))
+        .collect())
+}
+
 /// The pods to restart, in order: secondaries and the arbiter by ordinal, the primary last.
 async fn pod_states(
     client: &Client,
     ops: &MssqlServerOpsRequest,
     db: &MssqlServer,
-) -> Result<Vec<PodState>, Error> {
+) -> Result<(Vec<PodState>, bool), Error> {
     let namespace = ops.namespace().unwrap_or_default();
     let name = db.name_any();
-    let conditions = ops
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let start_after = if ops.spec.type_ == TYPE_RESTART {
-        PAUSE_SUCCEEDED
-    } else {
-        UPDATE_PETSETS
-    };
-    let started = find(&conditions, start_after).map(|c| c.last_transition_time.0);
+    let recorded: Option<BTreeMap<String, String>> = ops
+        .annotations()
+        .get(PODS_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok());
 
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -289,11 +339,8 @@ async fn pod_states(
                 role: pod.and_then(|p| p.labels().get(ROLE).cloned()),
                 on_target_revision: pod.and_then(|p| p.labels().get("controller-revision-hash"))
                     == target_revision.as_ref(),
-                created_since_start: match (
-                    pod.and_then(|p| p.metadata.creation_timestamp.as_ref()),
-                    started,
-                ) {
-                    (Some(created), Some(started)) => created.0 >= started,
+                created_since_start: match (&recorded, pod.and_then(|p| p.uid())) {
+                    (Some(recorded), Some(uid)) => recorded.get(&pod_name) != Some(&uid),
                     _ => false,
                 },
                 name: pod_name,
@@ -302,5 +349,5 @@ async fn pod_states(
     }
     // A stable sort keeps ordinal order within each group.
     states.sort_by_key(|p| p.role.as_deref() == Some(ROLE_PRIMARY));
-    Ok(states)
+    Ok((states, recorded.is_some()))
 }
