@@ -36,7 +36,9 @@ pub fn ensure_operator() {
         std::thread::spawn(|| {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for the operator");
             runtime.block_on(async {
-                let client = client().await;
+                let client = mssql_operator::client::client()
+                    .await
+                    .expect("a client for the plane");
                 mssql_operator::preflight::check(&client)
                     .await
                     .expect("the operator's APIs are served");

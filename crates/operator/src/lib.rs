@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod client;
 pub mod ops;
 pub mod preflight;
 pub mod provisioner;

@@ -104,7 +104,7 @@ fn run() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let client = match kube::Client::try_default().await {
+        let client = match mssql_operator::client::client().await {
             Ok(client) => client,
             Err(error) => {
                 eprintln!("error: cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}");

@@ -1,0 +1,210 @@
+//! The operator killed (SIGKILL) at every step boundary of a ReconfigureTLS request, a fresh
+//! process taking over each time: the request still ends Successful, and every pod is replaced
+//! exactly once (seen by a watch on the pods, not by the operator's own records).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually};
+use mssql_e2e::{example_in, install_crds_and_catalog, root};
+
+/// The operator as a separate process, killed with SIGKILL when dropped.
+struct Operator(Child);
+
+impl Operator {
+    fn start(log: &std::fs::File) -> Self {
+        let binary = std::env::var("MSSQL_OPERATOR_BIN")
+            .map_or_else(|_| root().join("target/debug/mssql-operator"), Into::into);
+        assert!(
+            binary.exists(),
+            "{} is missing: build it with `cargo build -p mssql-operator` (hack/test does)",
+            binary.display()
+        );
+        let child = Command::new(binary)
+            .arg("run")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log.try_clone().unwrap()))
+            .spawn()
+            .expect("the operator starts");
+        Self(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn progress(ops: &MssqlServerOpsRequest) -> (usize, String) {
+    let status = ops.status.clone().unwrap_or_default();
+    (status.conditions.len(), status.phase.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_survives_the_operator_being_killed_at_every_step() {
+    install_crds_and_catalog();
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "crash").await;
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
+        .unwrap();
+    ca_issuer(&client, &ns.name, "mssqlserver-ca-issuer", "mssqlserver").await;
+    let databases: Api<MssqlServer> = Api::namespaced(client.clone(), &ns.name);
+    let requests: Api<MssqlServerOpsRequest> = Api::namespaced(client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+
+    // Provision a 3-replica group with one operator, and give it a primary as a coordinator would.
+    let operator = Operator::start(&log);
+    let db: MssqlServer =
+        serde_saphyr::from_str(&example_in("mssql-ag-cluster", &ns.name)).unwrap();
+    databases.create(&PostParams::default(), &db).await.unwrap();
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    eventually("3 ready pods", Duration::from_secs(120), || async {
+        let ready = statefulsets
+            .get("mssql-ag-cluster")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.ready_replicas);
+        if ready == Some(3) {
+            Ok(())
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    })
+    .await;
+    for i in 0..3 {
+        let role = if i == 2 { "primary" } else { "secondary" };
+        let patch = serde_json::json!({"metadata": {"labels": {"kubedb.com/role": role}}});
+        pods.patch(
+            &format!("mssql-ag-cluster-{i}"),
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    }
+    eventually("the group to be Ready", Duration::from_secs(60), || async {
+        let phase = databases
+            .get("mssql-ag-cluster")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.phase);
+        if phase.as_deref() == Some("Ready") {
+            Ok(())
+        } else {
+            Err(format!("{phase:?}"))
+        }
+    })
+    .await;
+    drop(operator);
+
+    // Every pod uid ever seen, by pod name: a watch misses no replacement.
+    let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+    let recorder = {
+        let seen = seen.clone();
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = events.next().await {
+                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
+                    seen.lock()
+                        .unwrap()
+                        .entry(pod.name_any())
+                        .or_default()
+                        .insert(pod.uid().unwrap_or_default());
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let request: MssqlServerOpsRequest =
+        serde_saphyr::from_str(&example_in("msops-ag-rotate", &ns.name)).unwrap();
+    requests
+        .create(&PostParams::default(), &request)
+        .await
+        .unwrap();
+
+    // One operator process per step: start, let it record one more condition, kill it.
+    let mut kills = 0;
+    loop {
+        let before = progress(&requests.get("msops-ag-rotate").await.unwrap());
+        if before.1 == "Successful" || before.1 == "Failed" {
+            break;
+        }
+        let operator = Operator::start(&log);
+        // Polled often, so the kill lands right after the step. Up to three minutes: on fake nodes an
+        // evicted pod is back under the same name at once, and the disruption controller may then
+        // hold the budget for its 2-minute deletion timeout.
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while progress(&requests.get("msops-ag-rotate").await.unwrap()) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no progress from {before:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(operator);
+        kills += 1;
+        assert!(kills < 100, "the request does not finish");
+    }
+    let done = requests.get("msops-ag-rotate").await.unwrap();
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.phase.as_deref(),
+        Some("Successful"),
+        "{:?}",
+        status.conditions
+    );
+    // Pending, Progressing, paused, re-issue asked, synced, UpdatePetSets, 3 × (evicted, running),
+    // RestartNodes: at least 12 steps, each by a new process.
+    assert!(
+        kills >= 12,
+        "the operator was killed at every step ({kills} kills)"
+    );
+
+    // Let the recreated primary settle, then check what the watch saw.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+    for i in 0..3 {
+        let pod = format!("mssql-ag-cluster-{i}");
+        assert_eq!(
+            seen.get(&pod).map(BTreeSet::len),
+            Some(2),
+            "{pod} must be replaced exactly once: {seen:?}"
+        );
+    }
+    let order: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_.starts_with("EvictPod--"))
+        .map(|c| c.type_.clone())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "EvictPod--mssql-ag-cluster-0",
+            "EvictPod--mssql-ag-cluster-1",
+            "EvictPod--mssql-ag-cluster-2"
+        ],
+        "primary last"
+    );
+    let db = databases.get("mssql-ag-cluster").await.unwrap();
+    assert!(
+        mssql_api::condition::find(&db.status.unwrap().conditions, "Paused").is_none(),
+        "the database is resumed"
+    );
+}
