@@ -70,6 +70,30 @@ where
     }
 }
 
+/// Waits until the StatefulSet `name` has `replicas` Ready pods.
+pub async fn wait_ready_replicas(client: &Client, namespace: &str, name: &str, replicas: i32) {
+    let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), namespace);
+    eventually(
+        &format!("{replicas} ready pods of {name}"),
+        Duration::from_secs(120),
+        || async {
+            let ready = api
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.ready_replicas);
+            if ready == Some(replicas) {
+                Ok(())
+            } else {
+                Err(format!("{ready:?} ready"))
+            }
+        },
+    )
+    .await;
+}
+
 /// A namespace of its own for one test; deleted when dropped.
 pub struct TestNamespace {
     pub name: String,

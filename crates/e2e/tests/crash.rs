@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
-use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually};
+use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually, wait_ready_replicas};
 use mssql_e2e::{example_in, install_crds_and_catalog, root};
 
 /// The operator as a separate process, killed with SIGKILL when dropped.
@@ -68,21 +67,7 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     let db: MssqlServer =
         serde_saphyr::from_str(&example_in("mssql-ag-cluster", &ns.name)).unwrap();
     databases.create(&PostParams::default(), &db).await.unwrap();
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
-    eventually("3 ready pods", Duration::from_secs(120), || async {
-        let ready = statefulsets
-            .get("mssql-ag-cluster")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .and_then(|s| s.ready_replicas);
-        if ready == Some(3) {
-            Ok(())
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    })
-    .await;
+    wait_ready_replicas(&client, &ns.name, "mssql-ag-cluster", 3).await;
     for i in 0..3 {
         let role = if i == 2 { "primary" } else { "secondary" };
         let patch = serde_json::json!({"metadata": {"labels": {"kubedb.com/role": role}}});

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use mssql_api::condition;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
-use mssql_e2e::cluster::{ca_issuer, eventually};
+use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::example_in;
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, summary};
 use serde_json::{Value, json};
@@ -292,21 +292,7 @@ async fn availability_group_restarts_secondaries_first_and_the_primary_last() {
     )
     .await;
     t.create_example("mssql-ag-cluster", |_| {}).await;
-    let statefulsets = t.api::<k8s_openapi::api::apps::v1::StatefulSet>();
-    eventually("3 ready pods", READY_TIMEOUT, || async {
-        let ready = statefulsets
-            .get("mssql-ag-cluster")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .and_then(|s| s.ready_replicas);
-        if ready == Some(3) {
-            Ok(())
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    })
-    .await;
+    wait_ready_replicas(&t.client, &t.ns.name, "mssql-ag-cluster", 3).await;
     // The primary is pod 1 here, so the order cannot be mistaken for ordinal order.
     let label = |primary: i32| {
         let t = &t;
@@ -358,21 +344,7 @@ async fn availability_group_restarts_secondaries_first_and_the_primary_last() {
 async fn restart_restarts_every_pod_once() {
     let t = Setup::new("restart").await;
     t.create_example("mssql-ag-cluster", |_| {}).await;
-    let statefulsets = t.api::<k8s_openapi::api::apps::v1::StatefulSet>();
-    eventually("3 ready pods", READY_TIMEOUT, || async {
-        let ready = statefulsets
-            .get("mssql-ag-cluster")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .and_then(|s| s.ready_replicas);
-        if ready == Some(3) {
-            Ok(())
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    })
-    .await;
+    wait_ready_replicas(&t.client, &t.ns.name, "mssql-ag-cluster", 3).await;
     label_roles(&t, "mssql-ag-cluster", 3).await;
     t.wait_phase("mssql-ag-cluster", "Ready", SHORT).await;
     let before = pod_uids(&t, "mssql-ag-cluster").await;

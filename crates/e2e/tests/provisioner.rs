@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
-use mssql_e2e::cluster::eventually;
+use mssql_e2e::cluster::{eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary};
 use serde_json::json;
 
@@ -173,21 +173,7 @@ async fn client_tls_puts_the_network_section_into_mssql_conf() {
 async fn availability_group_is_ready_once_a_primary_is_labelled() {
     let t = Setup::new("ag").await;
     t.create_example("mssql-ag-cluster", |_| {}).await;
-    let api = t.api::<StatefulSet>();
-    eventually("3 ready replicas", READY_TIMEOUT, || async {
-        let ready = api
-            .get("mssql-ag-cluster")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .and_then(|s| s.ready_replicas);
-        if ready == Some(3) {
-            Ok(())
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    })
-    .await;
+    wait_ready_replicas(&t.client, &t.ns.name, "mssql-ag-cluster", 3).await;
     let db = t
         .wait_phase("mssql-ag-cluster", "Provisioning", SHORT)
         .await;
