@@ -1,5 +1,5 @@
 //! The operator killed (SIGKILL) at every step boundary of a ReconfigureTLS request, a fresh
-//! process taking over each time: the request still ends Successful, and every pod is replaced
+//! process taking over each time: the request still ends Successful, and every pod is evicted
 //! exactly once (seen by a watch on the pods, not by the operator's own records).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +50,26 @@ fn progress(ops: &MssqlServerOpsRequest) -> (usize, String) {
     (status.conditions.len(), status.phase.unwrap_or_default())
 }
 
+async fn pod_uids(pods: &Api<Pod>) -> BTreeMap<String, String> {
+    let list = pods.list(&Default::default()).await.unwrap();
+    list.items
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
+}
+
+/// The API server's mark on a pod the Eviction API is deleting.
+fn was_evicted(pod: &Pod) -> bool {
+    pod.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| {
+            c.type_ == "DisruptionTarget"
+                && c.status == "True"
+                && c.reason.as_deref() == Some("EvictionByEvictionAPI")
+        })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_survives_the_operator_being_killed_at_every_step() {
     install_crds_and_catalog();
@@ -95,16 +115,22 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     .await;
     drop(operator);
 
-    // Every pod uid ever seen, by pod name: a watch misses no replacement.
-    let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+    // Every pod the Eviction API evicted, by name: the API server marks each with a
+    // `DisruptionTarget` condition (reason `EvictionByEvictionAPI`) before deleting it. (Counting
+    // uids would also count the fake nodes' own double deletes.) A watch misses none.
+    let original = pod_uids(&pods).await;
+    let evicted: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
     let recorder = {
-        let seen = seen.clone();
+        let evicted = evicted.clone();
         let pods = pods.clone();
         tokio::spawn(async move {
             let mut events = watcher(pods, watcher::Config::default()).boxed();
             while let Some(Ok(event)) = events.next().await {
-                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
-                    seen.lock()
+                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event
+                    && was_evicted(&pod)
+                {
+                    evicted
+                        .lock()
                         .unwrap()
                         .entry(pod.name_any())
                         .or_default()
@@ -163,14 +189,16 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     // Let the recreated primary settle, then check what the watch saw.
     tokio::time::sleep(Duration::from_secs(2)).await;
     recorder.abort();
-    let seen = seen.lock().unwrap().clone();
+    let evicted = evicted.lock().unwrap().clone();
+    let now = pod_uids(&pods).await;
     for i in 0..3 {
         let pod = format!("mssql-ag-cluster-{i}");
         assert_eq!(
-            seen.get(&pod).map(BTreeSet::len),
-            Some(2),
-            "{pod} must be replaced exactly once: {seen:?}"
+            evicted.get(&pod).map(BTreeSet::len),
+            Some(1),
+            "{pod} must be evicted exactly once: {evicted:?}"
         );
+        assert_ne!(now.get(&pod), original.get(&pod), "{pod} runs a new pod");
     }
     let order: Vec<_> = status
         .conditions
