@@ -16,7 +16,8 @@ use mssql_e2e::example_in;
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, summary};
 use serde_json::{Value, json};
 
-const OPS_TIMEOUT: Duration = Duration::from_secs(90);
+// Generous: on fake nodes a PodDisruptionBudget can be held for up to two minutes (docs/testing.md).
+const OPS_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn create_ops(t: &Setup, example: &str, edit: impl FnOnce(&mut Value)) -> String {
     let mut value: Value = serde_saphyr::from_str(&example_in(example, &t.ns.name)).unwrap();
