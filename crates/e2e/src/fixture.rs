@@ -119,6 +119,14 @@ impl Setup {
             .collect()
     }
 
+    /// A JSON merge patch of the database `db`.
+    pub async fn patch_database(&self, db: &str, patch: &Value) {
+        self.api::<MssqlServer>()
+            .patch(db, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("patching {db}: {e}"));
+    }
+
     pub async fn set_role(&self, pod: &str, role: &str) {
         let patch = json!({"metadata": {"labels": {"kubedb.com/role": role}}});
         self.api::<Pod>()

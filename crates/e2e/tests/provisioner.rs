@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
@@ -270,13 +270,7 @@ async fn bad_input_creates_nothing_says_why_and_a_fix_resumes() {
         "podTemplate": {"spec": {"containers": [{"name": "mssql", "env": [{"name": "ACCEPT_EULA", "value": "Y"}, {"name": "MSSQL_PID", "value": "Developer"}]}]}},
         "tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "no-such-issuer"}}
     }});
-    api.patch(
-        "ms-standalone",
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
+    t.patch_database("ms-standalone", &patch).await;
     let expected = format!(
         "spec.tls.issuerRef: Issuer {}/no-such-issuer does not exist: create it, or point issuerRef at an existing cert-manager issuer",
         t.ns.name
@@ -294,13 +288,7 @@ async fn bad_input_creates_nothing_says_why_and_a_fix_resumes() {
 
     // Point it at the real issuer: provisioning resumes and the error condition goes away.
     let patch = json!({"spec": {"tls": {"issuerRef": {"name": "mssqlserver-ca-issuer"}}}});
-    api.patch(
-        "ms-standalone",
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
+    t.patch_database("ms-standalone", &patch).await;
     let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
     assert!(condition::find(&db.status.unwrap().conditions, "SpecValid").is_none());
 }
@@ -413,9 +401,7 @@ async fn deletion_policies_keep_what_they_promise() {
     );
     assert!(t.exists::<StatefulSet>("keep-db").await);
     let patch = json!({"spec": {"deletionPolicy": "Delete"}});
-    api.patch("keep-db", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    t.patch_database("keep-db", &patch).await;
     t.wait_gone::<MssqlServer>("keep-db").await;
 }
 
@@ -424,16 +410,10 @@ async fn halting_keeps_data_and_secrets_and_unhalting_brings_the_database_back()
     let t = Setup::new("halt").await;
     t.create_example("ms-standalone", |_| {}).await;
     t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
-    let api = t.api::<MssqlServer>();
     let password = t.secret_text("ms-standalone-auth", "password").await;
 
-    api.patch(
-        "ms-standalone",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"halted": true}})),
-    )
-    .await
-    .unwrap();
+    t.patch_database("ms-standalone", &json!({"spec": {"halted": true}}))
+        .await;
     t.wait_phase("ms-standalone", "Halted", SHORT).await;
     t.wait_gone::<StatefulSet>("ms-standalone").await;
     assert!(!t.exists::<Service>("ms-standalone").await);
@@ -443,13 +423,8 @@ async fn halting_keeps_data_and_secrets_and_unhalting_brings_the_database_back()
     );
     assert!(t.exists::<Secret>("ms-standalone-server-cert").await);
 
-    api.patch(
-        "ms-standalone",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"halted": false}})),
-    )
-    .await
-    .unwrap();
+    t.patch_database("ms-standalone", &json!({"spec": {"halted": false}}))
+        .await;
     t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
     assert_eq!(
         t.secret_text("ms-standalone-auth", "password").await,
@@ -486,13 +461,7 @@ async fn a_paused_database_is_left_alone_until_resumed() {
         .unwrap();
 
     let patch = json!({"spec": {"podTemplate": {"metadata": {"labels": {"paused-test": "yes"}}}}});
-    api.patch(
-        "ms-standalone",
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
+    t.patch_database("ms-standalone", &patch).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let labels_of = |sts: StatefulSet| {
         sts.spec
