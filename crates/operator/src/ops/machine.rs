@@ -151,7 +151,6 @@ pub struct Observed {
     pub now: Timestamp,
     /// The database's phase, if it exists.
     pub database_phase: Option<Option<String>>,
-    pub database_paused: bool,
     /// The database's `spec.tls` already is the requested one (written at the end).
     pub database_has_target_tls: bool,
     /// Another request of the same database is Progressing.

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -32,8 +32,8 @@ use self::machine::{
     PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, Step,
     next_step,
 };
+use crate::provisioner;
 use crate::provisioner::apply::FIELD_MANAGER;
-use crate::provisioner::{self, CONTROLLER_NAME};
 
 /// Keeps a request until the database it paused is resumed.
 pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
@@ -104,15 +104,8 @@ impl Context {
 
 /// Runs the ops-manager until the process is asked to stop.
 pub async fn run(client: Client) {
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.to_owned(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let context = Arc::new(Context {
-        provisioner: provisioner::Context {
-            client: client.clone(),
-            recorder: Recorder::new(client.clone(), reporter),
-        },
+        provisioner: provisioner::Context::new(client.clone()),
     });
     Controller::new(
         Api::<MssqlServerOpsRequest>::all(client),
@@ -248,7 +241,7 @@ async fn execute(
         }
         Step::UpdateCertificates => {
             let (_, certificates) = observe::target(client, ops).await?;
-            for certificate in certificates {
+            for (_, certificate) in certificates {
                 crate::provisioner::apply::apply(client, &namespace, certificate)
                     .await
                     .map_err(kube("applying a certificate"))?;
@@ -499,7 +492,7 @@ async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result
     let api: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
     let mut revisions = serde_json::Map::new();
     let mut existing = Vec::new();
-    for certificate in &certificates {
+    for (_, certificate) in &certificates {
         let name = certificate.name_any();
         let current = api
             .get(&name)

@@ -8,9 +8,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
-use mssql_api::condition::find;
 use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
-use mssql_api::phase::PAUSED;
 use mssql_api::validated::validated;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
 use mssql_certs::cert_manager::{Certificate, ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
@@ -24,11 +22,11 @@ use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::workload::arbiter_name;
 use crate::provisioner::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
 
-/// The database as the request wants it, and the Certificates of that database.
+/// The database as the request wants it, and the Certificates of that database with their aliases.
 pub async fn target(
     client: &Client,
     ops: &MssqlServerOpsRequest,
-) -> Result<(MssqlServer, Vec<Certificate>), Error> {
+) -> Result<(MssqlServer, Vec<(String, Certificate)>), Error> {
     let namespace = ops.namespace().unwrap_or_default();
     let db = Api::<MssqlServer>::namespaced(client.clone(), &namespace)
         .get(&ops.spec.database_ref.name)
@@ -43,7 +41,11 @@ pub async fn target(
         validated(&target, version.as_ref()),
         db.controller_owner_ref(&()),
     ) {
-        (Ok(server), Some(owner)) => certificates(&server, &owner),
+        (Ok(server), Some(owner)) => {
+            // `certificates` builds one Certificate per alias, in the order of the spec.
+            let aliases = server.tls.certificates.iter().map(|c| c.alias.clone());
+            aliases.zip(certificates(&server, &owner)).collect()
+        }
         _ => Vec::new(),
     };
     Ok((target, certificates))
@@ -67,7 +69,6 @@ pub async fn observe(client: &Client, ops: &MssqlServerOpsRequest) -> Result<Obs
     let mut observed = Observed {
         now,
         database_phase: Some(status.phase.clone()),
-        database_paused: find(&status.conditions, PAUSED).is_some_and(|c| c.is_true()),
         ..Observed::default()
     };
     serialization(client, ops, &mut observed).await?;
@@ -156,12 +157,8 @@ async fn certificate_states(
     let certificates: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut states = Vec::new();
-    for wanted in desired {
+    for (alias, wanted) in desired {
         let name = wanted.name_any();
-        let alias = name
-            .trim_start_matches(&format!("{}-", ops.spec.database_ref.name))
-            .trim_end_matches("-cert")
-            .to_owned();
         let Some(current) = certificates
             .get_opt(&name)
             .await

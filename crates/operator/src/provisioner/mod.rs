@@ -95,6 +95,18 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context whose Events are reported as `mssql-operator` (and this pod, when `POD_NAME` is set).
+    pub fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+
     async fn event(&self, db: &MssqlServer, type_: EventType, reason: &str, note: String) {
         self.event_about(db, type_, reason, note, None).await;
     }
@@ -129,14 +141,7 @@ pub async fn run(client: Client) {
         labels::MANAGED_BY,
         labels::MANAGED_BY_VALUE
     ));
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.to_owned(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let context = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-    });
+    let context = Arc::new(Context::new(client.clone()));
     Controller::new(
         Api::<MssqlServer>::all(client.clone()),
         watcher::Config::default(),
