@@ -78,6 +78,20 @@ pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);
 }
 
+/// How long ago, at `now`, the most recent transition of any condition was: the time a step of a
+/// request took, when measured as it is recorded. Zero when there is none or the clock went back.
+pub fn since_latest_transition(
+    conditions: &[Condition],
+    now: k8s_openapi::jiff::Timestamp,
+) -> std::time::Duration {
+    conditions
+        .iter()
+        .map(|c| c.last_transition_time.0)
+        .max()
+        .and_then(|latest| std::time::Duration::try_from(now.duration_since(latest)).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::jiff::Timestamp;
@@ -121,5 +135,25 @@ mod tests {
         remove(&mut conditions, "Paused");
         assert_eq!(find(&conditions, "Paused"), None);
         assert!(find(&conditions, "Ready").unwrap().is_true());
+    }
+
+    #[test]
+    fn since_latest_transition_measures_from_the_newest_condition() {
+        let now = Timestamp::from_second(100).unwrap();
+        assert_eq!(since_latest_transition(&[], now), std::time::Duration::ZERO);
+        let conditions = [
+            Condition::new("A", true, "A", "a", None, at(10)),
+            Condition::new("B", true, "B", "b", None, at(93)),
+            Condition::new("C", false, "C", "c", None, at(50)),
+        ];
+        assert_eq!(
+            since_latest_transition(&conditions, now),
+            std::time::Duration::from_secs(7)
+        );
+        // A clock behind the recorded times gives zero, not a panic.
+        assert_eq!(
+            since_latest_transition(&conditions, Timestamp::from_second(5).unwrap()),
+            std::time::Duration::ZERO
+        );
     }
 }

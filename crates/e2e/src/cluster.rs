@@ -42,10 +42,7 @@ pub fn ensure_operator() {
                 mssql_operator::preflight::check(&client)
                     .await
                     .expect("the operator's APIs are served");
-                tokio::join!(
-                    mssql_operator::provisioner::run(client.clone()),
-                    mssql_operator::ops::run(client)
-                );
+                mssql_operator::run_controllers(client, Default::default()).await;
             });
         });
     });

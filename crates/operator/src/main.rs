@@ -2,7 +2,14 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use mssql_operator::leader::{self, Election};
+use mssql_operator::metrics::Metrics;
+use mssql_operator::serve::{self, Health};
 use mssql_operator::{check, yaml};
 
 #[derive(Parser)]
@@ -15,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current kubeconfig (or the in-cluster config).
-    Run,
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions, ready for `kubectl apply --server-side -f -`.
     Crd,
     /// Print the default MSSQLServerVersion catalog, ready for `kubectl apply -f -`.
@@ -30,9 +37,25 @@ enum Command {
     Version,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Where to serve /metrics, /healthz and /readyz (port 0 picks a free port, logged at start).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// The namespace of the leader-election Lease [default: the kubeconfig's namespace].
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// The name of the leader-election Lease; replicas sharing it elect one leader.
+    #[arg(long, default_value = "mssql-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease [default: the host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run => run(),
+        Command::Run(args) => run(args),
         Command::Crd => print_all(&mssql_api::crd::crds()),
         Command::Catalog => print_all(&mssql_api::catalog::default_catalog()),
         Command::Check { files } => check_files(&files),
@@ -89,12 +112,14 @@ fn check_files(files: &[String]) -> ExitCode {
     }
 }
 
-fn run() -> ExitCode {
+fn run(args: RunArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,kube=warn".into()),
         )
+        // Colours only for a person at a terminal, not in log files and pod logs.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -103,23 +128,49 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let client = match mssql_operator::client::client().await {
-            Ok(client) => client,
-            Err(error) => {
-                eprintln!("error: cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(message) = mssql_operator::preflight::check(&client).await {
+    match runtime.block_on(operate(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
             eprintln!("error: {message}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-        tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
-        tokio::join!(
-            mssql_operator::provisioner::run(client.clone()),
-            mssql_operator::ops::run(client)
-        );
-        ExitCode::SUCCESS
-    })
+    }
+}
+
+/// Serves the endpoints, checks the cluster, then reconciles while leading.
+async fn operate(args: RunArgs) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {} (--listen): {error}", args.listen))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    tracing::info!("serving /metrics, /healthz and /readyz on http://{address}");
+    tokio::spawn(serve::serve(listener, metrics.clone(), health.clone()));
+
+    let client = mssql_operator::client::client().await.map_err(|error| {
+        format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}")
+    })?;
+    mssql_operator::preflight::check(&client).await?;
+    health.set_ready();
+    let election = Election {
+        namespace: args
+            .lease_namespace
+            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        lease: args.lease_name,
+        identity: args.identity.unwrap_or_else(default_identity),
+    };
+    tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
+    let controllers = mssql_operator::run_controllers(client.clone(), metrics.clone());
+    leader::lead(client, &election, &metrics, controllers)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// The host name and process id: unique per process when not run as a pod.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "mssql-operator".to_owned());
+    format!("{host}-{}", std::process::id())
 }

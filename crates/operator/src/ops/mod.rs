@@ -7,7 +7,7 @@ pub mod observe;
 pub mod target;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -32,6 +32,7 @@ use self::machine::{
     PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, Step,
     next_step,
 };
+use crate::metrics::{self, Metrics};
 use crate::provisioner;
 use crate::provisioner::apply::FIELD_MANAGER;
 
@@ -71,6 +72,10 @@ impl Context {
         &self.provisioner.client
     }
 
+    fn metrics(&self) -> &Metrics {
+        &self.provisioner.metrics
+    }
+
     async fn event(
         &self,
         ops: &MssqlServerOpsRequest,
@@ -103,9 +108,9 @@ impl Context {
 }
 
 /// Runs the ops-manager until the process is asked to stop.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, metrics: Arc<Metrics>) {
     let context = Arc::new(Context {
-        provisioner: provisioner::Context::new(client.clone()),
+        provisioner: provisioner::Context::new(client.clone(), metrics),
     });
     Controller::new(
         Api::<MssqlServerOpsRequest>::all(client),
@@ -130,18 +135,36 @@ async fn reconcile(
     ops: Arc<MssqlServerOpsRequest>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_request(ops, &context).await;
+    context
+        .metrics()
+        .reconciled(metrics::OPS_MANAGER, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn reconcile_request(
+    ops: Arc<MssqlServerOpsRequest>,
+    context: &Context,
+) -> Result<Action, Error> {
+    let key = format!("{}/{}", ops.namespace().unwrap_or_default(), ops.name_any());
+    let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
+    context
+        .metrics()
+        .ops_request(&key, &ops.spec.type_, phase.as_deref().unwrap_or_default());
     let api: Api<MssqlServerOpsRequest> = Api::namespaced(
         context.client().clone(),
         &ops.namespace().unwrap_or_default(),
     );
     finalizer(&api, FINALIZER, ops, |event| async {
         match event {
-            finalizer::Event::Apply(ops) => step(&ops, &context).await,
+            finalizer::Event::Apply(ops) => step(&ops, context).await,
             finalizer::Event::Cleanup(ops) => {
                 // Deleted while running: the database must not stay paused.
-                if ops.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(PHASE_PROGRESSING) {
-                    resume_database(&ops, &context).await?;
+                if phase.as_deref() == Some(PHASE_PROGRESSING) {
+                    resume_database(&ops, context).await?;
                 }
+                context.metrics().ops_request_gone(&key);
                 Ok(Action::await_change())
             }
         }
@@ -565,6 +588,8 @@ async fn record_once(
 struct Record {
     ops: MssqlServerOpsRequest,
     events: Vec<(String, String)>,
+    /// Steps finished by this write, with how long each took, for the metrics once written.
+    finished: Vec<(String, Duration)>,
 }
 
 impl Record {
@@ -576,6 +601,7 @@ impl Record {
         Self {
             ops,
             events: Vec::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -597,6 +623,8 @@ impl Record {
 
     /// A finished step: KubeDB's type, reason = type, and message.
     fn done(&mut self, type_: &str, message: &str) {
+        let took = condition::since_latest_transition(self.conditions(), Timestamp::now());
+        self.finished.push((type_.to_owned(), took));
         let generation = self.ops.metadata.generation;
         self.set(Condition {
             severity: None,
@@ -628,6 +656,11 @@ impl Record {
         api.replace_status(&self.ops.name_any(), &PostParams::default(), &self.ops)
             .await
             .map_err(kube("writing the request's status"))?;
+        for (step, took) in &self.finished {
+            context
+                .metrics()
+                .ops_step_done(&self.ops.spec.type_, step, *took);
+        }
         for (reason, note) in self.events {
             context
                 .event(&self.ops, EventType::Warning, &reason, note)

@@ -10,7 +10,7 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -38,6 +38,7 @@ use self::cleanup::Target;
 use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::{certificates, config, secrets, services, workload};
+use crate::metrics::{self, Metrics};
 
 /// KubeDB's finalizer on databases.
 pub const FINALIZER: &str = "kubedb.com";
@@ -92,11 +93,12 @@ fn applying(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
     /// A context whose Events are reported as `mssql-operator` (and this pod, when `POD_NAME` is set).
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: CONTROLLER_NAME.to_owned(),
             instance: std::env::var("POD_NAME").ok(),
@@ -104,6 +106,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            metrics,
         }
     }
 
@@ -135,13 +138,13 @@ impl Context {
 }
 
 /// Runs the provisioner until the process is asked to stop.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, metrics: Arc<Metrics>) {
     let ours = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::MANAGED_BY,
         labels::MANAGED_BY_VALUE
     ));
-    let context = Arc::new(Context::new(client.clone()));
+    let context = Arc::new(Context::new(client.clone(), metrics));
     Controller::new(
         Api::<MssqlServer>::all(client.clone()),
         watcher::Config::default(),
@@ -190,12 +193,21 @@ fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> A
 }
 
 async fn reconcile(db: Arc<MssqlServer>, context: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_database(db, &context).await;
+    context
+        .metrics
+        .reconciled(metrics::PROVISIONER, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn reconcile_database(db: Arc<MssqlServer>, context: &Context) -> Result<Action, Error> {
     let namespace = db.namespace().unwrap_or_default();
     let api: Api<MssqlServer> = Api::namespaced(context.client.clone(), &namespace);
     finalizer(&api, FINALIZER, db, |event| async {
         match event {
-            finalizer::Event::Apply(db) => provision(&db, &context).await,
-            finalizer::Event::Cleanup(db) => delete(&db, &context).await,
+            finalizer::Event::Apply(db) => provision(&db, context).await,
+            finalizer::Event::Cleanup(db) => delete(&db, context).await,
         }
     })
     .await
@@ -290,7 +302,12 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         Prepared::Valid { server, mssql_conf } => (server, mssql_conf),
     };
     let status = db.status.clone().unwrap_or_default();
-    if condition::find(&status.conditions, PAUSED).is_some_and(condition::Condition::is_true) {
+    let paused =
+        condition::find(&status.conditions, PAUSED).is_some_and(condition::Condition::is_true);
+    context
+        .metrics
+        .database_paused(&server.namespace, &server.name, paused);
+    if paused {
         // An ops request owns the database: observe, change nothing.
         let observed = observe(client, &server).await?;
         write_status(
@@ -387,6 +404,9 @@ async fn ensure_objects(
         .map_err(read("the TLS secrets"))?
     {
         Ok(tls) => {
+            context
+                .metrics
+                .certificates(ns, &server.name, &expiry(&tls));
             let hash = restart_hash(&tls, mssql_conf);
             created
                 .apply(
@@ -468,6 +488,17 @@ pub fn restart_hash(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> String 
         value(ALIAS_ENDPOINT, "tls.crt"),
         mssql_conf.as_bytes(),
     ])
+}
+
+/// When the certificate in each alias's TLS secret expires (Unix seconds).
+fn expiry(tls: &BTreeMap<String, Secret>) -> Vec<(&str, i64)> {
+    tls.iter()
+        .filter_map(|(alias, secret)| {
+            let pem = secret.data.as_ref()?.get("tls.crt")?;
+            let info = mssql_certs::inspect::parse_certificate(&pem.0).ok()?;
+            Some((alias.as_str(), info.not_after))
+        })
+        .collect()
 }
 
 fn random_bytes() -> [u8; 20] {
@@ -563,6 +594,9 @@ async fn delete(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
     cleanup::before_deletion(&context.client, &target)
         .await
         .map_err(Error::Cleanup)?;
+    context
+        .metrics
+        .database_gone(&target.namespace, &target.name);
     context
         .event(
             db,

@@ -1,0 +1,384 @@
+//! The operator's Prometheus metrics: what it reconciles, the ops requests it runs and how long
+//! each step takes, the databases it has paused, and when each certificate expires.
+//! Everything is kept in memory and rendered in the text format on each scrape of `/metrics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The two controllers, as the `controller` label spells them.
+pub const PROVISIONER: &str = "provisioner";
+pub const OPS_MANAGER: &str = "ops-manager";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpsLabels {
+    r#type: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    r#type: String,
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    namespace: String,
+    database: String,
+    alias: String,
+}
+
+/// What the gauges are computed from: the last thing seen of each request and database.
+#[derive(Default)]
+struct Seen {
+    /// Request (`namespace/name`) → (type, phase).
+    requests: BTreeMap<String, (String, String)>,
+    /// Every (type, phase) pair a request has been seen in.
+    request_series: BTreeSet<(String, String)>,
+    /// Databases (`namespace/name`) that are paused.
+    paused: BTreeSet<String>,
+    /// Database (`namespace/name`) → the aliases it has an expiry gauge for.
+    certificates: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Histograms per label set, each made with its own buckets.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    reconciliations: Family<ControllerLabels, Counter>,
+    reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_duration: Histograms<ControllerLabels>,
+    ops_requests: Family<OpsLabels, Gauge>,
+    ops_step_duration: Histograms<StepLabels>,
+    paused_databases: Gauge,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    leader: Gauge,
+    seen: Mutex<Seen>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        // 1 ms to about 30 s: a reconcile is a few API calls.
+        let reconcile_duration: Histograms<_> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16)));
+        // 0.1 s to about 55 min: a step may wait for cert-manager or a pod to restart.
+        let ops_step_duration: Histograms<_> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.1, 2.0, 16)));
+        let metrics = Self {
+            registry: Registry::with_prefix("mssql_operator"),
+            reconciliations: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration,
+            ops_requests: Family::default(),
+            ops_step_duration,
+            paused_databases: Gauge::default(),
+            certificate_expiry: Family::default(),
+            leader: Gauge::default(),
+            seen: Mutex::default(),
+        };
+        metrics.register()
+    }
+
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "reconciliations",
+            "Reconciliations run, per controller",
+            self.reconciliations.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Reconciliations that failed and will be retried, per controller",
+            self.reconcile_errors.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "How long one reconciliation took, per controller",
+            self.reconcile_duration.clone(),
+        );
+        r.register(
+            "ops_requests",
+            "MSSQLServerOpsRequests by type and phase",
+            self.ops_requests.clone(),
+        );
+        r.register(
+            "ops_step_duration_seconds",
+            "How long each step of an ops request took, from the previous step to its condition",
+            self.ops_step_duration.clone(),
+        );
+        r.register(
+            "paused_databases",
+            "Databases paused by an ops request",
+            self.paused_databases.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the certificate a database's TLS secret holds expires (Unix time), per alias",
+            self.certificate_expiry.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this process holds the leader-election Lease and reconciles",
+            self.leader.clone(),
+        );
+        self
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String does not fail");
+        text
+    }
+
+    pub fn reconciled(&self, controller: &'static str, took: Duration, ok: bool) {
+        let labels = ControllerLabels { controller };
+        self.reconciliations.get_or_create(&labels).inc();
+        if !ok {
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// Records the type and phase (empty before the first step) of request `key`.
+    pub fn ops_request(&self, key: &str, type_: &str, phase: &str) {
+        let mut seen = self.lock();
+        seen.requests
+            .insert(key.to_owned(), (type_.to_owned(), phase.to_owned()));
+        self.count_requests(&mut seen);
+    }
+
+    pub fn ops_request_gone(&self, key: &str) {
+        let mut seen = self.lock();
+        seen.requests.remove(key);
+        self.count_requests(&mut seen);
+    }
+
+    /// Sets every (type, phase) series ever seen to its current count, so a phase no request is
+    /// in any more shows 0 instead of its last value.
+    fn count_requests(&self, seen: &mut Seen) {
+        let current: Vec<(String, String)> = seen.requests.values().cloned().collect();
+        seen.request_series.extend(current.iter().cloned());
+        for (type_, phase) in &seen.request_series {
+            let count = current
+                .iter()
+                .filter(|(t, p)| t == type_ && p == phase)
+                .count();
+            self.ops_requests
+                .get_or_create(&OpsLabels {
+                    r#type: type_.clone(),
+                    phase: phase.clone(),
+                })
+                .set(count as i64);
+        }
+    }
+
+    pub fn ops_step_done(&self, type_: &str, step: &str, took: Duration) {
+        self.ops_step_duration
+            .get_or_create(&StepLabels {
+                r#type: type_.to_owned(),
+                step: step.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records whether database `namespace/name` is paused.
+    pub fn database_paused(&self, namespace: &str, name: &str, paused: bool) {
+        let key = format!("{namespace}/{name}");
+        let mut seen = self.lock();
+        if paused {
+            seen.paused.insert(key);
+        } else {
+            seen.paused.remove(&key);
+        }
+        self.paused_databases.set(seen.paused.len() as i64);
+    }
+
+    /// Records the expiry (Unix seconds) of each certificate database `namespace/name`'s TLS
+    /// secrets hold; aliases not given lose their gauge.
+    pub fn certificates(&self, namespace: &str, name: &str, expiry: &[(&str, i64)]) {
+        let key = format!("{namespace}/{name}");
+        let mut seen = self.lock();
+        let labels = |alias: &str| CertificateLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+            alias: alias.to_owned(),
+        };
+        let before = seen.certificates.remove(&key).unwrap_or_default();
+        for alias in &before {
+            if !expiry.iter().any(|(a, _)| a == alias) {
+                self.certificate_expiry.remove(&labels(alias));
+            }
+        }
+        for (alias, not_after) in expiry {
+            self.certificate_expiry
+                .get_or_create(&labels(alias))
+                .set(*not_after);
+        }
+        if !expiry.is_empty() {
+            seen.certificates
+                .insert(key, expiry.iter().map(|(a, _)| (*a).to_owned()).collect());
+        }
+    }
+
+    pub fn database_gone(&self, namespace: &str, name: &str) {
+        self.database_paused(namespace, name, false);
+        self.certificates(namespace, name, &[]);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        // The maps stay consistent even if a holder panicked: every update is one insert/remove.
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered lines starting with `prefix`, sorted (series are kept in a hash map).
+    fn lines_with(metrics: &Metrics, prefix: &str) -> Vec<String> {
+        let mut lines: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn reconciliations_and_errors_are_counted_per_controller() {
+        let m = Metrics::new();
+        m.reconciled(PROVISIONER, Duration::from_millis(3), true);
+        m.reconciled(PROVISIONER, Duration::from_millis(5), false);
+        m.reconciled(OPS_MANAGER, Duration::from_millis(1), true);
+        assert_eq!(
+            lines_with(&m, "mssql_operator_reconciliations_total"),
+            [
+                "mssql_operator_reconciliations_total{controller=\"ops-manager\"} 1",
+                "mssql_operator_reconciliations_total{controller=\"provisioner\"} 2",
+            ]
+        );
+        let text = m.render();
+        assert!(
+            text.contains("mssql_operator_reconcile_errors_total{controller=\"provisioner\"} 1")
+        );
+        assert!(
+            !text.contains("mssql_operator_reconcile_errors_total{controller=\"ops-manager\"}")
+        );
+        assert!(text.contains(
+            "mssql_operator_reconcile_duration_seconds_count{controller=\"provisioner\"} 2"
+        ));
+    }
+
+    #[test]
+    fn ops_requests_are_counted_by_type_and_phase_and_forgotten_when_deleted() {
+        let m = Metrics::new();
+        m.ops_request("demo/a", "ReconfigureTLS", "Progressing");
+        m.ops_request("demo/b", "ReconfigureTLS", "Progressing");
+        m.ops_request("demo/c", "Restart", "Successful");
+        let text = m.render();
+        assert!(text.contains(
+            "mssql_operator_ops_requests{type=\"ReconfigureTLS\",phase=\"Progressing\"} 2"
+        ));
+        assert!(
+            text.contains("mssql_operator_ops_requests{type=\"Restart\",phase=\"Successful\"} 1")
+        );
+
+        m.ops_request("demo/a", "ReconfigureTLS", "Successful");
+        m.ops_request_gone("demo/c");
+        let text = m.render();
+        assert!(text.contains(
+            "mssql_operator_ops_requests{type=\"ReconfigureTLS\",phase=\"Progressing\"} 1"
+        ));
+        assert!(text.contains(
+            "mssql_operator_ops_requests{type=\"ReconfigureTLS\",phase=\"Successful\"} 1"
+        ));
+        assert!(
+            text.contains("mssql_operator_ops_requests{type=\"Restart\",phase=\"Successful\"} 0")
+        );
+    }
+
+    #[test]
+    fn step_durations_are_histograms_per_type_and_step() {
+        let m = Metrics::new();
+        m.ops_step_done("ReconfigureTLS", "RestartNodes", Duration::from_secs(7));
+        m.ops_step_done("ReconfigureTLS", "RestartNodes", Duration::from_secs(3));
+        let text = m.render();
+        assert!(text.contains(
+            "mssql_operator_ops_step_duration_seconds_count{type=\"ReconfigureTLS\",step=\"RestartNodes\"} 2"
+        ));
+        assert!(text.contains(
+            "mssql_operator_ops_step_duration_seconds_sum{type=\"ReconfigureTLS\",step=\"RestartNodes\"} 10.0"
+        ));
+    }
+
+    #[test]
+    fn paused_databases_and_certificate_expiry_follow_each_database() {
+        let m = Metrics::new();
+        m.database_paused("demo", "a", true);
+        m.certificates("demo", "a", &[("server", 100), ("client", 200)]);
+        m.database_paused("demo", "b", true);
+        let text = m.render();
+        assert!(text.contains("mssql_operator_paused_databases 2"));
+        assert!(text.contains(
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"server\"} 100"
+        ));
+        assert!(text.contains(
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"client\"} 200"
+        ));
+
+        // TLS removed from a, resumed: its gauges go; b is deleted.
+        m.database_paused("demo", "a", false);
+        m.certificates("demo", "a", &[("server", 300)]);
+        m.database_gone("demo", "b");
+        let text = m.render();
+        assert!(text.contains("mssql_operator_paused_databases 0"));
+        assert!(text.contains(
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"server\"} 300"
+        ));
+        assert!(!text.contains("alias=\"client\""), "{text}");
+    }
+
+    #[test]
+    fn leadership_is_a_gauge() {
+        let m = Metrics::new();
+        assert!(m.render().contains("mssql_operator_leader 0"));
+        m.set_leader(true);
+        assert!(m.render().contains("mssql_operator_leader 1"));
+    }
+}
