@@ -241,7 +241,11 @@ impl Tracker {
         let phase = phase(ops);
         if !phase.is_empty() && self.phase.as_ref() != Some(&phase) {
             self.phase = Some(phase.clone());
-            changes.push(Change::Phase(phase));
+            // A phase the request is in comes before its steps; the phase it ends in, after.
+            match outcome(ops) {
+                Some(_) => changes.push(Change::Phase(phase)),
+                None => changes.insert(0, Change::Phase(phase)),
+            }
         }
         changes
     }
@@ -479,12 +483,19 @@ mod tests {
         let mut tracker = Tracker::default();
         let mut ops = request("r", "db", NOW, json!({"type": "Restart"}));
         assert_eq!(tracker.update(&ops), []);
-        ops = with_status(ops, "Progressing", vec![]);
-        assert_eq!(
-            tracker.update(&ops),
-            [Change::Phase("Progressing".to_owned())]
-        );
+        ops = with_status(ops, "Pending", vec![]);
+        assert_eq!(tracker.update(&ops), [Change::Phase("Pending".to_owned())]);
         assert_eq!(tracker.update(&ops), []);
+
+        // A phase that is not the end comes before the steps.
+        ops = with_status(
+            ops,
+            "Progressing",
+            vec![condition("Restart", true, "started", NOW)],
+        );
+        let changes = tracker.update(&ops);
+        assert_eq!(changes[0], Change::Phase("Progressing".to_owned()));
+        assert!(matches!(&changes[1], Change::Step(c) if c.type_ == "Restart"));
 
         let evict = |status: bool| condition("EvictPod--db-0", status, "evict pod", NOW);
         ops = with_status(ops, "Progressing", vec![evict(false)]);
