@@ -40,18 +40,54 @@ cluster_lock() {
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# Hash of everything that determines the binaries: the wrapper modules'
-# go.mod/go.sum, the Go sources of the wrappers, the Go version and the recipe.
-cluster_hash() {
+# go_modules_hash DIR RECIPE: 16 hex digits over everything that determines the binaries built
+# from the wrapper Go modules under DIR: their go.mod/go.sum, their Go sources, the Go version and
+# a recipe number.
+go_modules_hash() {
   (
-    cd "$CLUSTER_HACK_DIR/go" || exit 1
+    cd "$1" || exit 1
     {
-      echo "recipe=$CLUSTER_BUILD_RECIPE"
+      echo "recipe=$2"
       go env GOVERSION GOOS GOARCH
       find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum
     } | sha256sum | cut -c1-16
   )
 }
+cluster_hash() { go_modules_hash "$CLUSTER_HACK_DIR/go" "$CLUSTER_BUILD_RECIPE"; }
 
-cluster_cache_root() { echo "${XDG_CACHE_HOME:-$HOME/.cache}/mssql-operator/cluster"; }
+# The settings of every build of a wrapper module (the committed go.sum is authoritative).
+go_build_env() { export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0; }
+
+# go_build_into MODULE-DIR BIN-DIR OUTPUT-NAMES... -- GO-BUILD-ARGS...: builds the outputs missing
+# from BIN-DIR in MODULE-DIR (under nice, into a temporary directory, then moved, so a killed build
+# leaves no half-written binary). Sets GO_BUILT=1 when it built something.
+GO_BUILT=0
+go_build_into() {
+  local mod="$1" bin="$2"; shift 2
+  local outs=()
+  while [ "$1" != -- ]; do outs+=("$1"); shift; done
+  shift
+  local missing=0
+  for o in "${outs[@]}"; do [ -x "$bin/$o" ] || missing=1; done
+  if [ "$missing" = 0 ]; then return 0; fi
+  local tmp start
+  mkdir -p "$bin"
+  tmp="$(mktemp -d "$bin/../.build.XXXXXX")"
+  start=$(date +%s)
+  log "building ${outs[*]} (module $mod) ..."
+  if ! (cd "$mod" && nice -n "${MSSQL_CLUSTER_NICE:-10}" go build -trimpath -pgo=off -o "$tmp/" "$@") >&2; then
+    rm -rf "$tmp"
+    die "go build failed for ${outs[*]}"
+  fi
+  for o in "${outs[@]}"; do
+    [ -x "$tmp/$o" ] || { rm -rf "$tmp"; die "expected binary $o was not produced"; }
+    mv -f "$tmp/$o" "$bin/$o"
+  done
+  rm -rf "$tmp"
+  GO_BUILT=1
+  log "built ${outs[*]} in $(( $(date +%s) - start ))s"
+}
+
+mssql_cache_root() { echo "${XDG_CACHE_HOME:-$HOME/.cache}/mssql-operator"; }
+cluster_cache_root() { echo "$(mssql_cache_root)/cluster"; }
 cluster_cache_dir() { echo "$(cluster_cache_root)/$(cluster_hash)"; }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use serde_json::{Value, json};
 
 use crate::cluster::{TestNamespace, ca_issuer, client, ensure_operator, eventually};
@@ -23,6 +23,18 @@ pub struct Setup {
 impl Setup {
     pub async fn new(prefix: &str) -> Self {
         ensure_operator();
+        Self::in_namespace(prefix).await
+    }
+
+    /// For a test that runs the operator itself, as a process: the CRDs, the catalog, bindable
+    /// volumes, and a namespace with a CA Issuer.
+    pub async fn without_operator(prefix: &str) -> Self {
+        crate::install_crds_and_catalog();
+        crate::reclaim_volumes();
+        Self::in_namespace(prefix).await
+    }
+
+    async fn in_namespace(prefix: &str) -> Self {
         let client = client().await;
         let ns = TestNamespace::new(&client, prefix).await;
         ca_issuer(&client, &ns.name, "mssqlserver-ca-issuer", "mssqlserver").await;
@@ -36,29 +48,35 @@ impl Setup {
         Api::namespaced(self.client.clone(), &self.ns.name)
     }
 
-    /// Creates a KubeDB doc example in this namespace, after `edit`.
+    /// Creates a KubeDB doc example (a database) in this namespace, after `edit`.
     pub async fn create_example(&self, name: &str, edit: impl FnOnce(&mut Value)) -> MssqlServer {
-        let mut value: Value = serde_saphyr::from_str(&example_in(name, &self.ns.name)).unwrap();
+        self.create_from(name, edit).await
+    }
+
+    /// Creates the KubeDB doc example `example` in this namespace, after `edit`.
+    pub async fn create_from<K>(&self, example: &str, edit: impl FnOnce(&mut Value)) -> K
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let mut value: Value = serde_saphyr::from_str(&example_in(example, &self.ns.name)).unwrap();
         edit(&mut value);
-        let db: MssqlServer = serde_json::from_value(value).unwrap();
-        self.api::<MssqlServer>()
-            .create(&PostParams::default(), &db)
+        let object: K = serde_json::from_value(value).unwrap();
+        self.api::<K>()
+            .create(&PostParams::default(), &object)
             .await
-            .expect("the database is created")
+            .unwrap_or_else(|e| panic!("creating {example}: {e}"))
     }
 
     pub async fn wait_phase(&self, db: &str, phase: &str, timeout: Duration) -> MssqlServer {
-        let api = self.api::<MssqlServer>();
-        eventually(&format!("{db} to be {phase}"), timeout, || async {
-            let current = api.get(db).await.map_err(|e| e.to_string())?;
-            let status = current.status.clone().unwrap_or_default();
-            match status.phase.as_deref() {
-                Some(p) if p == phase => Ok(current),
-                other => Err(format!(
-                    "phase {other:?}, conditions {:?}",
-                    summary(&status.conditions)
-                )),
-            }
+        wait_for_phase(self.api(), db, phase, timeout, |db: &MssqlServer| {
+            db.status
+                .clone()
+                .map(|s| (s.phase, s.conditions))
+                .unwrap_or_default()
         })
         .await
     }
@@ -134,6 +152,60 @@ impl Setup {
             .await
             .unwrap();
     }
+}
+
+/// Creates the KubeDB doc example `example` (an ops request) in the test's namespace, after `edit`;
+/// returns its name.
+pub async fn create_ops(t: &Setup, example: &str, edit: impl FnOnce(&mut Value)) -> String {
+    t.create_from::<MssqlServerOpsRequest>(example, edit)
+        .await
+        .name_any()
+}
+
+/// Waits until the ops request `name` is in `phase`.
+pub async fn wait_ops(
+    t: &Setup,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+) -> MssqlServerOpsRequest {
+    wait_for_phase(
+        t.api(),
+        name,
+        phase,
+        timeout,
+        |ops: &MssqlServerOpsRequest| {
+            ops.status
+                .clone()
+                .map(|s| (s.phase, s.conditions))
+                .unwrap_or_default()
+        },
+    )
+    .await
+}
+
+/// Waits until the object `name` is in `phase`, as `status` reads it (with its conditions).
+async fn wait_for_phase<K>(
+    api: Api<K>,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+    status: impl Fn(&K) -> (Option<String>, Vec<Condition>),
+) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} to be {phase}"), timeout, || async {
+        let current = api.get(name).await.map_err(|e| e.to_string())?;
+        match status(&current) {
+            (Some(p), _) if p == phase => Ok(current),
+            (other, conditions) => Err(format!(
+                "phase {other:?}, conditions {:?}",
+                summary(&conditions)
+            )),
+        }
+    })
+    .await
 }
 
 pub fn summary(conditions: &[Condition]) -> Vec<String> {

@@ -1,8 +1,11 @@
 //! Helpers for end-to-end tests on the local control plane: `kubectl`, as a user drives it, and
 //! the kube client with the operator running beside the tests (`cluster`).
 
+pub mod chart;
 pub mod cluster;
 pub mod fixture;
+pub mod operator;
+pub mod scrape;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +25,32 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// Runs `program args` in the repository root with `stdin`; panics if it cannot start (`what`
+/// says how to get it).
+pub fn command(program: &str, args: &[&str], stdin: Option<&str>, what: &str) -> Run {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} does not start ({what}): {e}"));
+    let mut input = child.stdin.take().expect("stdin is piped");
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap_or_else(|e| panic!("{program} reads stdin: {e}"));
+    drop(input);
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Runs `kubectl args` with `stdin`. Panics with a clear message when there is no plane to talk
 /// to: an end-to-end test never passes without one.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Run {
@@ -29,25 +58,12 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Run {
         std::env::var_os("KUBECONFIG").is_some(),
         "KUBECONFIG is not set: start the local control plane with `eval \"$(hack/cluster/up | tail -n1)\"` (hack/test does this)"
     );
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl is on PATH (eval the last line of hack/cluster/up)");
-    let mut input = child.stdin.take().expect("stdin is piped");
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .expect("kubectl reads stdin");
-    drop(input);
-    let output = child.wait_with_output().expect("kubectl runs");
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    command(
+        "kubectl",
+        args,
+        stdin,
+        "kubectl is on PATH: eval the last line of hack/cluster/up",
+    )
 }
 
 /// Runs `kubectl args` and returns its output; panics with kubectl's error if it fails.
@@ -122,4 +138,12 @@ pub fn example_in(name: &str, namespace: &str) -> String {
     let path = root().join(format!("examples/kubedb-docs/{name}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.replace("namespace: demo", &format!("namespace: {namespace}"))
+}
+
+/// Makes the `Released` volumes of earlier runs' deleted claims bindable again.
+pub fn reclaim_volumes() {
+    let reclaimed = Command::new(root().join("hack/cluster/reclaim-pvs"))
+        .status()
+        .expect("hack/cluster/reclaim-pvs runs");
+    assert!(reclaimed.success(), "hack/cluster/reclaim-pvs failed");
 }

@@ -3,7 +3,6 @@
 //! exactly once (seen by a watch on the pods, not by the operator's own records).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,36 +13,8 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually, wait_ready_replicas};
-use mssql_e2e::{example_in, install_crds_and_catalog, root};
-
-/// The operator as a separate process, killed with SIGKILL when dropped.
-struct Operator(Child);
-
-impl Operator {
-    fn start(log: &std::fs::File) -> Self {
-        let binary = std::env::var("MSSQL_OPERATOR_BIN")
-            .map_or_else(|_| root().join("target/debug/mssql-operator"), Into::into);
-        assert!(
-            binary.exists(),
-            "{} is missing: build it with `cargo build -p mssql-operator` (hack/test does)",
-            binary.display()
-        );
-        let child = Command::new(binary)
-            .arg("run")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log.try_clone().unwrap()))
-            .spawn()
-            .expect("the operator starts");
-        Self(child)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use mssql_e2e::operator::Operator;
+use mssql_e2e::{example_in, install_crds_and_catalog};
 
 fn progress(ops: &MssqlServerOpsRequest) -> (usize, String) {
     let status = ops.status.clone().unwrap_or_default();
@@ -83,7 +54,7 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
 
     // Provision a 3-replica group with one operator, and give it a primary as a coordinator would.
-    let operator = Operator::start(&log);
+    let operator = Operator::start(&["run"], &[], &log);
     let db: MssqlServer =
         serde_saphyr::from_str(&example_in("mssql-ag-cluster", &ns.name)).unwrap();
     databases.create(&PostParams::default(), &db).await.unwrap();
@@ -155,7 +126,7 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
         if before.1 == "Successful" || before.1 == "Failed" {
             break;
         }
-        let operator = Operator::start(&log);
+        let operator = Operator::start(&["run"], &[], &log);
         // Polled often, so the kill lands right after the step. Up to three minutes: on fake nodes an
         // evicted pod is back under the same name at once, and the disruption controller may then
         // hold the budget for its 2-minute deletion timeout.

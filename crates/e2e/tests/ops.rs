@@ -8,43 +8,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use mssql_api::condition;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
-use mssql_e2e::example_in;
-use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, summary};
+use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary, wait_ops};
 use serde_json::{Value, json};
 
 // Generous: on fake nodes a PodDisruptionBudget can be held for up to two minutes (docs/testing.md).
 const OPS_TIMEOUT: Duration = Duration::from_secs(300);
-
-async fn create_ops(t: &Setup, example: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let mut value: Value = serde_saphyr::from_str(&example_in(example, &t.ns.name)).unwrap();
-    edit(&mut value);
-    let ops: MssqlServerOpsRequest = serde_json::from_value(value).unwrap();
-    t.api::<MssqlServerOpsRequest>()
-        .create(&PostParams::default(), &ops)
-        .await
-        .expect("the ops request is created")
-        .name_any()
-}
-
-async fn wait_ops(t: &Setup, name: &str, phase: &str, timeout: Duration) -> MssqlServerOpsRequest {
-    let api = t.api::<MssqlServerOpsRequest>();
-    eventually(&format!("{name} to be {phase}"), timeout, || async {
-        let ops = api.get(name).await.map_err(|e| e.to_string())?;
-        let status = ops.status.clone().unwrap_or_default();
-        match status.phase.as_deref() {
-            Some(p) if p == phase => Ok(ops),
-            other => Err(format!(
-                "phase {other:?}, conditions {:?}",
-                summary(&status.conditions)
-            )),
-        }
-    })
-    .await
-}
 
 fn types(ops: &MssqlServerOpsRequest) -> Vec<String> {
     ops.status

@@ -1,0 +1,257 @@
+//! The Helm chart (`deploy/helm/mssql-operator`) as helm sees it: `helm lint --strict` passes, and
+//! `helm template`, with the default values and with other ones, renders the objects the chart
+//! promises: a locked-down operator Deployment with probes and the downward-API identity, RBAC
+//! without wildcards, the metrics Service, the optional ServiceMonitor and the toggled catalog.
+//! Needs no control plane, only helm (built by `hack/helm`; the test fails if it cannot be).
+
+use mssql_e2e::chart::{CHART, helm_ok, of_kind, one, render};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "mssql-operator-system";
+const OTHER_VALUES: [&str; 3] = [
+    "metrics.serviceMonitor.enabled=true",
+    "catalog.enabled=false",
+    "replicas=2",
+];
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+#[test]
+fn lint_passes_with_default_and_other_values() {
+    let default = helm_ok(&["lint", "--strict", CHART]);
+    assert!(
+        default.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{default}"
+    );
+    let mut args = vec!["lint", "--strict", CHART];
+    for set in OTHER_VALUES {
+        args.extend(["--set", set]);
+    }
+    let other = helm_ok(&args);
+    assert!(
+        other.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{other}"
+    );
+}
+
+/// The Deployment's pod runs the operator locked down, with its identity, port and probes.
+fn assert_secure_deployment(objects: &[Value], replicas: i64) {
+    let deployment = one(objects, "Deployment");
+    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(deployment["spec"]["replicas"], replicas);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["serviceAccountName"],
+        one(objects, "ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["runAsUser"], 65532);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert!(security["capabilities"].get("add").is_none());
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][kind][resource].is_string(),
+                "resources.{kind}.{resource} is set: {}",
+                container["resources"]
+            );
+        }
+    }
+    assert_eq!(
+        container["args"],
+        json!(["run", "--listen", "0.0.0.0:8080"])
+    );
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(container["image"], "mssql-operator:0.1.0");
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let env = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("env {name}"));
+        assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(container[probe]["httpGet"]["path"], path);
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics");
+    }
+}
+
+/// Every rule names its groups, resources and verbs: no `*` anywhere. Returns the rules.
+fn rules<'a>(objects: &'a [Value], kind: &str) -> &'a Vec<Value> {
+    let rules = one(objects, kind)["rules"].as_array().unwrap();
+    assert!(!rules.is_empty());
+    for rule in rules {
+        for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+            for item in rule[field].as_array().into_iter().flatten() {
+                assert!(
+                    !item.as_str().unwrap().contains('*'),
+                    "{kind} rule {rule} has a wildcard"
+                );
+            }
+        }
+        assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
+    }
+    rules
+}
+
+fn assert_rbac(objects: &[Value]) {
+    let account = one(objects, "ServiceAccount");
+    assert_eq!(account["metadata"]["namespace"], NAMESPACE);
+    let subject = json!([{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}]);
+    for (binding, role) in [
+        ("ClusterRoleBinding", "ClusterRole"),
+        ("RoleBinding", "Role"),
+    ] {
+        let binding = one(objects, binding);
+        assert_eq!(binding["subjects"], subject);
+        assert_eq!(binding["roleRef"]["kind"], role);
+        assert_eq!(
+            binding["roleRef"]["name"],
+            one(objects, role)["metadata"]["name"]
+        );
+    }
+    let cluster = rules(objects, "ClusterRole");
+    let grants = |group: &str, resource: &str, verb: &str| {
+        cluster.iter().any(|r| {
+            r["apiGroups"].as_array().unwrap().contains(&json!(group))
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(resource))
+                && r["verbs"].as_array().unwrap().contains(&json!(verb))
+        })
+    };
+    assert!(grants("", "pods/eviction", "create"));
+    assert!(grants("cert-manager.io", "certificates", "patch"));
+    assert!(grants("kubedb.com", "mssqlservers/status", "update"));
+    assert!(grants("events.k8s.io", "events", "create"));
+    // The Lease is the only namespaced permission, in the release's namespace.
+    let role = one(objects, "Role");
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    for rule in rules(objects, "Role") {
+        assert_eq!(rule["apiGroups"], json!(["coordination.k8s.io"]));
+        assert_eq!(rule["resources"], json!(["leases"]));
+    }
+}
+
+fn assert_metrics_service(objects: &[Value]) {
+    let service = one(objects, "Service");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+    let pod_labels = &one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in service["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &pod_labels[key], value,
+            "the Service selects the operator pods"
+        );
+    }
+}
+
+#[test]
+fn default_values_render_a_locked_down_operator_with_its_catalog() {
+    let objects = render("mssql-operator", NAMESPACE, &[]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "MSSQLServerVersion",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    assert_eq!(
+        one(&objects, "Deployment")["metadata"]["name"],
+        "mssql-operator"
+    );
+    assert_secure_deployment(&objects, 1);
+    assert_rbac(&objects);
+    assert_metrics_service(&objects);
+    // The catalog is `mssql-operator catalog`, as in deploy/catalog.yaml.
+    let catalog: Vec<Value> = serde_saphyr::from_multiple(
+        &std::fs::read_to_string(mssql_e2e::root().join("deploy/catalog.yaml")).unwrap(),
+    )
+    .unwrap();
+    let catalog: Vec<Value> = catalog.into_iter().filter(|d| !d.is_null()).collect();
+    let rendered: Vec<Value> = of_kind(&objects, "MSSQLServerVersion")
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(rendered, catalog);
+    // CRDs only with --include-crds (Helm installs crds/ itself).
+    let with_crds = helm_ok(&["template", "x", CHART, "--include-crds"]);
+    let crds: Vec<Value> = serde_saphyr::from_multiple(&with_crds).unwrap();
+    assert_eq!(
+        crds.iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
+    let objects = render("ops", NAMESPACE, &OTHER_VALUES);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
+    );
+    assert_eq!(
+        one(&objects, "Deployment")["metadata"]["name"],
+        "ops-mssql-operator"
+    );
+    assert_secure_deployment(&objects, 2);
+    assert_rbac(&objects);
+    assert_metrics_service(&objects);
+    let monitor = one(&objects, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        one(&objects, "Service")["spec"]["selector"]
+    );
+}
