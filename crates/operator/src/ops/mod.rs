@@ -25,7 +25,7 @@ use mssql_api::phase::PAUSED;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::machine::texts::*;
 use self::machine::{
@@ -118,15 +118,26 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
     )
     .shutdown_on_signal()
     .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            warn!(%error, "ops request reconcile failed");
-        }
-    })
+    .for_each(|result| async move { provisioner::log_outcome(result) })
     .await;
 }
 
+impl Error {
+    /// A write lost a race with another writer: see `provisioner::Error::is_conflict`.
+    fn is_conflict(&self) -> bool {
+        match self {
+            Self::Kube { source, .. } => provisioner::is_conflict(source),
+            Self::Provisioner(error) => error.is_conflict(),
+            Self::Finalizer(error) => provisioner::finalizer_conflict(error, Self::is_conflict),
+        }
+    }
+}
+
 fn error_policy(ops: Arc<MssqlServerOpsRequest>, error: &Error, _context: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        debug!(request = %ops.name_any(), %error, "lost a write race; again at once");
+        return Action::requeue(provisioner::REQUEUE_CONFLICT);
+    }
     warn!(request = %ops.name_any(), %error, "will retry");
     Action::requeue(Duration::from_secs(5))
 }
@@ -137,9 +148,11 @@ async fn reconcile(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_request(ops, &context).await;
-    context
-        .metrics()
-        .reconciled(metrics::OPS_MANAGER, started.elapsed(), result.is_ok());
+    context.metrics().reconciled(
+        metrics::OPS_MANAGER,
+        started.elapsed(),
+        result.as_ref().map_or_else(Error::is_conflict, |_| true),
+    );
     result
 }
 
@@ -623,7 +636,15 @@ impl Record {
 
     /// A finished step: KubeDB's type, reason = type, and message.
     fn done(&mut self, type_: &str, message: &str) {
-        let took = condition::since_latest_transition(self.conditions(), Timestamp::now());
+        // Measured from the previous finished step (reason = type), so the sub-steps it retried
+        // while waiting (for cert-manager, for each pod) count towards it.
+        let finished: Vec<Condition> = self
+            .conditions()
+            .iter()
+            .filter(|c| c.reason.as_deref() == Some(c.type_.as_str()))
+            .cloned()
+            .collect();
+        let took = condition::since_latest_transition(&finished, Timestamp::now());
         self.finished.push((type_.to_owned(), took));
         let generation = self.ops.metadata.generation;
         self.set(Condition {

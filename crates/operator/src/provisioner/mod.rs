@@ -19,7 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -31,7 +31,7 @@ use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
 use mssql_api::{ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER, MssqlServer, MssqlServerStatus};
 use mssql_certs::cert_manager::Certificate;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::apply::{Applied, apply, create_once};
 use self::cleanup::Target;
@@ -78,7 +78,37 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
         }
     }
+
+    /// A write lost a race with another writer (409): the newer object is on its way through the
+    /// watch, so this is retried at once, without a Warning Event, and not counted as an error.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Read { source, .. } | Self::Apply { source, .. } => is_conflict(source),
+            Self::Status(source) | Self::Cleanup(source) => is_conflict(source),
+            Self::Refused(_) => false,
+            Self::Finalizer(error) => finalizer_conflict(error, Self::is_conflict),
+        }
+    }
 }
+
+pub(crate) fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Whether a finalizer error is a conflict, `inner` judging the reconciler's own errors.
+pub(crate) fn finalizer_conflict<E: std::error::Error + 'static>(
+    error: &finalizer::Error<E>,
+    inner: impl Fn(&E) -> bool,
+) -> bool {
+    match error {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => inner(e),
+        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => is_conflict(e),
+        _ => false,
+    }
+}
+
+/// How soon a reconcile that lost a write race runs again (the newer object usually comes first).
+pub(crate) const REQUEUE_CONFLICT: Duration = Duration::from_millis(500);
 
 fn read(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
@@ -166,13 +196,23 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
     })
     .shutdown_on_signal()
     .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => info!(database = %object, "reconciled"),
-            Err(error) => warn!(%error, "reconcile failed"),
-        }
-    })
+    .for_each(|result| async move { log_outcome(result) })
     .await;
+}
+
+/// Logs what a controller's stream yields. A failed reconcile was already logged by the error
+/// policy; the controller's own problems (a watch the API server refuses, say) are warnings.
+pub(crate) fn log_outcome<K, E>(
+    result: Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>,
+) where
+    K: Resource<DynamicType = ()>,
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok((object, _)) => debug!(%object, "reconciled"),
+        Err(controller::Error::ReconcilerFailed(..)) => {}
+        Err(error) => warn!(%error, "controller error"),
+    }
 }
 
 /// The database an object of ours belongs to, by its instance label.
@@ -182,6 +222,10 @@ fn database_of<K: Resource>(object: &K) -> Option<ObjectRef<MssqlServer>> {
 }
 
 fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        debug!(database = %key(&db), %error, "lost a write race; again at once");
+        return Action::requeue(REQUEUE_CONFLICT);
+    }
     warn!(database = %key(&db), category = error.category(), %error, "will retry");
     let note = error.to_string();
     tokio::spawn(async move {
@@ -195,9 +239,11 @@ fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> A
 async fn reconcile(db: Arc<MssqlServer>, context: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_database(db, &context).await;
-    context
-        .metrics
-        .reconciled(metrics::PROVISIONER, started.elapsed(), result.is_ok());
+    context.metrics.reconciled(
+        metrics::PROVISIONER,
+        started.elapsed(),
+        result.as_ref().map_or_else(Error::is_conflict, |_| true),
+    );
     result
 }
 
@@ -606,4 +652,29 @@ async fn delete(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
         )
         .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn only_409s_are_conflicts_however_deeply_wrapped() {
+        assert!(Error::Status(api(409)).is_conflict());
+        assert!(!Error::Status(api(500)).is_conflict());
+        assert!(!Error::Refused("no".to_owned()).is_conflict());
+        let wrapped = |inner| Error::Finalizer(Box::new(finalizer::Error::ApplyFailed(inner)));
+        assert!(wrapped(Error::Status(api(409))).is_conflict());
+        assert!(!wrapped(Error::Status(api(404))).is_conflict());
+        assert!(Error::Finalizer(Box::new(finalizer::Error::AddFinalizer(api(409)))).is_conflict());
+        assert!(
+            !Error::Finalizer(Box::new(finalizer::Error::<Error>::UnnamedObject)).is_conflict()
+        );
+    }
 }
