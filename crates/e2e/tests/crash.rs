@@ -16,6 +16,22 @@ use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually, wait_read
 use mssql_e2e::operator::Operator;
 use mssql_e2e::{example_in, install_crds_and_catalog};
 
+/// One operator process. Each has the same identity, as the restarted container of one pod
+/// has, so it takes the leader-election Lease back at once instead of waiting for it to expire.
+fn start_operator(namespace: &str, log: &std::fs::File) -> Operator {
+    Operator::start(
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            namespace,
+        ],
+        &[("POD_NAME", "crash-test-operator")],
+        log,
+    )
+}
+
 fn progress(ops: &MssqlServerOpsRequest) -> (usize, String) {
     let status = ops.status.clone().unwrap_or_default();
     (status.conditions.len(), status.phase.unwrap_or_default())
@@ -54,7 +70,7 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
 
     // Provision a 3-replica group with one operator, and give it a primary as a coordinator would.
-    let operator = Operator::start(&["run"], &[], &log);
+    let operator = start_operator(&ns.name, &log);
     let db: MssqlServer =
         serde_saphyr::from_str(&example_in("mssql-ag-cluster", &ns.name)).unwrap();
     databases.create(&PostParams::default(), &db).await.unwrap();
@@ -126,7 +142,7 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
         if before.1 == "Successful" || before.1 == "Failed" {
             break;
         }
-        let operator = Operator::start(&["run"], &[], &log);
+        let operator = start_operator(&ns.name, &log);
         // Polled often, so the kill lands right after the step. Up to three minutes: on fake nodes an
         // evicted pod is back under the same name at once, and the disruption controller may then
         // hold the budget for its 2-minute deletion timeout.
