@@ -383,6 +383,11 @@ async fn the_plugin_adds_rotates_and_reports_tls() {
     );
     assert!(out.stdout.contains("phase Failed"), "{out}");
     assert!(
+        out.stdout
+            .contains("FAILED  Failed: certificates were not synced within 15s: "),
+        "{out}"
+    );
+    assert!(
         !out.stdout.contains("restart ["),
         "no pod was restarted:\n{out}"
     );

@@ -41,12 +41,15 @@ enum Command {
 enum Tls {
     /// Issuer, serial, SANs and expiry of each certificate, and which pods run it.
     Status {
+        /// The MSSQLServer's name.
         database: String,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Turns TLS on (a ReconfigureTLS request with the issuer and clientTLS: true).
     Add {
+        /// The MSSQLServer's name.
         database: String,
         #[command(flatten)]
         issuer: IssuerArgs,
@@ -55,18 +58,21 @@ enum Tls {
     },
     /// Turns TLS off (SQL Server stops forcing encryption; the certificates stay).
     Remove {
+        /// The MSSQLServer's name.
         database: String,
         #[command(flatten)]
         request: RequestArgs,
     },
     /// Re-issues every certificate and restarts the pods onto them.
     Rotate {
+        /// The MSSQLServer's name.
         database: String,
         #[command(flatten)]
         request: RequestArgs,
     },
     /// Moves every certificate to another issuer and restarts the pods onto them.
     SetIssuer {
+        /// The MSSQLServer's name.
         database: String,
         #[command(flatten)]
         issuer: IssuerArgs,
@@ -120,12 +126,15 @@ enum Ops {
         /// Only the requests of this database.
         #[arg(long)]
         database: Option<String>,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// One request with every condition.
     Describe {
+        /// The MSSQLServerOpsRequest's name.
         name: String,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -325,10 +334,9 @@ async fn watch(client: &Client, namespace: &str, name: &str) -> Result<(), Error
         }
         if terminal {
             let phase = ops::phase(&ops);
-            let phase = if phase.is_empty() {
-                "waiting for the ops-manager"
-            } else {
-                &phase
+            let phase = match phase.is_empty() {
+                true => "waiting for the ops-manager".to_owned(),
+                false => format!("phase {phase}"),
             };
             let bar = restarts(&ops).map(|r| format!(" {}", render::restart_text(&r)));
             let _ = write!(out, "{elapsed}{phase}{}", bar.unwrap_or_default());

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use mssql_operator::ops::machine::texts::{FAILED, SKIPPED};
+
 use crate::ops::{Change, OpsDetail, OpsRow, Restarts};
 use crate::status::{CertificateStatus, TlsStatus};
 use crate::text::{age, bar, list, table};
@@ -217,9 +219,11 @@ pub fn change(change: &Change) -> String {
     match change {
         Change::Phase(phase) => format!("phase {phase}"),
         Change::Step(c) => {
-            let mark = match c.status.as_str() {
-                "True" => "ok",
-                "False" => "waiting",
+            let mark = match (c.type_.as_str(), c.status.as_str()) {
+                (FAILED, _) => "FAILED",
+                (SKIPPED, _) => "skipped",
+                (_, "True") => "ok",
+                (_, "False") => "waiting",
                 _ => "?",
             };
             format!("{mark:<7} {}: {}", c.type_, c.message)
@@ -427,6 +431,17 @@ Conditions:
             "?       UpdatePetSets: reconciled"
         );
         assert_eq!(change(&Change::Phase("Failed".to_owned())), "phase Failed");
+        let end = |type_: &str| {
+            Change::Step(ConditionRow {
+                time: String::new(),
+                type_: type_.to_owned(),
+                status: "False".to_owned(),
+                reason: String::new(),
+                message: "why".to_owned(),
+            })
+        };
+        assert_eq!(change(&end("Failed")), "FAILED  Failed: why");
+        assert_eq!(change(&end("Skipped")), "skipped Skipped: why");
         assert_eq!(
             change(&Change::Restarts(Restarts {
                 done: 2,

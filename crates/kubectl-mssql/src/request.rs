@@ -211,7 +211,7 @@ pub fn preflight(
             "already has TLS (spec.tls.clientTLS is true): use `tls set-issuer` to change its issuer or `tls rotate` to renew its certificates",
         ),
         TlsOp::Remove if !enabled => refuse(&format!(
-            "has no TLS to remove (spec.tls.clientTLS is not true): `tls status {db_name}` shows its certificates"
+            "has no TLS to remove (spec.tls.clientTLS is not true): `kubectl mssql tls status {db_name} -n {namespace}` shows its certificates"
         )),
         TlsOp::SetIssuer(choice)
             if current
