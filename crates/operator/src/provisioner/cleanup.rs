@@ -120,6 +120,11 @@ pub async fn before_deletion(client: &Client, target: &Target) -> kube::Result<(
             }
         }
         DeletionPolicy::WipeOut => {
+            // The Certificates first: while one exists, cert-manager issues its deleted secret
+            // again (garbage collection removes the Certificates only after the database).
+            for (certificate, _) in &target.certificates {
+                delete_if_present::<Certificate>(client, ns, certificate).await?;
+            }
             for (_, secret_name) in &target.certificates {
                 // Only secrets that cert-manager wrote for this database (labelled by its template).
                 if let Some(secret) = secrets.get_opt(secret_name).await?
