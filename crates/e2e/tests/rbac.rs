@@ -1,0 +1,456 @@
+//! The chart's RBAC is enough and minimal. The operator binary runs as the chart's ServiceAccount
+//! (a TokenRequest token, rendered ServiceAccount, ClusterRole(Binding) and Role(Binding) applied),
+//! through every feature: provisioning with TLS from an Issuer, add TLS, rotate, change to a
+//! ClusterIssuer, remove TLS, Restart, halt and resume, a refused deletion (`DoNotTerminate`)
+//! reported as a repeated Warning event, deletion with `WipeOut`, and leader election on its Lease. Then the API server's
+//! audit log (hack/cluster/up writes every service-account request to `<run dir>/logs/audit.log`)
+//! proves that no request of that account was refused and that every granted (verb, resource) was
+//! used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use mssql_api::MssqlServer;
+use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
+use mssql_e2e::chart::render;
+use mssql_e2e::cluster::{TestNamespace, eventually, make_ca};
+use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
+use mssql_e2e::operator::Operator;
+use mssql_e2e::{kubectl, kubectl_ok};
+use serde_json::{Value, json};
+
+// Generous: on fake nodes a PodDisruptionBudget can be held for up to two minutes (docs/testing.md).
+const OPS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Granted permissions, as (API group, resource[/subresource], verb), that the scenario does not
+/// exercise, each with why it is still needed. Empty: the scenario uses every one.
+const NOT_EXERCISED: &[(&str, &str, &str)] = &[];
+
+/// The chart's kinds that give the operator its identity and permissions.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// Cluster-scoped objects of the test, deleted when dropped (namespaces do not take them along).
+struct ClusterScoped(Vec<(String, String)>);
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        for (kind, name) in &self.0 {
+            let _ = kubectl(&["delete", kind, name, "--ignore-not-found"], None);
+        }
+    }
+}
+
+/// The audit log of the plane in `MSSQL_CLUSTER_DIR` (the run dir of hack/cluster/lib.sh).
+fn audit_log() -> PathBuf {
+    let run_dir = std::env::var("MSSQL_CLUSTER_DIR").unwrap_or_else(|_| {
+        let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned());
+        format!("{runtime}/mssql-operator-cluster")
+    });
+    PathBuf::from(run_dir).join("logs/audit.log")
+}
+
+/// A kubeconfig for the plane in `KUBECONFIG` that authenticates with `token`.
+fn kubeconfig_with_token(token: &str, namespace: &str) -> Value {
+    let admin: Value = serde_json::from_str(&kubectl_ok(
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "plane", "cluster": {
+            "server": cluster["server"],
+            "certificate-authority-data": cluster["certificate-authority-data"],
+        }}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "plane", "user": "operator", "namespace": namespace}}],
+        "current-context": "operator",
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status code and body.
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A permission: (API group, resource[/subresource], verb).
+type Access = (String, String, String);
+
+/// Every permission the rules grant.
+fn granted(rules: &[Value]) -> BTreeSet<Access> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut granted = BTreeSet::new();
+    for rule in rules {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+/// What the audit log says `user` did: each (API group, resource[/subresource], verb) with its
+/// count of requests, and every refused request.
+fn audited(user: &str) -> (BTreeMap<Access, usize>, Vec<String>) {
+    let path = audit_log();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the plane must be started by a hack/cluster/up that writes the audit log (set MSSQL_CLUSTER_DIR to the plane's run dir)",
+            path.display()
+        )
+    });
+    let mut used = BTreeMap::new();
+    let mut refused = Vec::new();
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let mut resource = object["resource"].as_str().unwrap_or_default().to_owned();
+        if let Some(sub) = object["subresource"].as_str() {
+            resource = format!("{resource}/{sub}");
+        }
+        let verb = event["verb"].as_str().unwrap_or_default().to_owned();
+        let code = event["responseStatus"]["code"].as_i64().unwrap_or_default();
+        if code == 401 || code == 403 {
+            refused.push(format!(
+                "{code} {verb} {resource} {} in {:?}: {}",
+                object["name"], object["namespace"], event["responseStatus"]["message"]
+            ));
+        }
+        let group = object["apiGroup"].as_str().unwrap_or_default().to_owned();
+        // A server-side apply that created its object (201) was authorized as `create` too.
+        if verb == "patch" && code == 201 {
+            *used
+                .entry((group.clone(), resource.clone(), "create".to_owned()))
+                .or_default() += 1;
+        }
+        *used.entry((group, resource, verb)).or_default() += 1;
+    }
+    (used, refused)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
+    let t = Setup::without_operator("rbac").await;
+    let operator_ns = TestNamespace::new(&t.client, "rbac-operator").await;
+    let release = format!("rbac-{}", std::process::id());
+
+    // The chart's ServiceAccount and RBAC, rendered for a release in the operator's namespace.
+    let objects: Vec<Value> = render(&release, &operator_ns.name, &[])
+        .into_iter()
+        .filter(|o| RBAC_KINDS.contains(&o["kind"].as_str().unwrap_or_default()))
+        .collect();
+    let name_of = |kind: &str| {
+        let found: Vec<_> = objects.iter().filter(|o| o["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} in the chart");
+        found[0]["metadata"]["name"].as_str().unwrap().to_owned()
+    };
+    let account = name_of("ServiceAccount");
+    let mut cleanup = ClusterScoped(vec![
+        (
+            "clusterrolebinding".to_owned(),
+            name_of("ClusterRoleBinding"),
+        ),
+        ("clusterrole".to_owned(), name_of("ClusterRole")),
+    ]);
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    kubectl_ok(&["apply", "-f", "-"], Some(&list.to_string()));
+    let rules: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .flat_map(|o| o["rules"].as_array().unwrap().clone())
+        .collect();
+
+    // The operator as that ServiceAccount, with a TokenRequest token.
+    let token = kubectl_ok(
+        &[
+            "create",
+            "token",
+            &account,
+            "-n",
+            &operator_ns.name,
+            "--duration=2h",
+        ],
+        None,
+    );
+    let dir = std::env::temp_dir().join(format!("{release}-operator"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig_with_token(token.trim(), &operator_ns.name).to_string(),
+    )
+    .unwrap();
+    let log_path = dir.join("operator.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let operator = Operator::start(
+        &[
+            "run",
+            "--listen",
+            &listen,
+            "--lease-namespace",
+            &operator_ns.name,
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAME", "rbac-operator-0"),
+        ],
+        &log,
+    );
+    let operator_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // The probes answer on --listen; the Lease names this replica.
+    eventually("the operator to be ready", SHORT, || async {
+        match http_get(port, "/readyz") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}; log:\n{}", operator_log())),
+        }
+    })
+    .await;
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Ok(200));
+    assert_eq!(http_get(port, "/metrics").map(|r| r.0), Ok(200));
+    let holder = kubectl_ok(
+        &[
+            "get",
+            "lease",
+            "mssql-operator",
+            "-n",
+            &operator_ns.name,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    assert_eq!(holder, "rbac-operator-0");
+
+    // A database that must not be deleted (deletionPolicy DoNotTerminate), provisioned beside.
+    t.create_example("ms-standalone", |db| {
+        db["metadata"]["name"] = json!("ms-keep");
+        db["spec"]["deletionPolicy"] = json!("DoNotTerminate");
+    })
+    .await;
+
+    // Provision with TLS from an Issuer; add TLS; rotate.
+    t.create_example("ms-standalone", |_| {}).await;
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    for example in ["msops-add-tls", "msops-rotate"] {
+        let name = create_ops(&t, example, |_| {}).await;
+        wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
+    }
+
+    // Change to a ClusterIssuer (its CA secret lives in cert-manager's cluster resource namespace).
+    let issuer_name = format!("{release}-ca");
+    let (ca, key) = make_ca("rbac-cluster-ca", "kubedb");
+    let ca_secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(issuer_name.clone()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(
+            [
+                ("tls.crt".to_owned(), ByteString(ca.into_bytes())),
+                ("tls.key".to_owned(), ByteString(key.into_bytes())),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(t.client.clone(), "cert-manager")
+        .create(&PostParams::default(), &ca_secret)
+        .await
+        .unwrap();
+    cleanup
+        .0
+        .push(("clusterissuer".to_owned(), issuer_name.clone()));
+    let issuer = ClusterIssuer::new(
+        &issuer_name,
+        ClusterIssuerSpec {
+            config: IssuerConfig {
+                ca: Some(CaIssuer {
+                    secret_name: issuer_name.clone(),
+                }),
+                ..IssuerConfig::default()
+            },
+        },
+    );
+    Api::<ClusterIssuer>::all(t.client.clone())
+        .create(&PostParams::default(), &issuer)
+        .await
+        .unwrap();
+    let name = create_ops(&t, "msops-change-issuer", |ops| {
+        ops["spec"]["tls"]["issuerRef"] =
+            json!({"name": issuer_name, "kind": "ClusterIssuer", "apiGroup": "cert-manager.io"});
+    })
+    .await;
+    wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
+    let ca = t.secret_text("ms-standalone-server-cert", "ca.crt").await;
+    assert!(
+        mssql_certs::inspect::parse_certificate(ca.as_bytes())
+            .unwrap()
+            .subject
+            .contains("CN=rbac-cluster-ca"),
+        "the server certificate is issued by the ClusterIssuer's CA"
+    );
+
+    // Remove TLS; restart.
+    let name = create_ops(&t, "msops-remove", |_| {}).await;
+    wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
+    let name = create_ops(&t, "msops-rotate", |ops| {
+        ops["metadata"]["name"] = json!("msops-restart");
+        ops["spec"] = json!({"type": "Restart", "databaseRef": {"name": "ms-standalone"}});
+    })
+    .await;
+    wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
+
+    // Halt and resume.
+    t.patch_database("ms-standalone", &json!({"spec": {"halted": true}}))
+        .await;
+    t.wait_phase("ms-standalone", "Halted", SHORT).await;
+    t.patch_database("ms-standalone", &json!({"spec": {"halted": false}}))
+        .await;
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+
+    // Deleting the DoNotTerminate database is refused at every reconcile: the same Warning event
+    // on the same object, which kube's Recorder turns into a series (a patch).
+    t.wait_phase("ms-keep", "Ready", READY_TIMEOUT).await;
+    t.api::<MssqlServer>()
+        .delete("ms-keep", &DeleteParams::default())
+        .await
+        .unwrap();
+    let events = t.api::<Event>();
+    eventually(
+        "a repeated DeletionRefused event of ms-keep",
+        Duration::from_secs(60),
+        || async {
+            let list = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let refusals: Vec<_> = list
+                .items
+                .iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some("DeletionRefused")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ms-keep")
+                })
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .collect();
+            if refusals.iter().any(|count| *count >= 2) {
+                Ok(())
+            } else {
+                Err(format!("DeletionRefused events with counts {refusals:?}"))
+            }
+        },
+    )
+    .await;
+    t.patch_database("ms-keep", &json!({"spec": {"deletionPolicy": "WipeOut"}}))
+        .await;
+
+    // Delete both databases (deletionPolicy WipeOut): volumes and TLS secrets go too.
+    t.api::<MssqlServer>()
+        .delete("ms-standalone", &DeleteParams::default())
+        .await
+        .unwrap();
+    for db in ["ms-keep", "ms-standalone"] {
+        t.wait_gone::<MssqlServer>(db).await;
+    }
+    t.wait_gone::<PersistentVolumeClaim>("data-ms-standalone-0")
+        .await;
+    t.wait_gone::<Secret>("ms-standalone-server-cert").await;
+
+    // Let the last writes reach the log, then stop the operator.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(operator);
+
+    let user = format!("system:serviceaccount:{}:{account}", operator_ns.name);
+    let (used, refused) = audited(&user);
+    let mut report = String::new();
+    for ((group, resource, verb), count) in &used {
+        report.push_str(&format!("{count:6} {verb:16} {resource} ({group:?})\n"));
+    }
+    println!("requests of {user}:\n{report}");
+    assert!(!used.is_empty(), "no request of {user} in the audit log");
+    assert!(
+        refused.is_empty(),
+        "refused requests of {user}:\n{}\noperator log:\n{}",
+        refused.join("\n"),
+        operator_log()
+    );
+    let exceptions: BTreeSet<_> = NOT_EXERCISED
+        .iter()
+        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+        .collect();
+    let unused: Vec<_> = granted(&rules)
+        .into_iter()
+        .filter(|access| !used.contains_key(access) && !exceptions.contains(access))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "granted but never used (remove them from the chart, or exercise them): {unused:?}\nused:\n{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(cleanup);
+    let _ = Api::<Secret>::namespaced(t.client.clone(), "cert-manager")
+        .delete(&issuer_name, &DeleteParams::default())
+        .await;
+}
