@@ -105,6 +105,8 @@ pub struct CertificateState {
     pub spec_is_target: bool,
     /// Problems with the issued secret (key, SANs, CA chain, validity, issuer); empty when sound.
     pub secret_problems: Vec<String>,
+    /// Set when the issuer the Certificate names does not exist: the first thing to fix.
+    pub missing_issuer: Option<String>,
 }
 
 impl CertificateState {
@@ -117,6 +119,7 @@ impl CertificateState {
             && !self.issuing
             && reissued
             && self.secret_problems.is_empty()
+            && self.missing_issuer.is_none()
     }
 }
 
@@ -421,7 +424,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
 }
 
 fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> String {
-    let mut reasons = Vec::new();
+    let mut reasons: Vec<String> = certificate.missing_issuer.iter().cloned().collect();
     if !certificate.ready_at_generation {
         reasons.push(match certificate.not_ready_message.as_deref() {
             Some(why) => format!("not Ready: {why}"),
@@ -509,6 +512,20 @@ mod tests {
             database_phase: Some(Some("Ready".to_owned())),
             ..Observed::default()
         }
+    }
+
+    #[test]
+    fn a_missing_issuer_blocks_the_sync_and_is_named_first() {
+        let mut cert = synced_cert("server");
+        assert!(cert.synced(TlsChange::Update));
+        cert.missing_issuer = Some("Issuer demo/x does not exist".to_owned());
+        assert!(!cert.synced(TlsChange::Update));
+        cert.ready_at_generation = false;
+        cert.not_ready_message = Some("cert-manager's words".to_owned());
+        assert_eq!(
+            describe_certificate(&cert, TlsChange::Update),
+            "server certificate: Issuer demo/x does not exist, not Ready: cert-manager's words"
+        );
     }
 
     fn synced_cert(alias: &str) -> CertificateState {

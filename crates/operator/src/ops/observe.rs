@@ -176,10 +176,8 @@ async fn certificate_states(
             .get_opt(&wanted.spec.secret_name)
             .await
             .map_err(kube("reading a TLS secret"))?;
-        let mut secret_problems = secret_problems(&wanted, secret.as_ref(), now);
-        if let Some(missing) = missing_issuer(client, &namespace, &wanted).await? {
-            secret_problems.insert(0, missing);
-        }
+        let secret_problems = secret_problems(&wanted, secret.as_ref(), now);
+        let missing_issuer = missing_issuer(client, &namespace, &wanted).await?;
         states.push(CertificateState {
             exists: true,
             ready_at_generation: ready
@@ -193,6 +191,7 @@ async fn certificate_states(
             spec_is_target: current.annotations().get(APPLIED_HASH_ANNOTATION)
                 == Some(&applied_hash(&wanted)),
             secret_problems,
+            missing_issuer,
             alias,
         });
     }
