@@ -86,7 +86,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(note.clone()),
+            note: Some(provisioner::event_note(note.clone())),
             // Events are aggregated by reason and action: the note's first words keep "Successfully
             // paused" and "Successfully resumed" apart.
             action: note

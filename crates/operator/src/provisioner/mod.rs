@@ -157,7 +157,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(note),
+            note: Some(event_note(note)),
             action: "Reconcile".to_owned(),
             secondary,
         };
@@ -165,6 +165,22 @@ impl Context {
             warn!(%error, "could not publish an event");
         }
     }
+}
+
+/// The API server refuses an Event whose note is over 1024 bytes (422), and the Event would be
+/// lost: a long note (an API error quoting a whole object) is cut, on a character boundary.
+pub(crate) fn event_note(mut note: String) -> String {
+    const LIMIT: usize = 1024;
+    const MORE: &str = " …";
+    if note.len() > LIMIT {
+        let mut end = LIMIT - MORE.len();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str(MORE);
+    }
+    note
 }
 
 /// Runs the provisioner until the process is asked to stop.
@@ -662,6 +678,18 @@ mod tests {
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn event_notes_fit_the_api_limit_without_splitting_a_character() {
+        assert_eq!(event_note("short".to_owned()), "short");
+        let exact = "x".repeat(1024);
+        assert_eq!(event_note(exact.clone()), exact);
+        let long = "é".repeat(600); // 1200 bytes
+        let cut = event_note(long);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with(" …"));
+        assert!(cut.trim_end_matches(" …").chars().all(|c| c == 'é'));
     }
 
     #[test]
