@@ -46,9 +46,22 @@ pub const FINALIZER: &str = "kubedb.com";
 /// The name Events and writes are reported under.
 pub const CONTROLLER_NAME: &str = "mssql-operator";
 
-/// A database not yet Ready is looked at again this often; a Ready one is re-checked rarely.
+/// A database not yet Ready is looked at again this often.
 const REQUEUE_PROGRESS: Duration = Duration::from_secs(10);
-const REQUEUE_IDLE: Duration = Duration::from_secs(300);
+/// A Ready database is re-checked this often, plus its own offset within `REQUEUE_SPREAD`. Only a
+/// safety net: every object it owns, its pods and its TLS secrets are watched; the issuer and the
+/// catalog entry are not. The offset keeps databases created together from all being re-read in
+/// the same second (a re-check is about 15 reads).
+const REQUEUE_IDLE: Duration = Duration::from_secs(30 * 60);
+const REQUEUE_SPREAD: Duration = Duration::from_secs(5 * 60);
+
+/// When database `key` (`namespace/name`) is re-checked once Ready: the same for the same key.
+fn idle_requeue(key: &str) -> Duration {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    REQUEUE_IDLE + Duration::from_secs(u64::from_be_bytes(first) % REQUEUE_SPREAD.as_secs())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -417,7 +430,7 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
             let ready = new.phase.as_deref() == Some(mssql_api::phase::PHASE_READY);
             write_status(client, db, new).await?;
             Ok(Action::requeue(if ready {
-                REQUEUE_IDLE
+                idle_requeue(&key(db))
             } else {
                 REQUEUE_PROGRESS
             }))
@@ -678,6 +691,26 @@ mod tests {
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn ready_databases_are_rechecked_at_their_own_offset_within_the_spread() {
+        let delays: Vec<Duration> = (0..200)
+            .map(|i| idle_requeue(&format!("bench/ms-{i:04}")))
+            .collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= REQUEUE_IDLE && *d < REQUEUE_IDLE + REQUEUE_SPREAD)
+        );
+        assert_eq!(idle_requeue("demo/a"), idle_requeue("demo/a"));
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        // 200 keys over 300 one-second slots fill about 146 of them.
+        assert!(
+            distinct.len() > 100,
+            "spread over many seconds: {}",
+            distinct.len()
+        );
     }
 
     #[test]
