@@ -46,7 +46,8 @@ where
 
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.name_any();
-    let existing = api.get_opt(&name).await?;
+    // Metadata only: the annotation is all that is compared, and a secret's data stays put.
+    let existing = api.get_metadata_opt(&name).await?;
     if existing
         .as_ref()
         .is_some_and(|e| e.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash))
@@ -67,7 +68,8 @@ where
 }
 
 /// Creates `object` unless one of its name exists; never overwrites (a generated password must
-/// not change under a running database).
+/// not change under a running database). Looks first (metadata only), so a database that already
+/// has it costs a read, not a refused write.
 pub async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> kube::Result<Applied>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -77,6 +79,9 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    if api.get_metadata_opt(&object.name_any()).await?.is_some() {
+        return Ok(Applied::Unchanged);
+    }
     match api
         .create(
             &PostParams {
