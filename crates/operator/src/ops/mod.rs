@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{EvictParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
@@ -116,6 +116,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
         Api::<MssqlServerOpsRequest>::all(client),
         watcher::Config::default(),
     )
+    .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
     .shutdown_on_signal()
     .run(reconcile, error_policy, context)
     .for_each(|result| async move { provisioner::log_outcome(result) })

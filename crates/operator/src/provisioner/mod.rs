@@ -46,6 +46,11 @@ pub const FINALIZER: &str = "kubedb.com";
 /// The name Events and writes are reported under.
 pub const CONTROLLER_NAME: &str = "mssql-operator";
 
+/// Reconciles run at once, per controller. Unbounded, a thousand new databases meant a thousand
+/// reconciles in flight, each holding its responses: memory grew with N while the API server, not
+/// the operator, set the pace anyway.
+pub const CONCURRENCY: u16 = 16;
+
 /// A database not yet Ready is looked at again this often.
 const REQUEUE_PROGRESS: Duration = Duration::from_secs(10);
 /// A Ready database is re-checked this often, plus its own offset within `REQUEUE_SPREAD`. Only a
@@ -207,6 +212,12 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
     Controller::new(
         Api::<MssqlServer>::all(client.clone()),
         watcher::Config::default(),
+    )
+    .with_config(
+        controller::Config::default()
+            .concurrency(CONCURRENCY)
+            // A new database sets off a burst of events (its objects, pods, secrets): one pass.
+            .debounce(Duration::from_millis(500)),
     )
     .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
     .owns(Api::<Service>::all(client.clone()), ours.clone())
