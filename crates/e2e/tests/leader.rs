@@ -1,9 +1,12 @@
 //! Two operator processes on one Lease: only the leader reconciles; when it is killed in the
-//! middle of a ReconfigureTLS rotation, the standby takes the Lease within its duration and
-//! finishes the request. Both are watched through their `/metrics`, `/healthz` and `/readyz`.
+//! middle of a ReconfigureTLS rotation (held at its first eviction by the PodDisruptionBudget),
+//! the standby takes the Lease within its duration and finishes the request. Both are watched
+//! through their `/metrics`, `/healthz` and `/readyz`.
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Patch, PatchParams};
 use mssql_api::MssqlServerOpsRequest;
 use mssql_e2e::cluster::{eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{SHORT, Setup, create_ops, wait_ops};
@@ -70,6 +73,16 @@ async fn label_roles(t: &Setup) {
     t.wait_phase(AG, "Ready", SHORT).await;
 }
 
+/// Sets the database's PodDisruptionBudget (the operator's; it re-applies it only when its own
+/// spec of it changes).
+async fn set_max_unavailable(t: &Setup, pods: i32) {
+    let patch = serde_json::json!({"spec": {"maxUnavailable": pods}});
+    t.api::<PodDisruptionBudget>()
+        .patch(AG, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("the database's PodDisruptionBudget is patched");
+}
+
 fn conditions(ops: &MssqlServerOpsRequest) -> Vec<String> {
     ops.status
         .iter()
@@ -117,25 +130,28 @@ async fn the_standby_takes_over_a_rotation_when_the_leader_dies() {
     .unwrap();
     assert_eq!(first.metric(&server_expiry).await, issued.not_after as f64);
 
-    // A rotation; the leader dies once the first pod is being restarted.
+    // A rotation, held at its first eviction: the PodDisruptionBudget allows no disruption, as
+    // when another pod of the group is down. The leader dies there.
+    set_max_unavailable(&t, 0).await;
     let name = create_ops(&t, "msops-ag-rotate", |_| {}).await;
     let requests = t.api::<MssqlServerOpsRequest>();
-    first
-        .wait_metric("mssql_operator_paused_databases", 1.0, SHORT)
-        .await;
-    let mid = eventually("the first eviction", Duration::from_secs(120), || async {
+    let refused = eventually("a refused eviction", Duration::from_secs(120), || async {
         let ops = requests.get(&name).await.map_err(|e| e.to_string())?;
-        let types = conditions(&ops);
-        if ops.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Successful") {
-            panic!("the request ended before the leader could be killed: {types:?}");
-        }
-        if types.iter().any(|c| c.starts_with("EvictPod--")) {
-            Ok(types)
+        let refused = ops
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == format!("EvictPod--{AG}-0") && c.status == "False");
+        if refused {
+            Ok(conditions(&ops))
         } else {
-            Err(format!("{types:?}"))
+            Err(format!("{:?}", conditions(&ops)))
         }
     })
     .await;
+    first
+        .wait_metric("mssql_operator_paused_databases", 1.0, SHORT)
+        .await;
     drop(first);
     let killed = Instant::now();
     second
@@ -165,14 +181,18 @@ async fn the_standby_takes_over_a_rotation_when_the_leader_dies() {
     );
     assert_eq!(holder, "replica-b");
 
-    // On the fake nodes a restarted pod is back at once, and the disruption controller may hold
-    // the budget for up to two minutes.
+    // The budget allows one pod again; the new leader restarts all three. On the fake nodes a
+    // restarted pod is back at once, and the disruption controller may hold the budget for up to
+    // two minutes.
+    set_max_unavailable(&t, 1).await;
     let done = wait_ops(&t, &name, "Successful", Duration::from_secs(300)).await;
     let after = conditions(&done);
-    assert!(
-        after.len() > mid.len(),
-        "the new leader recorded the remaining steps: {mid:?} then {after:?}"
-    );
+    for i in 0..3 {
+        assert!(
+            after.contains(&format!("CheckPodRunning--{AG}-{i}")),
+            "the new leader restarted pod {i}: {refused:?} then {after:?}"
+        );
+    }
     // The restarted pods lost their role labels; a coordinator would set them again.
     label_roles(&t).await;
     let db = t.wait_phase(AG, "Ready", SHORT).await;

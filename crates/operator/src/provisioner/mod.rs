@@ -51,8 +51,12 @@ pub const CONTROLLER_NAME: &str = "mssql-operator";
 /// the operator, set the pace anyway.
 pub const CONCURRENCY: u16 = 16;
 
-/// A database not yet Ready is looked at again this often.
+/// A failed reconcile, or a paused database, is looked at again this often.
 const REQUEUE_PROGRESS: Duration = Duration::from_secs(10);
+/// A database waiting for what the operator watches anyway (cert-manager's secrets, its pods
+/// becoming Ready) is looked at again this often, in case an event was missed. Polling faster
+/// made a thousand new databases cost thousands of reads a second while cert-manager worked.
+const REQUEUE_WAITING: Duration = Duration::from_secs(30);
 /// A Ready database is re-checked this often, plus its own offset within `REQUEUE_SPREAD`. Only a
 /// safety net: every object it owns, its pods and its TLS secrets are watched; the issuer and the
 /// catalog entry are not. The offset keeps databases created together from all being re-read in
@@ -432,7 +436,7 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
     match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
         Some(waiting) => {
             info!(database = %key(db), "waiting for {waiting}");
-            Ok(Action::requeue(Duration::from_secs(3)))
+            Ok(Action::requeue(REQUEUE_WAITING))
         }
         None => {
             let observed = observe(client, &server).await?;
@@ -443,7 +447,7 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
             Ok(Action::requeue(if ready {
                 idle_requeue(&key(db))
             } else {
-                REQUEUE_PROGRESS
+                REQUEUE_WAITING
             }))
         }
     }
