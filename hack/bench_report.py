@@ -406,9 +406,12 @@ def plot(results, path):
     mem.set_title("operator resident memory")
     mem.legend(fontsize=8)
     api.plot(xs, [r["requests_to_ready"] for r in standalone], "o-", label="requests to all Ready")
-    api.plot(xs, [r.get("idle", {}).get("per_minute", {}).get("read") for r in standalone], "s-", label="reads per idle minute (not Lease)")
-    api.plot(xs, [max(r.get("idle", {}).get("per_minute", {}).get("object write", 0), 0.1) for r in standalone], "x--",
-             label="object writes per idle minute (0 drawn at 0.1)")
+    def idle(r, *kinds):  # per idle minute, a zero drawn at 0.1 on the log scale
+        return max(sum(r.get("idle", {}).get("per_minute", {}).get(k, 0) for k in kinds), 0.1)
+
+    api.plot(xs, [idle(r, "read") for r in standalone], "s-", label="reads per idle minute, not Lease (0 at 0.1)")
+    api.plot(xs, [idle(r, "object write") for r in standalone], "x--", label="object writes per idle minute (0 at 0.1)")
+    api.plot(xs, [idle(r, "lease read", "lease write") for r in standalone], "d:", label="Lease requests per idle minute")
     for r in groups:
         api.plot([r["databases"]], [r["requests_to_ready"]], "^", color="C0", label=f"to Ready, {r['databases']} groups x3")
     api.set_xscale("log")
