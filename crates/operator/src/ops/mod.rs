@@ -192,11 +192,25 @@ fn now() -> Time {
 }
 
 /// One step: observe, decide, act, record.
-async fn step(ops: &MssqlServerOpsRequest, context: &Context) -> Result<Action, Error> {
-    let observed = observe::observe(context.client(), ops).await?;
-    let next = next_step(ops, &observed);
+async fn step(cached: &MssqlServerOpsRequest, context: &Context) -> Result<Action, Error> {
+    // Decided on the request as stored, not as cached: the cache may not have this operator's
+    // last status write yet, and a step decided on it would run twice (re-issuing certificates
+    // twice, say) before its record is refused.
+    let api: Api<MssqlServerOpsRequest> = Api::namespaced(
+        context.client().clone(),
+        &cached.namespace().unwrap_or_default(),
+    );
+    let Some(ops) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(kube("reading the request"))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let observed = observe::observe(context.client(), &ops).await?;
+    let next = next_step(&ops, &observed);
     info!(request = %ops.name_any(), step = ?next, "ops step");
-    execute(ops, context, next).await
+    execute(&ops, context, next).await
 }
 
 async fn execute(
@@ -273,7 +287,10 @@ async fn execute(
             record.done(PAUSE_SUCCEEDED, PAUSED_MESSAGE);
         }
         Step::RequestReissue => {
-            request_reissue(client, ops).await?;
+            // Recorded on the request as annotation: its status is written against that version,
+            // else the write conflicts and the step (and the re-issue) runs twice.
+            let annotated = request_reissue(client, ops).await?;
+            record = Record::new(&annotated);
             record.done(ISSUED, ISSUED_MESSAGE);
         }
         Step::UpdateCertificates => {
@@ -522,8 +539,12 @@ async fn set_paused(
 }
 
 /// Records each Certificate's revision, then asks cert-manager to re-issue it (`Issuing=True`,
-/// reason `RotateCertificate`, as `cmctl renew` and KubeDB do).
-async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result<(), Error> {
+/// reason `RotateCertificate`, as `cmctl renew` and KubeDB do). Returns the request as it is
+/// stored with the revisions recorded.
+async fn request_reissue(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+) -> Result<MssqlServerOpsRequest, Error> {
     let namespace = ops.namespace().unwrap_or_default();
     let (_, certificates) = observe::target(client, ops).await?;
     let api: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
@@ -545,7 +566,7 @@ async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result
     }
     // The revisions are written first: after a crash between the two writes, the rotation is
     // asked for again and judged against the same revisions.
-    record_once(
+    let annotated = record_once(
         client,
         ops,
         REVISIONS_ANNOTATION,
@@ -569,18 +590,18 @@ async fn request_reissue(client: &Client, ops: &MssqlServerOpsRequest) -> Result
             .await
             .map_err(kube(format!("asking cert-manager to re-issue {name}")))?;
     }
-    Ok(())
+    Ok(annotated)
 }
 
 /// Writes annotation `key` on the request unless it is already there, judged on a fresh read and
 /// written against its resourceVersion: what was recorded first is never overwritten, even by a
-/// reconcile that saw an older copy of the request.
+/// reconcile that saw an older copy of the request. Returns the request as stored.
 async fn record_once(
     client: &Client,
     ops: &MssqlServerOpsRequest,
     key: &str,
     value: String,
-) -> Result<(), Error> {
+) -> Result<MssqlServerOpsRequest, Error> {
     let api: Api<MssqlServerOpsRequest> =
         Api::namespaced(client.clone(), &ops.namespace().unwrap_or_default());
     let mut fresh = api
@@ -588,13 +609,12 @@ async fn record_once(
         .await
         .map_err(kube("reading the request"))?;
     if fresh.annotations().contains_key(key) {
-        return Ok(());
+        return Ok(fresh);
     }
     fresh.annotations_mut().insert(key.to_owned(), value);
     api.replace(&ops.name_any(), &PostParams::default(), &fresh)
         .await
-        .map_err(kube(format!("recording {key}")))?;
-    Ok(())
+        .map_err(kube(format!("recording {key}")))
 }
 
 /// The request's status as it is being changed by one step; written once, against the
