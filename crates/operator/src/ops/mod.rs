@@ -593,26 +593,23 @@ async fn request_reissue(
     Ok(annotated)
 }
 
-/// Writes annotation `key` on the request unless it is already there, judged on a fresh read and
-/// written against its resourceVersion: what was recorded first is never overwritten, even by a
-/// reconcile that saw an older copy of the request. Returns the request as stored.
+/// Writes annotation `key` on the request unless it is already there, written against the
+/// resourceVersion of `ops` (the request as `step` read it): what was recorded first is never
+/// overwritten, as a copy older than the record fails with a conflict and the step is retried.
+/// Returns the request as stored.
 async fn record_once(
     client: &Client,
     ops: &MssqlServerOpsRequest,
     key: &str,
     value: String,
 ) -> Result<MssqlServerOpsRequest, Error> {
-    let api: Api<MssqlServerOpsRequest> =
-        Api::namespaced(client.clone(), &ops.namespace().unwrap_or_default());
-    let mut fresh = api
-        .get(&ops.name_any())
-        .await
-        .map_err(kube("reading the request"))?;
-    if fresh.annotations().contains_key(key) {
-        return Ok(fresh);
+    if ops.annotations().contains_key(key) {
+        return Ok(ops.clone());
     }
-    fresh.annotations_mut().insert(key.to_owned(), value);
-    api.replace(&ops.name_any(), &PostParams::default(), &fresh)
+    let mut annotated = ops.clone();
+    annotated.annotations_mut().insert(key.to_owned(), value);
+    Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &ops.namespace().unwrap_or_default())
+        .replace(&ops.name_any(), &PostParams::default(), &annotated)
         .await
         .map_err(kube(format!("recording {key}")))
 }
