@@ -140,6 +140,23 @@ pub fn make_ca(common_name: &str, organization: &str) -> (String, String) {
     (certificate.pem(), key.serialize_pem())
 }
 
+/// A `kubernetes.io/tls` Secret `name` holding a certificate and its key (PEM).
+pub fn tls_secret(name: &str, certificate: &str, key: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(
+            [("tls.crt", certificate), ("tls.key", key)]
+                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                .into(),
+        ),
+        ..Secret::default()
+    }
+}
+
 /// A cert-manager CA `Issuer` called `name` in `namespace`, signing with a new CA; returns the
 /// CA certificate (PEM).
 pub async fn ca_issuer(
@@ -150,24 +167,7 @@ pub async fn ca_issuer(
 ) -> String {
     let (certificate, key) = make_ca(ca_common_name, "kubedb");
     let secret_name = format!("{name}-ca");
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(
-            [
-                (
-                    "tls.crt".to_owned(),
-                    ByteString(certificate.clone().into_bytes()),
-                ),
-                ("tls.key".to_owned(), ByteString(key.into_bytes())),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    };
+    let secret = tls_secret(&secret_name, &certificate, &key);
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await

@@ -8,11 +8,17 @@ use crate::root;
 
 /// The operator binary the process tests run.
 pub fn binary() -> PathBuf {
-    let binary = std::env::var("MSSQL_OPERATOR_BIN")
-        .map_or_else(|_| root().join("target/debug/mssql-operator"), Into::into);
+    built_binary("mssql-operator", "MSSQL_OPERATOR_BIN")
+}
+
+/// `target/debug/<package>` (the package's binary has its name), or the path in `$env`; panics
+/// with the build command when it is missing.
+pub fn built_binary(package: &str, env: &str) -> PathBuf {
+    let binary =
+        std::env::var(env).map_or_else(|_| root().join("target/debug").join(package), Into::into);
     assert!(
         binary.exists(),
-        "{} is missing: build it with `cargo build -p mssql-operator` (hack/test does)",
+        "{} is missing: build it with `cargo build -p {package}` (hack/test does), or set {env}",
         binary.display()
     );
     binary

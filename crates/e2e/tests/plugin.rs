@@ -10,7 +10,7 @@ use mssql_api::MssqlServerOpsRequest;
 use mssql_certs::cert_manager::{CaIssuer, Issuer, IssuerConfig, IssuerSpec};
 use mssql_certs::inspect::parse_certificate;
 use mssql_e2e::fixture::{READY_TIMEOUT, Setup};
-use mssql_e2e::root;
+use mssql_e2e::operator::built_binary;
 use serde_json::Value;
 
 const DB: &str = "ms-standalone";
@@ -33,13 +33,7 @@ impl std::fmt::Display for Output {
 }
 
 fn plugin(args: &[&str]) -> Output {
-    let binary = std::env::var("KUBECTL_MSSQL_BIN")
-        .map_or_else(|_| root().join("target/debug/kubectl-mssql"), Into::into);
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build -p kubectl-mssql` (or set KUBECTL_MSSQL_BIN)",
-        binary.display()
-    );
+    let binary = built_binary("kubectl-mssql", "KUBECTL_MSSQL_BIN");
     let output = Command::new(&binary)
         .args(args)
         .output()

@@ -12,15 +12,14 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
 use mssql_e2e::chart::render;
-use mssql_e2e::cluster::{TestNamespace, eventually, make_ca};
+use mssql_e2e::cluster::{TestNamespace, eventually, make_ca, tls_secret};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::{kubectl, kubectl_ok};
@@ -303,21 +302,7 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     // Change to a ClusterIssuer (its CA secret lives in cert-manager's cluster resource namespace).
     let issuer_name = format!("{release}-ca");
     let (ca, key) = make_ca("rbac-cluster-ca", "kubedb");
-    let ca_secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(issuer_name.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(
-            [
-                ("tls.crt".to_owned(), ByteString(ca.into_bytes())),
-                ("tls.key".to_owned(), ByteString(key.into_bytes())),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    };
+    let ca_secret = tls_secret(&issuer_name, &ca, &key);
     Api::<Secret>::namespaced(t.client.clone(), "cert-manager")
         .create(&PostParams::default(), &ca_secret)
         .await
