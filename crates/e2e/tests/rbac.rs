@@ -155,9 +155,14 @@ fn audited(user: &str) -> (BTreeMap<Access, usize>, Vec<String>) {
     });
     let mut used = BTreeMap::new();
     let mut refused = Vec::new();
+    let mut seen = BTreeSet::new();
     for line in text.lines() {
         let event: Value = serde_json::from_str(line).unwrap();
-        if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+        // One count per request, at its first logged stage: a watch is logged at ResponseStarted
+        // and completes only when it times out or its client goes, which may be after this read.
+        if event["user"]["username"] != user
+            || !seen.insert(event["auditID"].as_str().unwrap_or_default().to_owned())
+        {
             continue;
         }
         let object = &event["objectRef"];
