@@ -15,8 +15,9 @@ pub mod yaml;
 
 /// Runs both controllers, the provisioner and the ops-manager, until the process is asked to stop.
 pub async fn run_controllers(client: kube::Client, metrics: std::sync::Arc<metrics::Metrics>) {
+    let (waker, wakes) = ops::wake::channel();
     tokio::join!(
-        provisioner::run(client.clone(), metrics.clone()),
-        ops::run(client, metrics)
+        provisioner::run(client.clone(), metrics.clone(), waker),
+        ops::run(client, metrics, wakes)
     );
 }

@@ -267,16 +267,22 @@ pub fn start_condition(type_: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether the request has ended: nothing it does changes any more.
+pub fn is_finished(ops: &MssqlServerOpsRequest) -> bool {
+    let phase = ops.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some(PHASE_SUCCESSFUL | PHASE_FAILED | PHASE_SKIPPED))
+}
+
 pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
+    if is_finished(ops) {
+        return Step::Done;
+    }
     let status = ops.status.clone().unwrap_or_default();
     let conditions = &status.conditions;
     let phase = status.phase.as_deref().unwrap_or("");
     let type_ = ops.spec.type_.as_str();
-
-    match phase {
-        PHASE_SUCCESSFUL | PHASE_FAILED | PHASE_SKIPPED => return Step::Done,
-        "" => return Step::MarkPending,
-        _ => {}
+    if phase.is_empty() {
+        return Step::MarkPending;
     }
     if ![TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&type_) {
         return Step::Fail {

@@ -5,6 +5,7 @@
 pub mod machine;
 pub mod observe;
 pub mod target;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +46,9 @@ pub const REVISIONS_ANNOTATION: &str = "mssql-operator.dev/revisions-before-rota
 /// The uids of the pods that ran when the restarts began: a pod with another uid was replaced.
 pub const PODS_ANNOTATION: &str = "mssql-operator.dev/pods-before-restart";
 
-/// How often a running request is looked at while it waits for pods or cert-manager.
-const POLL: Duration = Duration::from_secs(2);
+/// How often a running request looks again while it waits for pods, cert-manager or a disruption
+/// budget. Each change of those wakes it at once (`wake`); this is only the backstop.
+const POLL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -107,20 +109,24 @@ impl Context {
     }
 }
 
-/// Runs the ops-manager until the process is asked to stop.
-pub async fn run(client: Client, metrics: Arc<Metrics>) {
+/// Runs the ops-manager until the process is asked to stop. A request is also reconciled when
+/// `wakes` names its database.
+pub async fn run(client: Client, metrics: Arc<Metrics>, wakes: wake::Wakes) {
     let context = Arc::new(Context {
         provisioner: provisioner::Context::new(client.clone(), metrics),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<MssqlServerOpsRequest>::all(client),
         watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, context)
-    .for_each(|result| async move { provisioner::log_outcome(result) })
-    .await;
+    );
+    let requests = controller.store();
+    controller
+        .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
+        .reconcile_on(wakes.requests(requests))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move { provisioner::log_outcome(result) })
+        .await;
 }
 
 impl Error {

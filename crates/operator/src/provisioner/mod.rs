@@ -39,6 +39,7 @@ use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::{certificates, config, secrets, services, workload};
 use crate::metrics::{self, Metrics};
+use crate::ops::wake::Waker;
 
 /// KubeDB's finalizer on databases.
 pub const FINALIZER: &str = "kubedb.com";
@@ -205,8 +206,9 @@ pub(crate) fn event_note(mut note: String) -> String {
     note
 }
 
-/// Runs the provisioner until the process is asked to stop.
-pub async fn run(client: Client, metrics: Arc<Metrics>) {
+/// Runs the provisioner until the process is asked to stop. Each change of a database's pods,
+/// Certificates, TLS secrets and disruption budget also wakes its ops requests through `waker`.
+pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker) {
     let ours = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::MANAGED_BY,
@@ -225,19 +227,24 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
     )
     .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
     .owns(Api::<Service>::all(client.clone()), ours.clone())
-    .owns(Api::<Certificate>::all(client.clone()), ours.clone())
-    .owns(
+    .watches(
+        Api::<Certificate>::all(client.clone()),
+        ours.clone(),
+        waking(&waker),
+    )
+    .watches(
         Api::<PodDisruptionBudget>::all(client.clone()),
         ours.clone(),
+        waking(&waker),
     )
     // Pods belong to the StatefulSet; their readiness and role labels change the status.
-    .watches(Api::<Pod>::all(client.clone()), ours.clone(), |pod| {
-        database_of(&pod)
-    })
+    .watches(
+        Api::<Pod>::all(client.clone()),
+        ours.clone(),
+        waking(&waker),
+    )
     // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
-    .watches(Api::<Secret>::all(client.clone()), ours, |secret| {
-        database_of(&secret)
-    })
+    .watches(Api::<Secret>::all(client.clone()), ours, waking(&waker))
     .shutdown_on_signal()
     .run(reconcile, error_policy, context)
     .for_each(|result| async move { log_outcome(result) })
@@ -263,6 +270,16 @@ pub(crate) fn log_outcome<K, E>(
 fn database_of<K: Resource>(object: &K) -> Option<ObjectRef<MssqlServer>> {
     let name = object.meta().labels.as_ref()?.get(labels::INSTANCE)?;
     Some(ObjectRef::new(name).within(object.meta().namespace.as_deref()?))
+}
+
+/// Maps an object to its database (by our labels) and wakes that database's ops requests.
+fn waking<K: Resource>(waker: &Waker) -> impl Fn(K) -> Option<ObjectRef<MssqlServer>> + use<K> {
+    let waker = waker.clone();
+    move |object| {
+        let database = database_of(&object)?;
+        waker.wake(&database);
+        Some(database)
+    }
 }
 
 fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> Action {
