@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
-use mssql_e2e::cluster::{eventually, wait_ready_replicas};
+use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary};
 use serde_json::json;
 
@@ -286,9 +286,9 @@ async fn bad_input_creates_nothing_says_why_and_a_fix_resumes() {
     .await;
     assert!(!t.exists::<StatefulSet>("ms-standalone").await);
 
-    // Point it at the real issuer: provisioning resumes and the error condition goes away.
-    let patch = json!({"spec": {"tls": {"issuerRef": {"name": "mssqlserver-ca-issuer"}}}});
-    t.patch_database("ms-standalone", &patch).await;
+    // Create the missing issuer, spec unchanged: the operator looks again by itself, provisioning
+    // resumes and the error condition goes away.
+    ca_issuer(&t.client, &t.ns.name, "no-such-issuer", "mssqlserver").await;
     let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
     assert!(condition::find(&db.status.unwrap().conditions, "SpecValid").is_none());
 }
