@@ -23,6 +23,18 @@ async fn standalone_database_becomes_ready_with_kubedbs_objects_and_conditions()
     let db = t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
     let ns = &t.ns.name;
 
+    // The operator caches databases without managedFields; its writes must not wipe them.
+    let managers: Vec<_> = db
+        .managed_fields()
+        .iter()
+        .map(|m| (m.manager.clone().unwrap_or_default(), m.subresource.clone()))
+        .collect();
+    assert!(
+        managers.len() >= 2
+            && managers.contains(&("mssql-operator".to_owned(), Some("status".to_owned()))),
+        "managedFields of the creator and of the operator's status writes: {managers:?}"
+    );
+
     for (type_, reason, message) in [
         (
             "ProvisioningStarted",

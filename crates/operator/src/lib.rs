@@ -3,6 +3,7 @@
 //! line.
 
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod client;
 pub mod leader;

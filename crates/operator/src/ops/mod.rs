@@ -14,11 +14,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{EvictParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::api::{EvictParams, Patch};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use mssql_api::condition::{self, Condition};
 use mssql_api::ops::TYPE_RESTART;
@@ -35,7 +34,7 @@ use self::machine::{
 };
 use crate::metrics::{self, Metrics};
 use crate::provisioner;
-use crate::provisioner::apply::FIELD_MANAGER;
+use crate::provisioner::apply::{patch_params, post_params};
 
 /// Keeps a request until the database it paused is resumed.
 pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
@@ -115,10 +114,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, wakes: wake::Wakes) {
     let context = Arc::new(Context {
         provisioner: provisioner::Context::new(client.clone(), metrics),
     });
-    let controller = Controller::new(
-        Api::<MssqlServerOpsRequest>::all(client),
-        watcher::Config::default(),
-    );
+    let controller = crate::cache::controller(Api::<MssqlServerOpsRequest>::all(client));
     let requests = controller.store();
     controller
         .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
@@ -398,14 +394,7 @@ async fn execute(
             let (target, _) = observe::target(client, ops).await?;
             let patch = json!({"spec": {"tls": target.spec.tls}});
             Api::<MssqlServer>::namespaced(client.clone(), &namespace)
-                .patch(
-                    &db_name,
-                    &PatchParams {
-                        field_manager: Some(FIELD_MANAGER.to_owned()),
-                        ..PatchParams::default()
-                    },
-                    &Patch::Merge(&patch),
-                )
+                .patch(&db_name, &patch_params(), &Patch::Merge(&patch))
                 .await
                 .map_err(kube("updating the database's TLS spec"))?;
             // No condition: the next look sees the database's spec is the target.
@@ -526,10 +515,7 @@ async fn set_paused(
             ),
             None => condition::remove(&mut status.conditions, PAUSED),
         }
-        match api
-            .replace_status(db, &PostParams::default(), &current)
-            .await
-        {
+        match api.replace_status(db, &post_params(), &current).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(error) => return Err(kube("writing the database's Paused condition")(error)),
@@ -592,7 +578,7 @@ async fn request_reissue(
             observed_generation: current.metadata.generation,
         });
         let patch = json!({"status": {"conditions": conditions}});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch_status(&name, &patch_params(), &Patch::Merge(&patch))
             .await
             .map_err(kube(format!("asking cert-manager to re-issue {name}")))?;
     }
@@ -615,7 +601,7 @@ async fn record_once(
     let mut annotated = ops.clone();
     annotated.annotations_mut().insert(key.to_owned(), value);
     Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &ops.namespace().unwrap_or_default())
-        .replace(&ops.name_any(), &PostParams::default(), &annotated)
+        .replace(&ops.name_any(), &post_params(), &annotated)
         .await
         .map_err(kube(format!("recording {key}")))
 }
@@ -698,7 +684,7 @@ impl Record {
     async fn write(self, client: &Client, context: &Context) -> Result<(), Error> {
         let api: Api<MssqlServerOpsRequest> =
             Api::namespaced(client.clone(), &self.ops.namespace().unwrap_or_default());
-        api.replace_status(&self.ops.name_any(), &PostParams::default(), &self.ops)
+        api.replace_status(&self.ops.name_any(), &post_params(), &self.ops)
             .await
             .map_err(kube("writing the request's status"))?;
         for (step, took) in &self.finished {

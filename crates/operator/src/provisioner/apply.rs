@@ -14,6 +14,22 @@ use crate::build::secrets::restart_hash;
 /// The field manager of every write of this operator.
 pub const FIELD_MANAGER: &str = "mssql-operator";
 
+/// Parameters of a create or replace by this operator.
+pub fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    }
+}
+
+/// Parameters of a (non-apply) patch by this operator.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// The hash of what was last applied to an object.
 pub const APPLIED_HASH_ANNOTATION: &str = "mssql-operator.dev/applied-hash";
 
@@ -82,16 +98,7 @@ where
     if api.get_metadata_opt(&object.name_any()).await?.is_some() {
         return Ok(Applied::Unchanged);
     }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PostParams::default()
-            },
-            object,
-        )
-        .await
-    {
+    match api.create(&post_params(), object).await {
         Ok(_) => Ok(Applied::Created),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Applied::Unchanged),
         Err(error) => Err(error),

@@ -10,7 +10,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch};
 use kube::{Api, Client};
 use mssql_api::defaults::default_mssqlserver;
 use mssql_api::validated::DeletionPolicy;
@@ -18,7 +18,7 @@ use mssql_api::{MssqlServer, names};
 use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
 
-use super::apply::{FIELD_MANAGER, delete_if_present};
+use super::apply::{delete_if_present, patch_params};
 use crate::build::labels::{self, selector_string};
 use crate::build::secrets::config_secret_name;
 use crate::build::services::{governing_service, secondary_service};
@@ -171,14 +171,7 @@ async fn disown(secrets: &Api<Secret>, name: &str) -> kube::Result<()> {
     }
     let patch = json!({"metadata": {"ownerReferences": null}});
     secrets
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
+        .patch(name, &patch_params(), &Patch::Merge(&patch))
         .await?;
     Ok(())
 }

@@ -18,8 +18,8 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::api::ListParams;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -220,40 +220,37 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker) {
         labels::MANAGED_BY_VALUE
     ));
     let context = Arc::new(Context::new(client.clone(), metrics));
-    Controller::new(
-        Api::<MssqlServer>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(
-        controller::Config::default()
-            .concurrency(CONCURRENCY)
-            // A new database sets off a burst of events (its objects, pods, secrets): one pass.
-            .debounce(Duration::from_millis(500)),
-    )
-    .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
-    .owns(Api::<Service>::all(client.clone()), ours.clone())
-    .watches(
-        Api::<Certificate>::all(client.clone()),
-        ours.clone(),
-        waking(&waker),
-    )
-    .watches(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        ours.clone(),
-        waking(&waker),
-    )
-    // Pods belong to the StatefulSet; their readiness and role labels change the status.
-    .watches(
-        Api::<Pod>::all(client.clone()),
-        ours.clone(),
-        waking(&waker),
-    )
-    // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
-    .watches(Api::<Secret>::all(client.clone()), ours, waking(&waker))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, context)
-    .for_each(|result| async move { log_outcome(result) })
-    .await;
+    crate::cache::controller(Api::<MssqlServer>::all(client.clone()))
+        .with_config(
+            controller::Config::default()
+                .concurrency(CONCURRENCY)
+                // A new database sets off a burst of events (its objects, pods, secrets): one pass.
+                .debounce(Duration::from_millis(500)),
+        )
+        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .watches(
+            Api::<Certificate>::all(client.clone()),
+            ours.clone(),
+            waking(&waker),
+        )
+        .watches(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            ours.clone(),
+            waking(&waker),
+        )
+        // Pods belong to the StatefulSet; their readiness and role labels change the status.
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            ours.clone(),
+            waking(&waker),
+        )
+        // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
+        .watches(Api::<Secret>::all(client.clone()), ours, waking(&waker))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move { log_outcome(result) })
+        .await;
 }
 
 /// Logs what a controller's stream yields. A failed reconcile was already logged by the error
@@ -689,7 +686,7 @@ pub async fn write_status(
         Api::namespaced(client.clone(), &db.namespace().unwrap_or_default());
     let mut updated = db.clone();
     updated.status = Some(status);
-    api.replace_status(&db.name_any(), &PostParams::default(), &updated)
+    api.replace_status(&db.name_any(), &apply::post_params(), &updated)
         .await
         .map_err(Error::Status)?;
     Ok(())
