@@ -54,24 +54,22 @@ pub const CONCURRENCY: u16 = 16;
 
 /// A failed reconcile is tried again this often.
 const REQUEUE_PROGRESS: Duration = Duration::from_secs(10);
-/// A database waiting for what the operator watches anyway (cert-manager's secrets, its pods
-/// becoming Ready), or paused by an ops request, is looked at again this often, only in case an
-/// event was missed: each change of those wakes it. Re-checks while waiting made a database's cost
-/// grow with how long cert-manager took: 132 requests a database to Ready at 1,000 databases
-/// (30 s), against 94 at 100.
-const REQUEUE_WAITING: Duration = Duration::from_secs(5 * 60);
 /// A database that cannot be provisioned is looked at again this often: what it names (an issuer,
 /// a user's secret, a catalog entry) may be created next, and none of those is watched.
 const REQUEUE_INVALID: Duration = Duration::from_secs(30);
-/// A Ready database is re-checked this often, plus its own offset within `REQUEUE_SPREAD`. Only a
-/// safety net: every object it owns, its pods and its TLS secrets are watched; the issuer and the
-/// catalog entry are not. The offset keeps databases created together from all being re-read in
-/// the same second (a re-check is about 15 reads).
+/// Any other database — Ready, waiting for cert-manager's secrets or its pods, or paused by an ops
+/// request — is re-checked this often, plus its own offset within `REQUEUE_SPREAD`. Only a safety
+/// net: every object it owns, its pods and its TLS secrets are watched, and each change wakes it;
+/// the issuer and the catalog entry are not. Shorter re-checks while waiting made a database's
+/// cost grow with cert-manager's pace (132 requests a database to Ready at 1,000 databases with
+/// 30 s, against 94 at 100), and a 5-minute one re-read every waiting database in one burst. The
+/// offset keeps databases created together from all being re-read in the same second (a re-check
+/// is about 15 reads).
 const REQUEUE_IDLE: Duration = Duration::from_secs(30 * 60);
 const REQUEUE_SPREAD: Duration = Duration::from_secs(5 * 60);
 
-/// When database `key` (`namespace/name`) is re-checked once Ready: the same for the same key.
-fn idle_requeue(key: &str) -> Duration {
+/// When database `key` (`namespace/name`) is re-checked: the same for the same key.
+fn recheck(key: &str) -> Duration {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
@@ -425,7 +423,7 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
             status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now()),
         )
         .await?;
-        return Ok(Action::requeue(REQUEUE_WAITING));
+        return Ok(Action::requeue(recheck(&key(db))));
     }
     if server.halted {
         cleanup::halt(client, &Target::of(db))
@@ -455,19 +453,14 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
     match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
         Some(waiting) => {
             info!(database = %key(db), "waiting for {waiting}");
-            Ok(Action::requeue(REQUEUE_WAITING))
+            Ok(Action::requeue(recheck(&key(db))))
         }
         None => {
             let observed = observe(client, &server).await?;
             let new =
                 status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
-            let ready = new.phase.as_deref() == Some(mssql_api::phase::PHASE_READY);
             write_status(client, db, new).await?;
-            Ok(Action::requeue(if ready {
-                idle_requeue(&key(db))
-            } else {
-                REQUEUE_WAITING
-            }))
+            Ok(Action::requeue(recheck(&key(db))))
         }
     }
 }
@@ -729,16 +722,16 @@ mod tests {
     }
 
     #[test]
-    fn ready_databases_are_rechecked_at_their_own_offset_within_the_spread() {
+    fn databases_are_rechecked_at_their_own_offset_within_the_spread() {
         let delays: Vec<Duration> = (0..200)
-            .map(|i| idle_requeue(&format!("bench/ms-{i:04}")))
+            .map(|i| recheck(&format!("bench/ms-{i:04}")))
             .collect();
         assert!(
             delays
                 .iter()
                 .all(|d| *d >= REQUEUE_IDLE && *d < REQUEUE_IDLE + REQUEUE_SPREAD)
         );
-        assert_eq!(idle_requeue("demo/a"), idle_requeue("demo/a"));
+        assert_eq!(recheck("demo/a"), recheck("demo/a"));
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         // 200 keys over 300 one-second slots fill about 146 of them.
         assert!(
