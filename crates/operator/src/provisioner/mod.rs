@@ -227,6 +227,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker) {
         )
         .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
         .owns(Api::<Service>::all(client.clone()), ours.clone())
+        // What an ops request waits for: a change also wakes the database's requests.
         .watches(
             Api::<Certificate>::all(client.clone()),
             ours.clone(),
