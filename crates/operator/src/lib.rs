@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod client;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod ops;

@@ -97,14 +97,10 @@ impl Context {
                 .join(" "),
             secondary: None,
         };
-        if let Err(error) = self
-            .provisioner
-            .recorder
+        self.provisioner
+            .events
             .publish(&event, &ops.object_ref(&()))
-            .await
-        {
-            warn!(%error, %note, "could not publish an event");
-        }
+            .await;
     }
 }
 

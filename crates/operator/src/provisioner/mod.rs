@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -38,6 +38,7 @@ use self::cleanup::Target;
 use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::{certificates, config, secrets, services, workload};
+use crate::events::Events;
 use crate::metrics::{self, Metrics};
 use crate::ops::wake::Waker;
 
@@ -148,7 +149,7 @@ fn applying(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<Metrics>,
 }
 
@@ -160,7 +161,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::new(client.clone(), reporter),
             client,
             metrics,
         }
@@ -187,9 +188,7 @@ impl Context {
             action: "Reconcile".to_owned(),
             secondary,
         };
-        if let Err(error) = self.recorder.publish(&event, &db.object_ref(&())).await {
-            warn!(%error, "could not publish an event");
-        }
+        self.events.publish(&event, &db.object_ref(&())).await;
     }
 }
 
