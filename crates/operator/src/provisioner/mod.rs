@@ -63,9 +63,9 @@ const REQUEUE_INVALID: Duration = Duration::from_secs(30);
 /// net: every object it owns, its pods and its TLS secrets are watched, and each change wakes it;
 /// the issuer and the catalog entry are not. Shorter re-checks while waiting made a database's
 /// cost grow with cert-manager's pace (132 requests a database to Ready at 1,000 databases with
-/// 30 s, against 94 at 100), and a 5-minute one re-read every waiting database in one burst. The
-/// offset keeps databases created together from all being re-read in the same second (a re-check
-/// is about 15 reads).
+/// 30 s, against 94 at 100); a 5-minute one still re-read each database cert-manager had not got
+/// to yet. The offset keeps databases created together from all being re-read in the same second
+/// (a re-check is about 15 reads).
 const REQUEUE_IDLE: Duration = Duration::from_secs(30 * 60);
 const REQUEUE_SPREAD: Duration = Duration::from_secs(5 * 60);
 
