@@ -66,7 +66,7 @@ const REQUEUE_INVALID: Duration = Duration::from_secs(30);
 /// 30 s, against 94 at 100); a 5-minute one still re-read each database cert-manager had not got
 /// to yet. The offset keeps databases created together from all being re-read in the same second
 /// (a re-check is about 15 reads).
-const REQUEUE_IDLE: Duration = Duration::from_secs(30 * 60);
+const REQUEUE_RECHECK: Duration = Duration::from_secs(30 * 60);
 const REQUEUE_SPREAD: Duration = Duration::from_secs(5 * 60);
 
 /// When database `key` (`namespace/name`) is re-checked: the same for the same key.
@@ -74,7 +74,7 @@ fn recheck(key: &str) -> Duration {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
-    REQUEUE_IDLE + Duration::from_secs(u64::from_be_bytes(first) % REQUEUE_SPREAD.as_secs())
+    REQUEUE_RECHECK + Duration::from_secs(u64::from_be_bytes(first) % REQUEUE_SPREAD.as_secs())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -450,19 +450,15 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         );
         write_status(client, db, started).await?;
     }
-    match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
-        Some(waiting) => {
-            info!(database = %key(db), "waiting for {waiting}");
-            Ok(Action::requeue(recheck(&key(db))))
-        }
-        None => {
-            let observed = observe(client, &server).await?;
-            let new =
-                status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
-            write_status(client, db, new).await?;
-            Ok(Action::requeue(recheck(&key(db))))
-        }
+    // Waiting or not, what comes next is a change of something watched; the re-check is a net.
+    if let Some(waiting) = ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
+        info!(database = %key(db), "waiting for {waiting}");
+    } else {
+        let observed = observe(client, &server).await?;
+        let new = status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
+        write_status(client, db, new).await?;
     }
+    Ok(Action::requeue(recheck(&key(db))))
 }
 
 /// Applies every object of the database, in dependency order. Returns what it waits for, if the
@@ -729,7 +725,7 @@ mod tests {
         assert!(
             delays
                 .iter()
-                .all(|d| *d >= REQUEUE_IDLE && *d < REQUEUE_IDLE + REQUEUE_SPREAD)
+                .all(|d| *d >= REQUEUE_RECHECK && *d < REQUEUE_RECHECK + REQUEUE_SPREAD)
         );
         assert_eq!(recheck("demo/a"), recheck("demo/a"));
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
