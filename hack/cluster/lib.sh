@@ -8,6 +8,12 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 CERT_MANAGER_VERSION=v1.21.2
+# The real node's parts (hack/cluster/node): containerd, the CNI plugins, crictl, and the pause image
+# built from k8s.io/kubernetes' build/pause (kubelet and kube-proxy come from the k8s module).
+CONTAINERD_VERSION=v2.4.2
+CNI_PLUGINS_VERSION=v1.10.0
+CRI_TOOLS_VERSION=v1.37.0
+PAUSE_VERSION=3.10.2
 # Bump to force a rebuild when the build recipe itself changes.
 CLUSTER_BUILD_RECIPE=1
 
@@ -25,6 +31,35 @@ SCHEDULER_PORT="${MSSQL_CLUSTER_SCHEDULER_PORT:-20259}"
 KWOK_PORT="${MSSQL_CLUSTER_KWOK_PORT:-20247}"
 CERT_MANAGER_HEALTH_PORT="${MSSQL_CLUSTER_CERT_MANAGER_PORT:-20403}"
 
+# The real node (opt-in: MSSQL_CLUSTER_REAL_NODE=1 or `up --real-node`; see hack/cluster/node).
+# One per machine: its bridge, iptables chains and /kubepods cgroups are machine-wide names.
+REAL_NODE="${MSSQL_CLUSTER_REAL_NODE:-0}"
+NODE_NAME=real-1
+NODE_DIR="$CLUSTER_DIR/node"
+NODE_BRIDGE=mssqlbr0
+NODE_GATEWAY=10.250.0.1      # the bridge's address: pods' gateway, the node IP, the API server's
+NODE_SUBNET=10.250.0.0/24    # the pods' addresses
+NODE_TAINT_KEY=mssql-operator.test/real-node
+NODE_LABEL_KEY=mssql-operator.test/node
+NODE_LABEL_VALUE=real
+KUBELET_PORT="${MSSQL_CLUSTER_KUBELET_PORT:-20250}"
+KUBELET_HEALTHZ_PORT="${MSSQL_CLUSTER_KUBELET_HEALTHZ_PORT:-20248}"
+PROXY_HEALTHZ_PORT="${MSSQL_CLUSTER_PROXY_HEALTHZ_PORT:-20256}"
+PROXY_METRICS_PORT="${MSSQL_CLUSTER_PROXY_METRICS_PORT:-20249}"
+# The isolation chains (in FORWARD and OUTPUT) the node adds, and the sysctls something on the node
+# may change (the CNI bridge plugin turns on forwarding; kubelet sets its kernel tunables); `node
+# down` puts each back to the value saved before the first change.
+NODE_CHAIN_FORWARD=MSSQL-NODE-FWD
+NODE_CHAIN_OUTPUT=MSSQL-NODE-OUT
+NODE_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.forwarding vm.overcommit_memory vm.panic_on_oom
+  kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+# The addresses the plane only pretends to have (kwok's node IP and pod range, and ClusterIPs that
+# kube-proxy did not translate): traffic to them is refused on the host rather than routed out.
+NODE_REFUSED_DESTINATIONS=(10.0.0.1/32 10.244.0.0/16 10.96.0.0/16)
+
+# Where kube-apiserver listens: loopback, or the node's bridge so that pods reach it.
+apiserver_host() { if [ "$REAL_NODE" = 1 ]; then echo "$NODE_GATEWAY"; else echo "$CLUSTER_HOST"; fi; }
+
 # cluster_lock: serialise up/down on one run dir (flock on a file beside it).
 # Daemons must not inherit the lock's descriptor (start them with 9>&-).
 cluster_lock() {
@@ -38,6 +73,78 @@ cluster_lock() {
 }
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- processes: recorded as PID plus kernel start time, so a recycled PID is never signalled ------
+# proc_start PIDS-DIR LOG-FILE NAME COMMAND...: starts COMMAND in its own session, in the background.
+proc_start() {
+  local pids="$1" logfile="$2" name="$3"; shift 3
+  setsid "$@" </dev/null >"$logfile" 2>&1 9>&- &
+  local pid=$! st=""
+  for _ in 1 2 3 4 5; do st="$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null || true)"; [ -n "$st" ] && break; sleep 0.1; done
+  printf '%s\n%s\n%s\n' "$pid" "$st" "$1" > "$pids/$name.pid"
+}
+# proc_alive PIDS-DIR NAME: the recorded process still runs.
+proc_alive() {
+  local f="$1/$2.pid" pid
+  [ -s "$f" ] || return 1
+  pid="$(head -n1 "$f")"
+  [ -d "/proc/$pid" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null)" = "$(sed -n 2p "$f")" ]
+}
+# proc_stop PIDS-DIR SECONDS NAME...: SIGTERM the recorded processes together, wait up to SECONDS,
+# then SIGKILL what is left; removes their PID files.
+proc_stop() {
+  local pids="$1" secs="$2"; shift 2
+  local name pid live=()
+  for name in "$@"; do
+    if proc_alive "$pids" "$name"; then
+      pid="$(head -n1 "$pids/$name.pid")"
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      live+=("$pid:$name")
+    fi
+  done
+  local deadline=$(( $(date +%s) + secs )) left p
+  while [ "${#live[@]}" -gt 0 ]; do
+    left=()
+    for p in "${live[@]}"; do [ -d "/proc/${p%%:*}" ] && left+=("$p"); done
+    live=("${left[@]}")
+    [ "${#live[@]}" = 0 ] && break
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      for p in "${live[@]}"; do
+        log "${p#*:} (pid ${p%%:*}) did not stop in ${secs}s; killing it"
+        kill -KILL "${p%%:*}" 2>/dev/null || true
+      done
+      sleep 1
+      break
+    fi
+    sleep 0.1
+  done
+  for name in "$@"; do rm -f "$pids/$name.pid"; done
+}
+# proc_rss_line PIDS-DIR NAME: `NAME PID RSS-MiB` (or `NAME - DOWN`, exit 1); adds to RSS_TOTAL (KiB).
+RSS_TOTAL=0
+proc_rss_line() {
+  local pid rss
+  if proc_alive "$1" "$2"; then
+    pid="$(head -n1 "$1/$2.pid")"
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+    RSS_TOTAL=$((RSS_TOTAL + rss))
+    printf '%-26s %8s %10.1f\n' "$2" "$pid" "$(awk -v r="$rss" 'BEGIN {print r / 1024}')"
+  else
+    printf '%-26s %8s %10s\n' "$2" "-" "DOWN"
+    return 1
+  fi
+}
+
+# wait_until WHAT SECONDS COMMAND...: polls COMMAND every 0.2 s; fails (with a log line) at the deadline.
+wait_until() {
+  local what="$1" secs="$2"; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then log "timed out after ${secs}s waiting for $what"; return 1; fi
+    sleep 0.2
+  done
+}
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # go_modules_hash DIR RECIPE: 16 hex digits over everything that determines the binaries built

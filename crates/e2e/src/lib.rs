@@ -5,6 +5,7 @@ pub mod chart;
 pub mod cluster;
 pub mod fixture;
 pub mod operator;
+pub mod real_node;
 pub mod scrape;
 
 use std::io::Write;
