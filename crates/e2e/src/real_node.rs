@@ -102,7 +102,10 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         let _ = helm(&["uninstall", &self.name, "--namespace", &self.namespace]);
-        let _ = kubectl(&["delete", "namespace", &self.namespace, "--wait=false"], None);
+        let _ = kubectl(
+            &["delete", "namespace", &self.namespace, "--wait=false"],
+            None,
+        );
     }
 }
 

@@ -74,7 +74,11 @@ fn the_operator_image_is_reproducible_and_is_the_dockerfiles() {
     let dir = std::env::temp_dir().join(format!("mssql-image-test-{}", std::process::id()));
     let (first, second) = (dir.join("a"), dir.join("b"));
     let digest = build_image(&first);
-    assert_eq!(build_image(&second), digest, "the same binary, the same image");
+    assert_eq!(
+        build_image(&second),
+        digest,
+        "the same binary, the same image"
+    );
     let archive = first.join("operator.oci.tar");
     assert_eq!(
         member(&archive, "index.json"),
@@ -110,9 +114,9 @@ fn the_operator_image_is_reproducible_and_is_the_dockerfiles() {
         .expect("tar runs");
     let listing = String::from_utf8(listing.stdout).unwrap();
     assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with(" usr/local/bin/mssql-operator")),
+        listing.lines().any(
+            |l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with(" usr/local/bin/mssql-operator")
+        ),
         "{listing}"
     );
     let layer_passwd = Command::new("tar")

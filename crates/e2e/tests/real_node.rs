@@ -167,8 +167,15 @@ async fn pod_starts(t: &Setup) -> BTreeMap<String, (String, String)> {
 
 async fn label_roles(t: &Setup) {
     for pod in RESTART_ORDER {
-        t.set_role(pod, if pod == PRIMARY { "primary" } else { "secondary" })
-            .await;
+        t.set_role(
+            pod,
+            if pod == PRIMARY {
+                "primary"
+            } else {
+                "secondary"
+            },
+        )
+        .await;
     }
     t.wait_phase(DB, "Ready", SHORT).await;
 }
@@ -189,7 +196,10 @@ async fn assert_restarted_once_primary_last(
         .iter()
         .filter_map(|c| c.type_.strip_prefix("EvictPod--").map(str::to_owned))
         .collect();
-    assert_eq!(evicted, RESTART_ORDER, "each pod evicted once, primary last");
+    assert_eq!(
+        evicted, RESTART_ORDER,
+        "each pod evicted once, primary last"
+    );
     let mut previous = String::new();
     for pod in RESTART_ORDER {
         assert_ne!(after[pod].0, before[pod].0, "{pod} was not replaced");
@@ -221,7 +231,11 @@ async fn assert_restarted_once_primary_last(
 async fn assert_runs(t: &Setup, pod: &str, expected_crt: Option<&str>) {
     let ns = &t.ns.name;
     let spec = t.api::<Pod>().get(pod).await.unwrap().spec.unwrap();
-    assert_eq!(spec.node_name.as_deref(), Some(NODE), "{pod} runs on {NODE}");
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some(NODE),
+        "{pod} runs on {NODE}"
+    );
     assert_eq!(exec_ok(ns, pod, "mssql", &["id", "-u"]).trim(), "10001");
     let log = logs(ns, pod, "mssql");
     let conf = exec_ok(ns, pod, "mssql", &["cat", "/var/opt/mssql/mssql.conf"]);
@@ -234,19 +248,28 @@ async fn assert_runs(t: &Setup, pod: &str, expected_crt: Option<&str>) {
         return;
     };
     assert!(
-        conf.contains(&format!("tlscert = {TLS_DIR}/server.crt")) && conf.contains("tlsprotocols = 1.2"),
+        conf.contains(&format!("tlscert = {TLS_DIR}/server.crt"))
+            && conf.contains("tlsprotocols = 1.2"),
         "{pod}: mssql.conf points at the copied files:\n{conf}"
     );
 
     // The init container copied every file into the memory volume, 0400, owned by SQL Server's uid.
-    let files = ["ca.crt", "server.crt", "server.key", "client.crt", "client.key"];
+    let files = [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ];
     let paths: Vec<String> = files.iter().map(|f| format!("{TLS_DIR}/{f}")).collect();
     let mut stat = vec!["stat", "-c", "%a %u %g %n"];
     stat.extend(paths.iter().map(String::as_str));
     let modes = exec_ok(ns, pod, "mssql", &stat);
     for path in &paths {
         assert!(
-            modes.lines().any(|l| l == format!("400 10001 10001 {path}")),
+            modes
+                .lines()
+                .any(|l| l == format!("400 10001 10001 {path}")),
             "{pod}: {path} is 0400 10001:10001:\n{modes}"
         );
     }
@@ -370,7 +393,10 @@ async fn the_chart_installed_operator_reconfigures_tls_of_real_containers() {
     assert_restarted_once_primary_last(&t, &before, &ops).await;
     label_roles(&t).await;
     let rotated = server_certificate(&t).await;
-    assert_ne!(rotated, certificate, "the rotation issued a new certificate");
+    assert_ne!(
+        rotated, certificate,
+        "the rotation issued a new certificate"
+    );
     for pod in RESTART_ORDER {
         assert_runs(&t, pod, Some(&rotated)).await;
     }
