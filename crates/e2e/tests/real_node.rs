@@ -4,9 +4,9 @@
 //! stand-in (hack/cluster/stand-in) there. Checked inside the containers: the init container
 //! puts the TLS files in the memory volume, mode 0400, owned by 10001; the server, as 10001, reads
 //! them and `mssql.conf` where SQL Server reads them; another uid in the same pod cannot; the
-//! kubelet runs the probes. A rotation, with the operator pod evicted in the middle, and a TLS
-//! removal each restart every container once, the primary last, and each new process reads the
-//! new material.
+//! kubelet runs the probes. A rotation, with the operator pod evicted in the middle, a Restart and
+//! a TLS removal each restart every server container once, the primary last, and each new process
+//! reads the new material.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -408,6 +408,21 @@ async fn the_chart_installed_operator_reconfigures_tls_of_real_containers() {
         rotated, certificate,
         "the rotation issued a new certificate"
     );
+    for pod in RESTART_ORDER {
+        assert_runs(&t, pod, Some(&rotated)).await;
+    }
+
+    // A Restart: each server starts again, on the same material.
+    let before = pod_starts(&t).await;
+    let restart = create_ops(&t, "msops-ag-rotate", |ops| {
+        ops["metadata"]["name"] = json!("restart");
+        ops["spec"] =
+            json!({"type": "Restart", "databaseRef": {"name": DB}, "restart": {}, "timeout": "5m"});
+    })
+    .await;
+    let ops = wait_ops(&t, &restart, "Successful", OPS_TIMEOUT).await;
+    assert_restarted_once_primary_last(&t, &before, &ops).await;
+    label_roles(&t).await;
     for pod in RESTART_ORDER {
         assert_runs(&t, pod, Some(&rotated)).await;
     }
