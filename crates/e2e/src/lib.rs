@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests on the local control plane: `kubectl`, as a user drives it, and
 //! the kube client with the operator running beside the tests (`cluster`).
 
+pub mod audit;
 pub mod chart;
 pub mod cluster;
 pub mod fixture;

@@ -3,13 +3,11 @@
 //! through every feature: provisioning with TLS from an Issuer, add TLS, rotate, change to a
 //! ClusterIssuer, remove TLS, Restart, halt and resume, a refused deletion (`DoNotTerminate`)
 //! reported as a repeated Warning event, deletion with `WipeOut`, and leader election on its Lease. Then the API server's
-//! audit log (hack/cluster/up writes every service-account request to `<run dir>/logs/audit.log`)
-//! proves that no request of that account was refused and that every granted (verb, resource) was
+//! audit log (`mssql_e2e::audit`) proves that no request of that account was refused and that every granted (verb, resource) was
 //! used.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -18,6 +16,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
+use mssql_e2e::audit::{Access, Audited, audited};
 use mssql_e2e::chart::render;
 use mssql_e2e::cluster::{TestNamespace, eventually, make_ca, tls_secret};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
@@ -50,15 +49,6 @@ impl Drop for ClusterScoped {
             let _ = kubectl(&["delete", kind, name, "--ignore-not-found"], None);
         }
     }
-}
-
-/// The audit log of the plane in `MSSQL_CLUSTER_DIR` (the run dir of hack/cluster/lib.sh).
-fn audit_log() -> PathBuf {
-    let run_dir = std::env::var("MSSQL_CLUSTER_DIR").unwrap_or_else(|_| {
-        let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned());
-        format!("{runtime}/mssql-operator-cluster")
-    });
-    PathBuf::from(run_dir).join("logs/audit.log")
 }
 
 /// A kubeconfig for the plane in `KUBECONFIG` that authenticates with `token`.
@@ -118,9 +108,6 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     Ok((code, body))
 }
 
-/// A permission: (API group, resource[/subresource], verb).
-type Access = (String, String, String);
-
 /// Every permission the rules grant.
 fn granted(rules: &[Value]) -> BTreeSet<Access> {
     let strings = |v: &Value| -> Vec<String> {
@@ -141,56 +128,6 @@ fn granted(rules: &[Value]) -> BTreeSet<Access> {
         }
     }
     granted
-}
-
-/// What the audit log says `user` did: each (API group, resource[/subresource], verb) with its
-/// count of requests, and every refused request.
-fn audited(user: &str) -> (BTreeMap<Access, usize>, Vec<String>) {
-    let path = audit_log();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; the plane must be started by a hack/cluster/up that writes the audit log (set MSSQL_CLUSTER_DIR to the plane's run dir)",
-            path.display()
-        )
-    });
-    let mut used = BTreeMap::new();
-    let mut refused = Vec::new();
-    let mut seen = BTreeSet::new();
-    for line in text.lines() {
-        let event: Value = serde_json::from_str(line).unwrap();
-        // One count per request, at its first logged stage: a watch is logged at ResponseStarted
-        // and completes only when it times out or its client goes, which may be after this read.
-        if event["user"]["username"] != user
-            || !seen.insert(event["auditID"].as_str().unwrap_or_default().to_owned())
-        {
-            continue;
-        }
-        let object = &event["objectRef"];
-        let mut resource = object["resource"].as_str().unwrap_or_default().to_owned();
-        if let Some(sub) = object["subresource"].as_str() {
-            resource = format!("{resource}/{sub}");
-        }
-        let verb = event["verb"].as_str().unwrap_or_default().to_owned();
-        let code = event["responseStatus"]["code"].as_i64().unwrap_or_default();
-        // Refused by authorization (RBAC), not by admission: a 403 for writing into a namespace
-        // being deleted (other tests' namespaces, which the operator also watches) is not one.
-        let forbidden = event["annotations"]["authorization.k8s.io/decision"] == "forbid";
-        if code == 401 || forbidden {
-            refused.push(format!(
-                "{code} {verb} {resource} {} in {:?}: {}",
-                object["name"], object["namespace"], event["responseStatus"]["message"]
-            ));
-        }
-        let group = object["apiGroup"].as_str().unwrap_or_default().to_owned();
-        // A server-side apply that created its object (201) was authorized as `create` too.
-        if verb == "patch" && code == 201 {
-            *used
-                .entry((group.clone(), resource.clone(), "create".to_owned()))
-                .or_default() += 1;
-        }
-        *used.entry((group, resource, verb)).or_default() += 1;
-    }
-    (used, refused)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -416,7 +353,7 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     drop(operator);
 
     let user = format!("system:serviceaccount:{}:{account}", operator_ns.name);
-    let (used, refused) = audited(&user);
+    let Audited { used, refused, .. } = audited(&user);
     let mut report = String::new();
     for ((group, resource, verb), count) in &used {
         report.push_str(&format!("{count:6} {verb:16} {resource} ({group:?})\n"));

@@ -6,7 +6,8 @@
 //! them and `mssql.conf` where SQL Server reads them; another uid in the same pod cannot; the
 //! kubelet runs the probes. A rotation, with the operator pod evicted in the middle, a Restart and
 //! a TLS removal each restart every server container once, the primary last, and each new process
-//! reads the new material.
+//! reads the new material. The audit log shows that every request of the operator came from its
+//! pods, as its ServiceAccount, and that none was refused.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, ResourceExt};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary, wait_ops};
 use mssql_e2e::kubectl_ok;
@@ -443,4 +445,21 @@ async fn the_chart_installed_operator_reconfigures_tls_of_real_containers() {
         .await
         .unwrap();
     t.wait_gone::<MssqlServer>(DB).await;
+
+    // Every request of the operator came from its pods, as its ServiceAccount, and none was refused.
+    let user = format!("system:serviceaccount:{operator_ns}:mssql-operator");
+    let audited = audited(&user);
+    assert!(
+        !audited.used.is_empty(),
+        "no request of {user} in the audit log"
+    );
+    assert!(audited.refused.is_empty(), "refused: {:?}", audited.refused);
+    assert!(
+        audited
+            .source_ips
+            .iter()
+            .all(|ip| ip.starts_with("10.250.0.")),
+        "requests of {user} from outside the node's pod network: {:?}",
+        audited.source_ips
+    );
 }
