@@ -136,6 +136,17 @@ proc_rss_line() {
   fi
 }
 
+# node_shims: the PIDs of the real node's containerd shims (one per pod; they outlive containerd),
+# found by the containerd socket on their command line.
+node_shims() {
+  local p
+  for p in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+      *containerd-shim-runc-v2*"-address $NODE_DIR/run/containerd.sock"*) echo "${p#/proc/}" ;;
+    esac
+  done
+}
+
 # wait_until WHAT SECONDS COMMAND...: polls COMMAND every 0.2 s; fails (with a log line) at the deadline.
 wait_until() {
   local what="$1" secs="$2"; shift 2
