@@ -14,6 +14,8 @@ CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
 CRI_TOOLS_VERSION=v1.37.0
 PAUSE_VERSION=3.10.2
+# containerd's sandbox image (hack/cluster/images writes it).
+PAUSE_IMAGE="localhost/mssql-operator-test/pause:$PAUSE_VERSION"
 # Bump to force a rebuild when the build recipe itself changes.
 CLUSTER_BUILD_RECIPE=1
 
