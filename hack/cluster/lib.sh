@@ -123,15 +123,18 @@ proc_stop() {
   done
   for name in "$@"; do rm -f "$pids/$name.pid"; done
 }
-# proc_rss_line PIDS-DIR NAME: `NAME PID RSS-MiB` (or `NAME - DOWN`, exit 1); adds to RSS_TOTAL (KiB).
+# rss_line LABEL PID: `LABEL PID RSS-MiB`, adding the RSS to RSS_TOTAL (KiB).
 RSS_TOTAL=0
+rss_line() {
+  local rss
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$2/status" 2>/dev/null) || return 0
+  RSS_TOTAL=$((RSS_TOTAL + rss))
+  printf '%-26s %8s %10.1f\n' "$1" "$2" "$(awk -v r="$rss" 'BEGIN {print r / 1024}')"
+}
+# proc_rss_line PIDS-DIR NAME: the rss_line of a recorded process, or `NAME - DOWN` and exit 1.
 proc_rss_line() {
-  local pid rss
   if proc_alive "$1" "$2"; then
-    pid="$(head -n1 "$1/$2.pid")"
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
-    RSS_TOTAL=$((RSS_TOTAL + rss))
-    printf '%-26s %8s %10.1f\n' "$2" "$pid" "$(awk -v r="$rss" 'BEGIN {print r / 1024}')"
+    rss_line "$2" "$(head -n1 "$1/$2.pid")"
   else
     printf '%-26s %8s %10s\n' "$2" "-" "DOWN"
     return 1
@@ -149,11 +152,17 @@ node_shims() {
   done
 }
 
-# wait_until WHAT SECONDS COMMAND...: polls COMMAND every 0.2 s; fails (with a log line) at the deadline.
-wait_until() {
+# wait_for [proc=PIDS-DIR/NAME] WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; fails,
+# with a log line, at the deadline, or at once when the recorded process NAME has exited.
+wait_for() {
+  local proc=""
+  case "$1" in proc=*) proc="${1#proc=}"; shift ;; esac
   local what="$1" secs="$2"; shift 2
   local deadline=$(( $(date +%s) + secs ))
   until "$@" >/dev/null 2>&1; do
+    if [ -n "$proc" ] && ! proc_alive "$(dirname "$proc")" "$(basename "$proc")"; then
+      log "$(basename "$proc") exited while waiting for $what; see its log"; return 1
+    fi
     if [ "$(date +%s)" -ge "$deadline" ]; then log "timed out after ${secs}s waiting for $what"; return 1; fi
     sleep 0.2
   done
