@@ -76,6 +76,33 @@ cluster_lock() {
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
+# --- PKI and kubeconfigs ----------------------------------------------------------------------
+CLIENT_CERT_EXTENSIONS='basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth'
+# sign_cert CA OUT SUBJECT EXTENSIONS: a new RSA key OUT.key and certificate OUT.crt for SUBJECT,
+# signed by CA.crt/CA.key, with the (newline-separated) x509v3 EXTENSIONS.
+sign_cert() {
+  local ca="$1" out="$2" subject="$3" extensions="$4"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$out.key" -subj "$subject" 2>/dev/null |
+    openssl x509 -req -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 3650 -sha256 -out "$out.crt" \
+      -extfile <(printf '%s\n' "$extensions") 2>/dev/null
+  chmod 600 "$out.key"
+}
+# write_kubeconfig FILE SERVER CA-CERT USER CLIENT-CERT CLIENT-KEY: a self-contained kubeconfig
+# (certificates embedded, usable by any client), mode 0600.
+write_kubeconfig() {
+  local file="$1" server="$2" ca="$3" user="$4" cert="$5" key="$6"
+  kubectl config --kubeconfig="$file" set-cluster mssql-operator-test --server="$server" \
+    --certificate-authority="$ca" --embed-certs >/dev/null
+  kubectl config --kubeconfig="$file" set-credentials "$user" --client-certificate="$cert" \
+    --client-key="$key" --embed-certs >/dev/null
+  kubectl config --kubeconfig="$file" set-context mssql-operator-test --cluster=mssql-operator-test \
+    --user="$user" >/dev/null
+  kubectl config --kubeconfig="$file" use-context mssql-operator-test >/dev/null
+  chmod 600 "$file"
+}
+
 # --- processes: recorded as PID plus kernel start time, so a recycled PID is never signalled ------
 # proc_start PIDS-DIR LOG-FILE NAME COMMAND...: starts COMMAND in its own session, in the background.
 proc_start() {

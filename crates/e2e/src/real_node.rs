@@ -15,12 +15,12 @@ pub const NODE: &str = "real-1";
 pub const NODE_LABEL: (&str, &str) = ("mssql-operator.test/node", "real");
 pub const NODE_TAINT: &str = "mssql-operator.test/real-node";
 
-/// What a pod needs to run on the real node: its selector and a toleration of its taint.
-pub fn placement() -> Value {
-    json!({
-        "nodeSelector": {NODE_LABEL.0: NODE_LABEL.1},
-        "tolerations": [{"key": NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-    })
+/// Puts the node's selector and a toleration of its taint into `spec` (a PodSpec, or the chart's
+/// values, which take the same keys): what a pod needs to run on the real node.
+pub fn place_on_node(spec: &mut Value) {
+    spec["nodeSelector"] = json!({NODE_LABEL.0: NODE_LABEL.1});
+    spec["tolerations"] =
+        json!([{"key": NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]);
 }
 
 /// Builds the images `names` with `hack/cluster/images` and loads them into the node; returns

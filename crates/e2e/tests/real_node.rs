@@ -23,8 +23,9 @@ use mssql_e2e::cluster::{eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary, wait_ops};
 use mssql_e2e::kubectl_ok;
 use mssql_e2e::real_node::{
-    NODE, Release, assert_node_ready, exec, exec_ok, load_images, logs, placement, probe_counts,
+    NODE, Release, assert_node_ready, exec, exec_ok, load_images, logs, place_on_node, probe_counts,
 };
+use mssql_operator::provisioner::is_ready;
 use serde_json::{Value, json};
 
 const DB: &str = "mssql-ag-tls";
@@ -68,9 +69,7 @@ fn on_the_real_node(db: &mut Value, busybox: &str) {
     spec["version"] = json!(VERSION);
     spec["storage"]["storageClassName"] = json!("real-node-local");
     let pod = &mut spec["podTemplate"]["spec"];
-    for (key, value) in placement().as_object().unwrap() {
-        pod[key] = value.clone();
-    }
+    place_on_node(pod);
     pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
     pod["containers"].as_array_mut().unwrap().push(json!({
         "name": "intruder",
@@ -90,9 +89,7 @@ fn operator_values(image: &str) -> Value {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "logFilter": "info,kube=warn",
     });
-    for (key, value) in placement().as_object().unwrap() {
-        values[key] = value.clone();
-    }
+    place_on_node(&mut values);
     values
 }
 
@@ -105,13 +102,6 @@ async fn operator_pods(client: &kube::Client, namespace: &str) -> Vec<Pod> {
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect()
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Waits until one Ready operator pod (not `old`) runs on the node and holds the Lease.
@@ -145,8 +135,15 @@ async fn wait_leader(client: &kube::Client, namespace: &str, old: Option<&str>) 
     .await
 }
 
-/// The pods' uids and their server containers' start times.
-async fn pod_starts(t: &Setup) -> BTreeMap<String, (String, Option<Time>)> {
+/// One pod's server container, as its pod's status tells.
+struct ServerStart {
+    uid: String,
+    started: Option<Time>,
+    restarts: i32,
+}
+
+/// Each pod's server container: its pod's uid, when it started, how often it restarted.
+async fn pod_starts(t: &Setup) -> BTreeMap<String, ServerStart> {
     let pods = t
         .api::<Pod>()
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={DB}")))
@@ -155,13 +152,18 @@ async fn pod_starts(t: &Setup) -> BTreeMap<String, (String, Option<Time>)> {
     pods.items
         .iter()
         .map(|p| {
-            let started = p
+            let server = p
                 .status
                 .as_ref()
                 .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.iter().find(|c| c.name == "mssql"))
-                .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone());
-            (p.name_any(), (p.uid().unwrap(), started))
+                .and_then(|c| c.iter().find(|c| c.name == "mssql"));
+            let start = ServerStart {
+                uid: p.uid().unwrap(),
+                started: server
+                    .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone()),
+                restarts: server.map_or(-1, |c| c.restart_count),
+            };
+            (p.name_any(), start)
         })
         .collect()
 }
@@ -185,7 +187,7 @@ async fn label_roles(t: &Setup) {
 /// after the previous pod's), and none of the new ones has restarted since.
 async fn assert_restarted_once_primary_last(
     t: &Setup,
-    before: &BTreeMap<String, (String, Option<Time>)>,
+    before: &BTreeMap<String, ServerStart>,
     ops: &MssqlServerOpsRequest,
 ) {
     let after = pod_starts(t).await;
@@ -203,26 +205,14 @@ async fn assert_restarted_once_primary_last(
     );
     let mut previous = None;
     for pod in RESTART_ORDER {
-        assert_ne!(after[pod].0, before[pod].0, "{pod} was not replaced");
-        let started = after[pod].1.clone();
+        assert_ne!(after[pod].uid, before[pod].uid, "{pod} was not replaced");
+        let started = after[pod].started.clone();
         assert!(
             started.is_some() && started > previous,
             "{pod}'s server started at {started:?}, not after {previous:?}"
         );
         previous = started;
-        let restarts = kubectl_ok(
-            &[
-                "get",
-                "pod",
-                "-n",
-                &t.ns.name,
-                pod,
-                "-o",
-                "jsonpath={.status.containerStatuses[?(@.name==\"mssql\")].restartCount}",
-            ],
-            None,
-        );
-        assert_eq!(restarts, "0", "{pod}'s server started once");
+        assert_eq!(after[pod].restarts, 0, "{pod}'s server started once");
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mssql_e2e::cluster::eventually;
-use mssql_e2e::real_node::{NODE, assert_node_ready, exec, exec_ok, load_images, placement};
+use mssql_e2e::real_node::{NODE, assert_node_ready, exec, exec_ok, load_images, place_on_node};
 use mssql_e2e::{Namespace, kubectl_ok};
 use serde_json::json;
 
@@ -85,9 +85,7 @@ fn pod(name: &str, image: &str, script: &str) -> String {
         }],
         "terminationGracePeriodSeconds": 1,
     });
-    for (key, value) in placement().as_object().unwrap() {
-        spec[key] = value.clone();
-    }
+    place_on_node(&mut spec);
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "labels": {"app": name}}, "spec": spec})
     .to_string()
