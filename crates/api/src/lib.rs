@@ -19,7 +19,7 @@ pub mod validate;
 pub mod validated;
 pub mod version;
 
-pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus};
+pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus, PodCertificate};
 pub use ops::{MssqlServerOpsRequest, OpsRequestSpec, OpsRequestStatus};
 pub use version::{MssqlServerVersion, MssqlServerVersionSpec};
 

@@ -427,6 +427,25 @@ pub struct MssqlServerStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Not in KubeDB's API: per pod and certificate alias, the certificate the pod's SQL Server
+    /// loaded when it started (it reads it only then), and whether the Secret holds a newer one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<PodCertificate>,
+}
+
+/// The certificate one pod runs for one alias.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCertificate {
+    pub pod: String,
+    pub alias: String,
+    /// Hex, uppercase.
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// The alias's Secret holds another certificate: the pod serves it only after a restart (a
+    /// `Restart` or `ReconfigureTLS` request).
+    pub outdated: bool,
 }
 
 impl MssqlServer {

@@ -135,6 +135,11 @@ pub fn parse_certificate(pem: &[u8]) -> Result<CertInfo, InspectError> {
     Ok(describe(&parse_x509(1, &der)?))
 }
 
+/// Reads one DER certificate, as a TLS handshake carries it.
+pub fn parse_der(der: &[u8]) -> Result<CertInfo, InspectError> {
+    Ok(describe(&parse_x509(1, der)?))
+}
+
 /// Reads every certificate of a PEM bundle (leaf first, as cert-manager writes `tls.crt`).
 pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertInfo>, InspectError> {
     let ders = decode_bundle(pem);
@@ -188,7 +193,7 @@ pub fn check_tls_secret(
 }
 
 /// The checks that need only the leaf's facts: validity, serial, SANs, usages.
-fn check_leaf(info: &CertInfo, expect: &Expectations, now: i64) -> Vec<Problem> {
+pub(crate) fn check_leaf(info: &CertInfo, expect: &Expectations, now: i64) -> Vec<Problem> {
     let mut problems = Vec::new();
     if now < info.not_before {
         problems.push(Problem::NotYetValid {
@@ -249,7 +254,7 @@ fn check_leaf(info: &CertInfo, expect: &Expectations, now: i64) -> Vec<Problem> 
 /// Walks from the leaf through the intermediates of `tls.crt` to a certificate of `ca.crt`,
 /// checking names and signatures at each step; several CAs of the same name (a CA bundle during
 /// a CA rotation) are all tried.
-fn check_issuer(
+pub(crate) fn check_issuer(
     leaf: &X509Certificate<'_>,
     intermediates: &[X509Certificate<'_>],
     cas: &[X509Certificate<'_>],
@@ -299,7 +304,7 @@ fn decode_pem(
 }
 
 /// All CERTIFICATE blocks; none at all is an error, so callers always get a leaf.
-fn decode_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, InspectError> {
+pub(crate) fn decode_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, InspectError> {
     let ders = decode_pem(pem).collect::<Result<Vec<_>, _>>()?;
     match ders.is_empty() {
         true => Err(InspectError::NoCertificate),
@@ -308,7 +313,7 @@ fn decode_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, InspectErro
 }
 
 /// Parses what [`decode_bundle`] decoded; the certificates borrow the caller's DER.
-fn parse_bundle<'a>(
+pub(crate) fn parse_bundle<'a>(
     ders: &'a Result<Vec<CertificateDer<'static>>, InspectError>,
 ) -> Result<Vec<X509Certificate<'a>>, InspectError> {
     let ders = ders.as_ref().map_err(Clone::clone)?;
@@ -319,7 +324,7 @@ fn parse_bundle<'a>(
 }
 
 /// `index` is 1-based, as a user counts the blocks of a file.
-fn parse_x509(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, InspectError> {
+pub(crate) fn parse_x509(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, InspectError> {
     X509Certificate::from_der(der)
         .map(|(_, cert)| cert)
         .map_err(|e| InspectError::X509 {
@@ -341,7 +346,7 @@ fn pem_error(e: pem::Error) -> InspectError {
 }
 
 /// The facts of one parsed certificate; malformed optional extensions read as absent.
-fn describe(cert: &X509Certificate<'_>) -> CertInfo {
+pub(crate) fn describe(cert: &X509Certificate<'_>) -> CertInfo {
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -611,7 +616,7 @@ fn ec(
 }
 
 /// RFC 3339 UTC, the way Kubernetes shows times.
-fn time(unix: i64) -> String {
+pub(crate) fn time(unix: i64) -> String {
     Timestamp::from_second(unix).map_or_else(|_| format!("unix time {unix}"), |t| t.to_string())
 }
 
@@ -630,90 +635,11 @@ impl fmt::Display for List<'_> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
-    };
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     use x509_parser::der_parser::parse_der;
 
     use super::*;
-
-    /// 2026-06-01T00:00:00Z; test leaves are valid during 2026.
-    const NOW: i64 = 1_780_272_000;
-    const POD_SANS: [&str; 5] = ["db", "localhost", "*.db-pods.demo.svc", "127.0.0.1", "::1"];
-
-    type Ca = CertifiedIssuer<'static, KeyPair>;
-
-    fn ca(common_name: &str) -> Ca {
-        ca_with(common_name, KeyPair::generate().unwrap())
-    }
-
-    fn ca_with(common_name: &str, key: KeyPair) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        CertifiedIssuer::self_signed(params, key).unwrap()
-    }
-
-    /// What cert-manager issues for the operator: subject, SANs, usages, a 2026 validity.
-    fn leaf_params(sans: &[&str]) -> CertificateParams {
-        let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "kubedb");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, "server");
-        params.distinguished_name.push(DnType::CommonName, "mssql");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.serial_number = Some(SerialNumber::from_slice(&[0x0A, 0x1B]));
-        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2027, 1, 1);
-        params
-    }
-
-    /// A Secret's files: `tls.crt` (leaf), `tls.key` (PKCS#8) and `ca.crt`.
-    struct Secret {
-        crt: String,
-        key: String,
-        ca: String,
-    }
-
-    impl Secret {
-        fn files(&self) -> TlsFiles<'_> {
-            TlsFiles {
-                tls_crt: self.crt.as_bytes(),
-                tls_key: self.key.as_bytes(),
-                ca_crt: Some(self.ca.as_bytes()),
-            }
-        }
-    }
-
-    fn issue(params: &CertificateParams, alg: &'static SignatureAlgorithm, ca: &Ca) -> Secret {
-        let key = KeyPair::generate_for(alg).unwrap();
-        let crt = params.signed_by(&key, ca).unwrap().pem();
-        Secret {
-            crt,
-            key: key.serialize_pem(),
-            ca: ca.pem(),
-        }
-    }
-
-    fn secret(ca: &Ca) -> Secret {
-        issue(&leaf_params(&POD_SANS), &rcgen::PKCS_ECDSA_P256_SHA256, ca)
-    }
+    use crate::test_pki::*;
 
     fn expect() -> Expectations {
         Expectations {

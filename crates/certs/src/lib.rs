@@ -4,3 +4,7 @@
 
 pub mod cert_manager;
 pub mod inspect;
+pub mod served;
+
+#[cfg(test)]
+mod test_pki;

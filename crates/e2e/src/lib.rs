@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod operator;
 pub mod real_node;
 pub mod scrape;
+pub mod tds;
 
 use std::io::Write;
 use std::path::PathBuf;

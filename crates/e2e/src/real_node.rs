@@ -101,6 +101,22 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
+        // A failed test shows what the operator did.
+        if std::thread::panicking() {
+            let logs = kubectl(
+                &[
+                    "logs",
+                    "-n",
+                    &self.namespace,
+                    "--tail=300",
+                    "--prefix",
+                    "-l",
+                    "app.kubernetes.io/name=mssql-operator",
+                ],
+                None,
+            );
+            eprintln!("--- the operator's log:\n{}{}", logs.stdout, logs.stderr);
+        }
         let _ = helm(&["uninstall", &self.name, "--namespace", &self.namespace]);
         let _ = kubectl(
             &["delete", "namespace", &self.namespace, "--wait=false"],

@@ -255,3 +255,21 @@ fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
         one(&objects, "Service")["spec"]["selector"]
     );
 }
+
+#[test]
+fn served_certificate_checks_are_on_unless_turned_off() {
+    let args = |values: &[&str]| {
+        let objects = render("ops", NAMESPACE, values);
+        one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone()
+    };
+    assert_eq!(args(&[]), json!(["run", "--listen", "0.0.0.0:8080"]));
+    assert_eq!(
+        args(&["verifyServedCertificates=false"]),
+        json!([
+            "run",
+            "--listen",
+            "0.0.0.0:8080",
+            "--verify-served-certificates=false"
+        ])
+    );
+}

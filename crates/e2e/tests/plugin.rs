@@ -33,7 +33,7 @@ impl std::fmt::Display for Output {
 }
 
 fn plugin(args: &[&str]) -> Output {
-    let binary = built_binary("kubectl-mssql", "KUBECTL_MSSQL_BIN");
+    let binary = built_binary("kubectl-mssql", "kubectl-mssql", "KUBECTL_MSSQL_BIN");
     let output = Command::new(&binary)
         .args(args)
         .output()

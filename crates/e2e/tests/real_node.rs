@@ -1,40 +1,92 @@
 //! Real containers on the real node `real-1` (`hack/cluster/up --real-node`): the operator
 //! installed by its Helm chart from an image built here, running in-cluster with its
-//! ServiceAccount and its Lease; a 3-replica availability group whose pods run SQL Server's
-//! stand-in (hack/cluster/stand-in) there. Checked inside the containers: the init container
-//! puts the TLS files in the memory volume, mode 0400, owned by 10001; the server, as 10001, reads
-//! them and `mssql.conf` where SQL Server reads them; another uid in the same pod cannot; the
-//! kubelet runs the probes. A rotation, with the operator pod evicted in the middle, a Restart and
-//! a TLS removal each restart every server container once, the primary last, and each new process
-//! reads the new material. The audit log shows that every request of the operator came from its
-//! pods, as its ServiceAccount, and that none was refused.
+//! ServiceAccount and its Lease; KubeDB's TLS guide on a standalone server and on a 3-replica
+//! availability group whose pods run the SQL Server test double (crates/sqlserver-double), which
+//! reads `mssql.conf` and the TLS files as SQL Server does and speaks TDS.
+//!
+//! After every request, in each pod: the init container put the TLS files in the memory volume,
+//! mode 0400, owned by 10001; another uid cannot read the key; the server serves exactly the
+//! certificate of its Secret (the operator's probe, in TDS 7.x and TDS 8.0 strict), over TLS 1.2,
+//! and forces encryption; its data file survived. Through the database's Service an independent
+//! client (tiberius, as `sqlcmd`) logs in trusting only the CA and checking the Service's name,
+//! and OpenSSL's TLS 1.1 handshake is refused. Each request records the operator's own check of
+//! each restarted pod. A pod that keeps serving the old certificate fails its request, before any
+//! later pod is restarted, with the database resumed. The operator's pod is evicted during a
+//! rotation; the audit log shows every request of the operator came from its pods.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, ResourceExt};
+use mssql_api::condition::find;
+use mssql_api::phase::PAUSED;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
-use mssql_e2e::cluster::{eventually, wait_ready_replicas};
-use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary, wait_ops};
+use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
+use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary};
 use mssql_e2e::kubectl_ok;
 use mssql_e2e::real_node::{
-    NODE, Release, assert_node_ready, exec, exec_ok, load_images, logs, place_on_node, probe_counts,
+    NODE, Release, assert_node_ready, exec, exec_ok, load_images, place_on_node, probe_counts,
 };
+use mssql_e2e::tds::{encryption_answer, leaf_der, login, served};
 use mssql_operator::provisioner::is_ready;
+use mssql_sqlserver_double::datafile::{self, DataFile};
+use mssql_sqlserver_double::faults;
+use mssql_sqlserver_double::openssl;
+use mssql_tds::prelogin::Encryption;
+use mssql_tds::probe::Mode;
+use rustls::ProtocolVersion;
 use serde_json::{Value, json};
 
-const DB: &str = "mssql-ag-tls";
-const VERSION: &str = "2022-stand-in";
+const VERSION: &str = "2022-double";
 const TLS_DIR: &str = "/var/opt/mssql/tls";
-/// The primary: pod 1, so that "primary last" cannot be mistaken for ordinal order.
-const PRIMARY: &str = "mssql-ag-tls-1";
-const RESTART_ORDER: [&str; 3] = ["mssql-ag-tls-0", "mssql-ag-tls-2", "mssql-ag-tls-1"];
+const DATA_DIR: &str = "/var/opt/mssql/data";
 const OPS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One database of KubeDB's TLS guide, and the names of its requests' examples.
+struct Db {
+    name: &'static str,
+    /// In restart order: secondaries by ordinal, the primary last.
+    pods: &'static [&'static str],
+    primary: Option<&'static str>,
+    /// The guide's request examples: add TLS, rotate, change issuer, remove.
+    requests: [&'static str; 4],
+}
+
+/// The primary is pod 1, so that "primary last" cannot be mistaken for ordinal order.
+const GROUP: Db = Db {
+    name: "mssql-ag-cluster",
+    pods: &[
+        "mssql-ag-cluster-0",
+        "mssql-ag-cluster-2",
+        "mssql-ag-cluster-1",
+    ],
+    primary: Some("mssql-ag-cluster-1"),
+    requests: [
+        "msops-ag-add-tls",
+        "msops-ag-rotate",
+        "msops-ag-change-issuer",
+        "msops-ag-remove",
+    ],
+};
+
+const STANDALONE: Db = Db {
+    name: "ms-standalone",
+    pods: &["ms-standalone-0"],
+    primary: None,
+    requests: [
+        "msops-add-tls",
+        "msops-rotate",
+        "msops-change-issuer",
+        "msops-remove",
+    ],
+};
 
 /// Deletes a cluster-scoped test object when dropped.
 struct ClusterObject(&'static str, &'static str);
@@ -45,8 +97,8 @@ impl Drop for ClusterObject {
     }
 }
 
-/// The catalog entry of the stand-in: both images are the stand-in's, the uid is SQL Server's.
-fn stand_in_version(image: &str) -> String {
+/// The catalog entry of the double: both images are the double's, the uid is SQL Server's.
+fn double_version(image: &str) -> String {
     json!({
         "apiVersion": "catalog.kubedb.com/v1alpha1",
         "kind": "MSSQLServerVersion",
@@ -61,9 +113,8 @@ fn stand_in_version(image: &str) -> String {
     .to_string()
 }
 
-/// KubeDB's TLS availability group, on the real node: the stand-in version, the node's volumes,
-/// small requests, and a second container of another uid that mounts the TLS volume (it must not
-/// read the keys).
+/// A guide database on the real node: the double's version, the node's volumes, small requests,
+/// and a second container of another uid that mounts the TLS volume (it must not read the keys).
 fn on_the_real_node(db: &mut Value, busybox: &str) {
     let spec = &mut db["spec"];
     spec["version"] = json!(VERSION);
@@ -143,10 +194,10 @@ struct ServerStart {
 }
 
 /// Each pod's server container: its pod's uid, when it started, how often it restarted.
-async fn pod_starts(t: &Setup) -> BTreeMap<String, ServerStart> {
+async fn pod_starts(t: &Setup, db: &Db) -> BTreeMap<String, ServerStart> {
     let pods = t
         .api::<Pod>()
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={DB}")))
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", db.name)))
         .await
         .unwrap();
     pods.items
@@ -168,83 +219,209 @@ async fn pod_starts(t: &Setup) -> BTreeMap<String, ServerStart> {
         .collect()
 }
 
-async fn label_roles(t: &Setup) {
-    for pod in RESTART_ORDER {
-        t.set_role(
-            pod,
-            if pod == PRIMARY {
+/// The availability group's roles, as its coordinator would set them (there is none yet).
+async fn label_roles(t: &Setup, db: &Db) {
+    if let Some(primary) = db.primary {
+        for pod in db.pods {
+            let role = if *pod == primary {
                 "primary"
             } else {
                 "secondary"
-            },
-        )
-        .await;
+            };
+            t.set_role(pod, role).await;
+        }
     }
-    t.wait_phase(DB, "Ready", SHORT).await;
+    t.wait_phase(db.name, "Ready", SHORT).await;
 }
 
-/// Every server container was replaced exactly once, in `RESTART_ORDER` (its new process started
-/// after the previous pod's), and none of the new ones has restarted since.
+/// Waits until the request ends; returns it, whatever its phase.
+async fn wait_done(t: &Setup, name: &str) -> MssqlServerOpsRequest {
+    let requests: Api<MssqlServerOpsRequest> = t.api();
+    eventually(&format!("{name} to end"), OPS_TIMEOUT, || async {
+        let ops = requests.get(name).await.map_err(|e| e.to_string())?;
+        let status = ops.status.clone().unwrap_or_default();
+        match status.phase.as_deref() {
+            Some("Successful" | "Failed" | "Skipped") => Ok(ops),
+            phase => Err(format!("{phase:?}: {:?}", summary(&status.conditions))),
+        }
+    })
+    .await
+}
+
+fn phase_and_conditions(ops: &MssqlServerOpsRequest) -> (String, Vec<String>) {
+    let status = ops.status.clone().unwrap_or_default();
+    (
+        status.phase.unwrap_or_default(),
+        summary(&status.conditions),
+    )
+}
+
+/// Runs the request to its end; it must succeed.
+async fn run_ops(t: &Setup, example: &str, edit: impl FnOnce(&mut Value)) -> MssqlServerOpsRequest {
+    let name = create_ops(t, example, edit).await;
+    let ops = wait_done(t, &name).await;
+    let (phase, conditions) = phase_and_conditions(&ops);
+    assert_eq!(phase, "Successful", "{name}: {conditions:#?}");
+    ops
+}
+
+fn restart(db: &Db, name: &str) -> impl FnOnce(&mut Value) {
+    let db = db.name;
+    let name = name.to_owned();
+    move |ops: &mut Value| {
+        ops["metadata"]["name"] = json!(name);
+        ops["spec"] =
+            json!({"type": "Restart", "databaseRef": {"name": db}, "restart": {}, "timeout": "5m"});
+    }
+}
+
+/// Every server container was replaced exactly once, in restart order (its new process started
+/// after the previous pod's), none of the new ones has restarted since, and, with TLS on, the
+/// operator saw each serve its certificate before it touched the next.
 async fn assert_restarted_once_primary_last(
     t: &Setup,
+    db: &Db,
     before: &BTreeMap<String, ServerStart>,
     ops: &MssqlServerOpsRequest,
+    tls: bool,
 ) {
-    let after = pod_starts(t).await;
-    let evicted: Vec<String> = ops
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .filter_map(|c| c.type_.strip_prefix("EvictPod--").map(str::to_owned))
-        .collect();
+    let after = pod_starts(t, db).await;
+    let conditions = &ops.status.as_ref().unwrap().conditions;
+    let pods_of = |prefix: &str| -> Vec<String> {
+        conditions
+            .iter()
+            .filter(|c| c.is_true())
+            .filter_map(|c| c.type_.strip_prefix(prefix).map(str::to_owned))
+            .collect()
+    };
     assert_eq!(
-        evicted, RESTART_ORDER,
+        pods_of("EvictPod--"),
+        db.pods,
         "each pod evicted once, primary last"
     );
+    let verified = pods_of("CheckServedCertificate--");
+    match tls {
+        true => assert_eq!(
+            verified, db.pods,
+            "the operator checked what each pod serves"
+        ),
+        false => assert!(
+            verified.is_empty(),
+            "nothing to check without TLS: {verified:?}"
+        ),
+    }
     let mut previous = None;
-    for pod in RESTART_ORDER {
-        assert_ne!(after[pod].uid, before[pod].uid, "{pod} was not replaced");
-        let started = after[pod].started.clone();
+    for pod in db.pods {
+        assert_ne!(after[*pod].uid, before[*pod].uid, "{pod} was not replaced");
+        let started = after[*pod].started.clone();
         assert!(
             started.is_some() && started > previous,
             "{pod}'s server started at {started:?}, not after {previous:?}"
         );
         previous = started;
-        assert_eq!(after[pod].restarts, 0, "{pod}'s server started once");
+        assert_eq!(after[*pod].restarts, 0, "{pod}'s server started once");
     }
 }
 
-/// The pod runs on the node with the TLS files as specified, its server process read the
-/// certificate in `expected_crt` (`None`: TLS is off) and `mssql.conf`, and another uid cannot
-/// read the keys.
-async fn assert_runs(t: &Setup, pod: &str, expected_crt: Option<&str>) {
-    let ns = &t.ns.name;
-    let spec = t.api::<Pod>().get(pod).await.unwrap().spec.unwrap();
-    assert_eq!(
-        spec.node_name.as_deref(),
-        Some(NODE),
-        "{pod} runs on {NODE}"
-    );
-    assert_eq!(exec_ok(ns, pod, "mssql", &["id", "-u"]).trim(), "10001");
-    let log = logs(ns, pod, "mssql");
-    let conf = exec_ok(ns, pod, "mssql", &["cat", "/var/opt/mssql/mssql.conf"]);
-    let Some(expected_crt) = expected_crt else {
-        assert!(!conf.contains("tlscert"), "{pod}: TLS is off:\n{conf}");
-        assert!(
-            log.contains("forceencryption= tlsprotocols=") && !log.contains("tls certificate"),
-            "{pod}'s server started without TLS:\n{log}"
-        );
-        return;
-    };
-    assert!(
-        conf.contains(&format!("tlscert = {TLS_DIR}/server.crt"))
-            && conf.contains("tlsprotocols = 1.2"),
-        "{pod}: mssql.conf points at the copied files:\n{conf}"
-    );
+/// The double's data file: its database id, and how often the server started on it.
+fn data_file(ns: &str, pod: &str) -> (String, u64) {
+    let path = format!("{DATA_DIR}/{}", datafile::FILE_NAME);
+    let text = exec_ok(ns, pod, "mssql", &["cat", &path]);
+    let data = DataFile::parse(&text).unwrap_or_else(|e| panic!("{pod}: {path}: {e}:\n{text}"));
+    (data.database_id, data.starts)
+}
 
-    // The init container copied every file into the memory volume, 0400, owned by SQL Server's uid.
+async fn pod_addr(t: &Setup, pod: &str) -> SocketAddr {
+    let ip = t
+        .api::<Pod>()
+        .get(pod)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
+    SocketAddr::new(ip.parse().unwrap(), 1433)
+}
+
+/// What the Secret holds for the server certificate.
+struct Issued {
+    crt: String,
+    ca: String,
+}
+
+async fn issued(t: &Setup, db: &Db) -> Issued {
+    let secret = format!("{}-server-cert", db.name);
+    Issued {
+        crt: t.secret_text(&secret, "tls.crt").await,
+        ca: t.secret_text(&secret, "ca.crt").await,
+    }
+}
+
+/// Each pod runs on the node as 10001 with its data file (`ids`: recorded at creation) and, with
+/// TLS (`issued`), the TLS files as specified, serving exactly the Secret's certificate over TLS
+/// 1.2 and forcing encryption; without, serving SQL Server's self-signed fallback, not forcing.
+async fn assert_pods_serve(
+    t: &Setup,
+    db: &Db,
+    issued: Option<&Issued>,
+    ids: &BTreeMap<String, String>,
+) {
+    let ns = &t.ns.name;
+    for pod in db.pods {
+        let spec = t.api::<Pod>().get(pod).await.unwrap().spec.unwrap();
+        assert_eq!(
+            spec.node_name.as_deref(),
+            Some(NODE),
+            "{pod} runs on {NODE}"
+        );
+        assert_eq!(exec_ok(ns, pod, "mssql", &["id", "-u"]).trim(), "10001");
+        assert_eq!(data_file(ns, pod).0, ids[*pod], "{pod}'s data survived");
+        let addr = pod_addr(t, pod).await;
+        let conf = exec_ok(ns, pod, "mssql", &["cat", "/var/opt/mssql/mssql.conf"]);
+        let Some(issued) = issued else {
+            assert!(!conf.contains("tlscert"), "{pod}: TLS is off:\n{conf}");
+            assert_eq!(
+                encryption_answer(addr, Encryption::Off),
+                Encryption::Off,
+                "{pod}"
+            );
+            let seen = served(addr, db.name, Mode::Prelogin);
+            let fallback = parse_der(&seen.chain[0]).unwrap();
+            assert_eq!(fallback.subject, "CN=SSL_Self_Signed_Fallback", "{pod}");
+            continue;
+        };
+        assert!(
+            conf.contains(&format!("tlscert = {TLS_DIR}/server.crt"))
+                && conf.contains("tlsprotocols = 1.2"),
+            "{pod}: mssql.conf points at the copied files:\n{conf}"
+        );
+        assert_tls_files(ns, pod);
+        let expected = leaf_der(&issued.crt);
+        for mode in [Mode::Prelogin, Mode::Strict] {
+            let seen = served(addr, db.name, mode);
+            assert_eq!(
+                seen.chain[0].as_ref(),
+                expected,
+                "{pod} ({mode:?}) serves its Secret's certificate"
+            );
+            assert_eq!(
+                seen.version,
+                ProtocolVersion::TLSv1_2,
+                "{pod}: tlsprotocols = 1.2"
+            );
+        }
+        assert_eq!(
+            encryption_answer(addr, Encryption::Off),
+            Encryption::Required,
+            "{pod}: forceencryption = 1"
+        );
+    }
+}
+
+/// The init container copied every file into the memory volume, 0400, owned by SQL Server's uid;
+/// another uid, even in the pod's fsGroup, cannot read a key.
+fn assert_tls_files(ns: &str, pod: &str) {
     let files = [
         "ca.crt",
         "server.crt",
@@ -271,20 +448,6 @@ async fn assert_runs(t: &Setup, pod: &str, expected_crt: Option<&str>) {
             .any(|l| l.starts_with("tmpfs ") && l.contains(&format!(" {TLS_DIR} "))),
         "{pod}: {TLS_DIR} is in memory:\n{mounts}"
     );
-    let served = exec_ok(ns, pod, "mssql", &["cat", &format!("{TLS_DIR}/server.crt")]);
-    assert_eq!(served, expected_crt, "{pod} has the secret's certificate");
-
-    // The server process read that certificate and the TLS settings when it started.
-    let digest = exec_ok(ns, pod, "mssql", &["sha256sum", &paths[1]]);
-    let digest = digest.split_whitespace().next().unwrap();
-    assert!(
-        log.contains(&format!("tls certificate {} sha256 {digest}", paths[1]))
-            && log.contains("tls key /var/opt/mssql/tls/server.key readable")
-            && log.contains("forceencryption=1 tlsprotocols=1.2"),
-        "{pod}'s server read the new material at start-up:\n{log}"
-    );
-
-    // Another uid, even in the pod's fsGroup, cannot read a key.
     let groups = exec_ok(ns, pod, "intruder", &["id", "-G"]);
     assert!(groups.split_whitespace().any(|g| g == "10001"), "{groups}");
     let stolen = exec(ns, pod, "intruder", &["cat", "/tls/server.key"]);
@@ -294,6 +457,40 @@ async fn assert_runs(t: &Setup, pod: &str, expected_crt: Option<&str>) {
         stolen.stdout,
         stolen.stderr
     );
+}
+
+/// Through the database's Service, as a client: the served certificate is the Secret's, `sqlcmd`
+/// logs in trusting only the CA and checking the Service's name, TLS 1.1 is refused.
+async fn assert_service_serves(t: &Setup, db: &Db, issued: &Issued) {
+    let service = t.api::<Service>().get(db.name).await.unwrap();
+    let ip = service.spec.unwrap().cluster_ip.unwrap();
+    let addr = SocketAddr::new(ip.parse().unwrap(), 1433);
+    let name = format!("{}.{}.svc", db.name, t.ns.name);
+    let seen = served(addr, &name, Mode::Prelogin);
+    assert_eq!(
+        seen.chain[0].as_ref(),
+        leaf_der(&issued.crt),
+        "{name} serves the Secret's certificate"
+    );
+
+    let ca_file = std::env::temp_dir().join(format!("{}-{}-ca.crt", t.ns.name, db.name));
+    std::fs::write(&ca_file, &issued.ca).unwrap();
+    let password = t
+        .secret_text(&format!("{}-auth", db.name), "password")
+        .await;
+    let run = login(addr, &name, ca_file.to_str().unwrap(), &password);
+    let _ = std::fs::remove_file(&ca_file);
+    assert!(
+        run.ok && run.stdout.lines().any(|l| l.trim() == "1"),
+        "sqlcmd through {name}:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+
+    let (tls11, text11) = openssl::handshake(addr, "-tls1_1");
+    assert!(!tls11, "{name} must refuse TLS 1.1:\n{text11}");
+    let (tls12, text12) = openssl::handshake(addr, "-tls1_2");
+    assert!(tls12, "{name} accepts TLS 1.2 (the control):\n{text12}");
 }
 
 /// The kubelet ran the server container's startup, readiness and liveness probes, and they passed.
@@ -323,19 +520,216 @@ async fn assert_probes_ran(t: &Setup, pod: &str) {
     .await;
 }
 
-/// KubeDB's availability-group request examples, for this test's database.
-fn for_db(ops: &mut Value) {
-    ops["spec"]["databaseRef"]["name"] = json!(DB);
+fn for_db(db: &Db) -> impl FnOnce(&mut Value) {
+    let name = db.name;
+    move |ops: &mut Value| ops["spec"]["databaseRef"]["name"] = json!(name)
 }
 
-async fn server_certificate(t: &Setup) -> String {
-    t.secret_text(&format!("{DB}-server-cert"), "tls.crt").await
+/// After a request: every pod and the Service serve what the Secret holds (or TLS is off).
+async fn assert_serves(t: &Setup, db: &Db, tls: bool, ids: &BTreeMap<String, String>) {
+    label_roles(t, db).await;
+    if tls {
+        let issued = issued(t, db).await;
+        assert_pods_serve(t, db, Some(&issued), ids).await;
+        assert_service_serves(t, db, &issued).await;
+    } else {
+        assert_pods_serve(t, db, None, ids).await;
+    }
+}
+
+/// A pod that keeps serving the old certificate after its restart (the double's test-only knob:
+/// it serves a saved copy of the certificate it runs now) fails a rotation at that pod, naming it
+/// and both serials; no later pod is restarted, and the database is resumed. A Restart then puts
+/// the new certificate in place everywhere.
+async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<String, String>) {
+    let ns = &t.ns.name;
+    let stale = db.pods[1];
+    let old_serial = parse_certificate(issued(t, db).await.crt.as_bytes())
+        .unwrap()
+        .serial;
+    let (knob, first_crt, first_key) = (
+        format!("{DATA_DIR}/{}", faults::FILE_NAME),
+        format!("{DATA_DIR}/{}", faults::FIRST_CERT),
+        format!("{DATA_DIR}/{}", faults::FIRST_KEY),
+    );
+    let script = format!(
+        "install -m 0600 {TLS_DIR}/server.crt {first_crt} && install -m 0600 {TLS_DIR}/server.key {first_key} \
+         && echo {} > {knob}",
+        faults::SERVE_FIRST_CERTIFICATE
+    );
+    exec_ok(ns, stale, "mssql", &["sh", "-c", &script]);
+    let before = pod_starts(t, db).await;
+    let name = create_ops(t, db.requests[1], |ops| {
+        for_db(db)(ops);
+        ops["metadata"]["name"] = json!(format!("{}-stale", db.requests[1]));
+    })
+    .await;
+    let ops = wait_done(t, &name).await;
+    let (phase, conditions) = phase_and_conditions(&ops);
+    assert_eq!(phase, "Failed", "{conditions:#?}");
+    let new_serial = parse_certificate(issued(t, db).await.crt.as_bytes())
+        .unwrap()
+        .serial;
+    assert_ne!(new_serial, old_serial);
+    let failed = find(&ops.status.as_ref().unwrap().conditions, "Failed").unwrap();
+    let message = failed.message.clone().unwrap_or_default();
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some(format!("CheckServedCertificate--{stale}").as_str())
+    );
+    assert!(
+        message.starts_with(&format!(
+            "pod {stale} serves certificate serial {old_serial} "
+        )) && message.contains(&format!("not serial {new_serial} of its secret"))
+            && message.ends_with("no further pod was restarted"),
+        "{message}"
+    );
+    let after = pod_starts(t, db).await;
+    assert_ne!(
+        after[db.pods[0]].uid, before[db.pods[0]].uid,
+        "the first pod was restarted"
+    );
+    for pod in &db.pods[2..] {
+        assert_eq!(
+            after[*pod].uid, before[*pod].uid,
+            "{pod}, after the stale one, was not touched"
+        );
+    }
+    let database = t.api::<MssqlServer>().get(db.name).await.unwrap();
+    let status = database.status.unwrap_or_default();
+    assert!(
+        find(&status.conditions, PAUSED).is_none(),
+        "the database was resumed"
+    );
+    // The database's status tells which pods still run the old certificate.
+    let outdated: Vec<&str> = status
+        .certificates
+        .iter()
+        .filter(|c| c.alias == "server" && c.outdated)
+        .map(|c| c.pod.as_str())
+        .collect();
+    assert_eq!(outdated, db.pods[2..].to_vec(), "{:?}", status.certificates);
+
+    exec_ok(ns, stale, "mssql", &["rm", &knob, &first_crt, &first_key]);
+    let before = pod_starts(t, db).await;
+    let ops = run_ops(t, "msops-ag-rotate", restart(db, "restart-after-stale")).await;
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    assert_serves(t, db, true, ids).await;
+}
+
+/// KubeDB's TLS guide on `db`: add TLS, rotate, change the issuer, (a Restart and a stale pod on
+/// the group), remove TLS; after each request every pod and the Service serve what they should.
+async fn the_guide(t: &Setup, db: &Db, busybox: &str, evict_operator: Option<&str>) {
+    let ns = &t.ns.name;
+    t.create_example(db.name, |value| on_the_real_node(value, busybox))
+        .await;
+    wait_ready_replicas(&t.client, ns, db.name, db.pods.len() as i32).await;
+    label_roles(t, db).await;
+    let ids: BTreeMap<String, String> = db
+        .pods
+        .iter()
+        .map(|pod| ((*pod).to_owned(), data_file(ns, pod).0))
+        .collect();
+    for pod in db.pods {
+        assert_probes_ran(t, pod).await;
+    }
+    assert_serves(t, db, false, &ids).await;
+
+    let before = pod_starts(t, db).await;
+    let ops = run_ops(t, db.requests[0], for_db(db)).await;
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    assert_serves(t, db, true, &ids).await;
+
+    // A rotation; on the group, with the operator's pod evicted once the first database pod was.
+    let before = pod_starts(t, db).await;
+    let certificate = issued(t, db).await.crt;
+    let name = create_ops(t, db.requests[1], for_db(db)).await;
+    if let Some(operator_ns) = evict_operator {
+        evict_leader_mid_request(t, operator_ns, &name).await;
+    }
+    let ops = wait_done(t, &name).await;
+    assert_eq!(
+        phase_and_conditions(&ops).0,
+        "Successful",
+        "{:#?}",
+        phase_and_conditions(&ops).1
+    );
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    assert_ne!(
+        issued(t, db).await.crt,
+        certificate,
+        "the rotation issued a new certificate"
+    );
+    assert_serves(t, db, true, &ids).await;
+
+    let before = pod_starts(t, db).await;
+    let ops = run_ops(t, db.requests[2], for_db(db)).await;
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    let issuer = parse_certificate(issued(t, db).await.crt.as_bytes())
+        .unwrap()
+        .issuer;
+    assert!(
+        issuer.contains("mssqlserver-new"),
+        "issued by the new CA: {issuer}"
+    );
+    assert_serves(t, db, true, &ids).await;
+
+    if db.primary.is_some() {
+        let before = pod_starts(t, db).await;
+        let ops = run_ops(t, "msops-ag-rotate", restart(db, "restart")).await;
+        assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+        assert_serves(t, db, true, &ids).await;
+        a_stale_pod_fails_the_rotation(t, db, &ids).await;
+    }
+
+    let before = pod_starts(t, db).await;
+    let ops = run_ops(t, db.requests[3], for_db(db)).await;
+    assert_restarted_once_primary_last(t, db, &before, &ops, false).await;
+    assert_serves(t, db, false, &ids).await;
+    for pod in db.pods {
+        let starts = data_file(ns, pod).1;
+        assert!(starts >= 5, "{pod} started on its data {starts} times");
+    }
+}
+
+/// Evicts the operator's pod once the request `name` evicted its first database pod; waits for
+/// the successor to lead.
+async fn evict_leader_mid_request(t: &Setup, operator_ns: &str, name: &str) {
+    let requests: Api<MssqlServerOpsRequest> = t.api();
+    eventually("the rotation's first eviction", OPS_TIMEOUT, || async {
+        let ops = requests.get(name).await.map_err(|e| e.to_string())?;
+        let status = ops.status.unwrap_or_default();
+        assert_ne!(
+            status.phase.as_deref(),
+            Some("Failed"),
+            "{:?}",
+            summary(&status.conditions)
+        );
+        if status
+            .conditions
+            .iter()
+            .any(|c| c.type_.starts_with("EvictPod--"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{:?}", summary(&status.conditions)))
+        }
+    })
+    .await;
+    let leader = wait_leader(&t.client, operator_ns, None).await;
+    let operator_pods_api: Api<Pod> = Api::namespaced(t.client.clone(), operator_ns);
+    operator_pods_api
+        .evict(&leader, &EvictParams::default())
+        .await
+        .expect("the operator pod is evicted");
+    let successor = wait_leader(&t.client, operator_ns, Some(&leader)).await;
+    assert_ne!(successor, leader);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_chart_installed_operator_reconfigures_tls_of_real_containers() {
+async fn the_chart_installed_operator_runs_kubedbs_tls_guide_on_real_containers() {
     assert_node_ready();
-    let images = load_images(&["operator", "mssql-stand-in", "busybox"]);
+    let images = load_images(&["operator", "mssql-double", "busybox"]);
 
     // The operator, installed as a user installs it, in a container on the node.
     let operator_ns = format!("mssql-operator-{}", std::process::id());
@@ -345,96 +739,37 @@ async fn the_chart_installed_operator_reconfigures_tls_of_real_containers() {
         &operator_values(&images["operator"]),
     );
     let t = Setup::without_operator("real-node").await;
-    let leader = wait_leader(&t.client, &operator_ns, None).await;
-
+    wait_leader(&t.client, &operator_ns, None).await;
     kubectl_ok(
         &["apply", "-f", "-"],
-        Some(&stand_in_version(&images["mssql-stand-in"])),
+        Some(&double_version(&images["mssql-double"])),
     );
     let _version = ClusterObject("mssqlserverversion", VERSION);
     let busybox = images["busybox"].clone();
-    t.create_example(DB, |db| on_the_real_node(db, &busybox))
-        .await;
-    wait_ready_replicas(&t.client, &t.ns.name, DB, 3).await;
-    label_roles(&t).await;
-
-    let certificate = server_certificate(&t).await;
-    for pod in RESTART_ORDER {
-        assert_runs(&t, pod, Some(&certificate)).await;
-        assert_probes_ran(&t, pod).await;
-    }
-
-    // A rotation, with the operator's pod evicted once the first database pod was.
-    let before = pod_starts(&t).await;
-    let rotate = create_ops(&t, "msops-ag-rotate", for_db).await;
-    let requests: Api<MssqlServerOpsRequest> = t.api();
-    eventually("the rotation's first eviction", OPS_TIMEOUT, || async {
-        let ops = requests.get(&rotate).await.map_err(|e| e.to_string())?;
-        let status = ops.status.unwrap_or_default();
-        let conditions = status.conditions;
-        assert_ne!(
-            status.phase.as_deref(),
-            Some("Failed"),
-            "{:?}",
-            summary(&conditions)
-        );
-        if conditions.iter().any(|c| c.type_.starts_with("EvictPod--")) {
-            Ok(())
-        } else {
-            Err(format!("{:?}", summary(&conditions)))
-        }
-    })
+    // The issuer both guides change to.
+    ca_issuer(
+        &t.client,
+        &t.ns.name,
+        "mssqlserver-new-ca-issuer",
+        "mssqlserver-new",
+    )
     .await;
-    let operator_pods_api: Api<Pod> = Api::namespaced(t.client.clone(), &operator_ns);
-    operator_pods_api
-        .evict(&leader, &EvictParams::default())
-        .await
-        .expect("the operator pod is evicted");
-    let successor = wait_leader(&t.client, &operator_ns, Some(&leader)).await;
-    assert_ne!(successor, leader);
-    let ops = wait_ops(&t, &rotate, "Successful", OPS_TIMEOUT).await;
-    assert_restarted_once_primary_last(&t, &before, &ops).await;
-    label_roles(&t).await;
-    let rotated = server_certificate(&t).await;
-    assert_ne!(
-        rotated, certificate,
-        "the rotation issued a new certificate"
+
+    // Both guides at once: the standalone server's requests run while the group's operator pod is
+    // evicted, too.
+    tokio::join!(
+        the_guide(&t, &GROUP, &busybox, Some(&operator_ns)),
+        the_guide(&t, &STANDALONE, &busybox, None),
     );
-    for pod in RESTART_ORDER {
-        assert_runs(&t, pod, Some(&rotated)).await;
-    }
 
-    // A Restart: each server starts again, on the same material.
-    let before = pod_starts(&t).await;
-    let restart = create_ops(&t, "msops-ag-rotate", |ops| {
-        ops["metadata"]["name"] = json!("restart");
-        ops["spec"] =
-            json!({"type": "Restart", "databaseRef": {"name": DB}, "restart": {}, "timeout": "5m"});
-    })
-    .await;
-    let ops = wait_ops(&t, &restart, "Successful", OPS_TIMEOUT).await;
-    assert_restarted_once_primary_last(&t, &before, &ops).await;
-    label_roles(&t).await;
-    for pod in RESTART_ORDER {
-        assert_runs(&t, pod, Some(&rotated)).await;
+    // The databases go while their operator still runs (it holds their finalizers).
+    for db in [GROUP.name, STANDALONE.name] {
+        t.api::<MssqlServer>()
+            .delete(db, &DeleteParams::default())
+            .await
+            .unwrap();
+        t.wait_gone::<MssqlServer>(db).await;
     }
-
-    // TLS removed: each server starts again, without it.
-    let before = pod_starts(&t).await;
-    let remove = create_ops(&t, "msops-ag-remove", for_db).await;
-    let ops = wait_ops(&t, &remove, "Successful", OPS_TIMEOUT).await;
-    assert_restarted_once_primary_last(&t, &before, &ops).await;
-    label_roles(&t).await;
-    for pod in RESTART_ORDER {
-        assert_runs(&t, pod, None).await;
-    }
-
-    // The database goes while its operator still runs (it holds the database's finalizer).
-    t.api::<MssqlServer>()
-        .delete(DB, &DeleteParams::default())
-        .await
-        .unwrap();
-    t.wait_gone::<MssqlServer>(DB).await;
 
     // Every request of the operator came from its pods, as its ServiceAccount, and none was refused.
     let user = format!("system:serviceaccount:{operator_ns}:mssql-operator");

@@ -52,6 +52,13 @@ pub fn tls_status(s: &TlsStatus) -> String {
                 p.restart_hash
                     .as_deref()
                     .map_or_else(|| "-".to_owned(), short_hash),
+                p.serves.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |s| match s.outdated {
+                        true => format!("{} (old)", s.serial),
+                        false => s.serial.clone(),
+                    },
+                ),
             ]
         })
         .collect();
@@ -66,6 +73,7 @@ pub fn tls_status(s: &TlsStatus) -> String {
                 "REVISION",
                 "UPDATE REVISION",
                 "RESTART HASH",
+                "SERVES SERIAL",
             ],
             &rows,
         ));
@@ -75,6 +83,14 @@ pub fn tls_status(s: &TlsStatus) -> String {
             s.pods_current,
             s.pods.len()
         );
+        if s.pods_outdated > 0 {
+            let _ = writeln!(
+                out,
+                "{} pods serve an older server certificate than its Secret holds (SQL Server reads it \
+                 only at start-up): a Restart MSSQLServerOpsRequest of {} restarts them onto it.",
+                s.pods_outdated, s.database
+            );
+        }
     }
     out
 }
@@ -238,7 +254,7 @@ mod tests {
 
     use super::*;
     use crate::ops::ConditionRow;
-    use crate::status::{IssuerName, PodStatus};
+    use crate::status::{IssuerName, PodStatus, ServedCertificate};
 
     fn certificate() -> CertificateStatus {
         CertificateStatus {
@@ -279,8 +295,14 @@ mod tests {
                 update_revision: Some("db-abc".to_owned()),
                 restart_hash: Some("0123456789abcdef".to_owned()),
                 current: true,
+                serves: Some(ServedCertificate {
+                    serial: "0A1B".to_owned(),
+                    not_after: "2026-04-01T00:00:00Z".to_owned(),
+                    outdated: false,
+                }),
             }],
             pods_current: 1,
+            pods_outdated: 0,
         }
     }
 
@@ -300,10 +322,26 @@ Certificate db-server-cert (alias server, secret db-server-cert)
   IPs:       127.0.0.1
   Not after: 2026-04-01T00:00:00Z (90 days left)
 
-POD    CURRENT   READY   REVISION   UPDATE REVISION   RESTART HASH
-db-0   yes       yes     db-abc     db-abc            0123456789ab
+POD    CURRENT   READY   REVISION   UPDATE REVISION   RESTART HASH   SERVES SERIAL
+db-0   yes       yes     db-abc     db-abc            0123456789ab   0A1B
 1 of 1 pods run the current certificate material.
 "
+        );
+    }
+
+    #[test]
+    fn pods_serving_an_older_certificate_are_marked_and_counted() {
+        let mut s = status(true);
+        s.pods[0].serves.as_mut().unwrap().outdated = true;
+        s.pods_outdated = 1;
+        let text = tls_status(&s);
+        assert!(text.contains("0123456789ab   0A1B (old)\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "1 pods serve an older server certificate than its Secret holds (SQL Server reads it \
+                 only at start-up): a Restart MSSQLServerOpsRequest of db restarts them onto it.\n"
+            ),
+            "{text}"
         );
     }
 

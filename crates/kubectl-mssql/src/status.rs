@@ -7,10 +7,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use mssql_api::defaults::default_tls;
-use mssql_api::{MssqlServer, TOPOLOGY_AVAILABILITY_GROUP, names};
+use mssql_api::{ALIAS_SERVER, MssqlServer, TOPOLOGY_AVAILABILITY_GROUP, names};
 use mssql_certs::cert_manager::{Certificate, KIND_ISSUER};
 use mssql_certs::inspect::parse_certificate;
 use mssql_operator::build::pod::RESTART_HASH_ANNOTATION;
+use mssql_operator::build::start::started_with;
 use mssql_operator::provisioner::is_ready;
 use serde::Serialize;
 
@@ -33,6 +34,8 @@ pub struct TlsStatus {
     pub pods: Vec<PodStatus>,
     /// Pods on their StatefulSet's update revision, of all pods.
     pub pods_current: usize,
+    /// Pods whose SQL Server runs another server certificate than its Secret holds.
+    pub pods_outdated: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -86,6 +89,19 @@ pub struct PodStatus {
     pub restart_hash: Option<String>,
     /// Runs the current certificate material: its revision is its StatefulSet's update revision.
     pub current: bool,
+    /// The server certificate the pod's SQL Server loaded when it started (clients get it).
+    pub serves: Option<ServedCertificate>,
+}
+
+/// The server certificate one pod runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedCertificate {
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Its Secret holds another certificate: the pod serves that one only after a restart.
+    pub outdated: bool,
 }
 
 /// The objects `tls status` reads, by name.
@@ -150,10 +166,14 @@ pub fn tls_status(db: &MssqlServer, observed: &Observed, now_unix: i64) -> TlsSt
         .into_iter()
         .map(|planned| certificate_status(planned, observed, now_unix))
         .collect();
+    let secret_serial = certificates
+        .iter()
+        .find(|c| c.alias == ALIAS_SERVER)
+        .and_then(|c| c.serial.as_deref());
     let mut pods: Vec<PodStatus> = observed
         .pods
         .iter()
-        .map(|pod| pod_status(pod, &observed.statefulsets))
+        .map(|pod| pod_status(pod, &observed.statefulsets, secret_serial))
         .collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     TlsStatus {
@@ -167,6 +187,10 @@ pub fn tls_status(db: &MssqlServer, observed: &Observed, now_unix: i64) -> TlsSt
             .and_then(|t| t.issuer_ref.as_ref())
             .map(issuer_name),
         pods_current: pods.iter().filter(|p| p.current).count(),
+        pods_outdated: pods
+            .iter()
+            .filter(|p| p.serves.as_ref().is_some_and(|s| s.outdated))
+            .count(),
         certificates,
         pods,
     }
@@ -234,7 +258,7 @@ fn certificate_status(planned: Planned, observed: &Observed, now: i64) -> Certif
     status
 }
 
-fn pod_status(pod: &Pod, statefulsets: &[StatefulSet]) -> PodStatus {
+fn pod_status(pod: &Pod, statefulsets: &[StatefulSet], secret_serial: Option<&str>) -> PodStatus {
     let owner = pod
         .owner_references()
         .iter()
@@ -253,6 +277,13 @@ fn pod_status(pod: &Pod, statefulsets: &[StatefulSet]) -> PodStatus {
         restart_hash: pod.annotations().get(RESTART_HASH_ANNOTATION).cloned(),
         revision,
         update_revision,
+        serves: started_with(pod)
+            .remove(ALIAS_SERVER)
+            .map(|started| ServedCertificate {
+                outdated: secret_serial.is_some_and(|s| s != started.serial),
+                not_after: timestamp(started.not_after),
+                serial: started.serial,
+            }),
     }
 }
 
@@ -267,6 +298,8 @@ mod tests {
     };
     use pretty_assertions::assert_eq;
     use serde_json::json;
+
+    use mssql_operator::build::start::CERTIFICATES_ANNOTATION;
 
     use super::*;
     use crate::testdata::{self, NOW};
@@ -549,5 +582,43 @@ mod tests {
         );
         assert_eq!(status.pods_current, 2);
         assert_eq!(status.pods[1].update_revision.as_deref(), Some("db-new"));
+    }
+
+    #[test]
+    fn pods_show_the_server_certificate_they_started_with() {
+        let db = database(issuer_tls(true), None);
+        let server = testdata::leaf(&["db"], &[], 90);
+        let serial = server.serial.clone();
+        let started = |serial: &str| {
+            let mut pod = pod("db-0", "db", "db-new", true);
+            pod.annotations_mut().insert(
+                CERTIFICATES_ANNOTATION.to_owned(),
+                format!(r#"{{"server":{{"serial":"{serial}","notAfter":1790000000}}}}"#),
+            );
+            pod
+        };
+        let observed = |pod: Pod| Observed {
+            secrets: [(
+                "db-server-cert".to_owned(),
+                secret("db-server-cert", server.pem.as_bytes()),
+            )]
+            .into(),
+            pods: vec![pod, self::pod("db-1", "db", "db-new", true)],
+            ..Observed::default()
+        };
+        let current = tls_status(&db, &observed(started(&serial)), NOW);
+        assert_eq!(
+            current.pods[0].serves,
+            Some(ServedCertificate {
+                serial: serial.clone(),
+                not_after: "2026-09-21T14:13:20Z".to_owned(),
+                outdated: false,
+            })
+        );
+        assert_eq!(current.pods[1].serves, None, "a pod that records nothing");
+        assert_eq!(current.pods_outdated, 0);
+        let old = tls_status(&db, &observed(started("01")), NOW);
+        assert!(old.pods[0].serves.as_ref().unwrap().outdated);
+        assert_eq!(old.pods_outdated, 1);
     }
 }

@@ -16,10 +16,14 @@ pub mod serve;
 pub mod yaml;
 
 /// Runs both controllers, the provisioner and the ops-manager, until the process is asked to stop.
-pub async fn run_controllers(client: kube::Client, metrics: std::sync::Arc<metrics::Metrics>) {
+pub async fn run_controllers(
+    client: kube::Client,
+    metrics: std::sync::Arc<metrics::Metrics>,
+    settings: ops::Settings,
+) {
     let (waker, wakes) = ops::wake::channel();
     tokio::join!(
         provisioner::run(client.clone(), metrics.clone(), waker),
-        ops::run(client, metrics, wakes)
+        ops::run(client, metrics, wakes, settings)
     );
 }

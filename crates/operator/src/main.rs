@@ -51,6 +51,11 @@ struct RunArgs {
     /// This replica's identity in the Lease [default: the host name and process id].
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// After each pod restart of a database with client TLS, connect to the pod's port 1433 and
+    /// check it serves the certificate of its Secret. `false` only where the operator cannot
+    /// reach database pods (a NetworkPolicy must then allow it; see docs/tls-guide.md).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    verify_served_certificates: bool,
 }
 
 fn main() -> ExitCode {
@@ -161,7 +166,15 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         identity: args.identity.unwrap_or_else(default_identity),
     };
     tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
-    let controllers = mssql_operator::run_controllers(client.clone(), metrics.clone());
+    let settings = mssql_operator::ops::Settings {
+        verify_served_certificates: args.verify_served_certificates,
+    };
+    if !settings.verify_served_certificates {
+        tracing::warn!(
+            "--verify-served-certificates=false: restarted pods are not checked for the certificate they serve"
+        );
+    }
+    let controllers = mssql_operator::run_controllers(client.clone(), metrics.clone(), settings);
     leader::lead(client, &election, &metrics, controllers)
         .await
         .map_err(|error| error.to_string())

@@ -70,6 +70,7 @@ pub struct Metrics {
     ops_step_duration: Histograms<StepLabels>,
     paused_databases: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    outdated_certificate_pods: Family<CertificateLabels, Gauge>,
     leader: Gauge,
     seen: Mutex<Seen>,
 }
@@ -97,6 +98,7 @@ impl Metrics {
             ops_step_duration,
             paused_databases: Gauge::default(),
             certificate_expiry: Family::default(),
+            outdated_certificate_pods: Family::default(),
             leader: Gauge::default(),
             seen: Mutex::default(),
         };
@@ -137,8 +139,15 @@ impl Metrics {
         );
         r.register(
             "certificate_expiry_timestamp_seconds",
-            "When the certificate a database's TLS secret holds expires (Unix time), per alias",
+            "When the certificate a database's pods run expires (Unix time; the earliest among its \
+             pods, the Secret's while no pod runs one), per alias",
             self.certificate_expiry.clone(),
+        );
+        r.register(
+            "outdated_certificate_pods",
+            "Pods that run another certificate than the alias's Secret holds (renewed, not yet \
+             restarted into)",
+            self.outdated_certificate_pods.clone(),
         );
         r.register(
             "leader",
@@ -224,9 +233,9 @@ impl Metrics {
         self.paused_databases.set(seen.paused.len() as i64);
     }
 
-    /// Records the expiry (Unix seconds) of each certificate database `namespace/name`'s TLS
-    /// secrets hold; aliases not given lose their gauge.
-    pub fn certificates(&self, namespace: &str, name: &str, expiry: &[(&str, i64)]) {
+    /// Records, per alias of database `namespace/name`, when the certificate its pods run expires
+    /// (Unix seconds) and how many pods run an outdated one; aliases not given lose their gauges.
+    pub fn certificates(&self, namespace: &str, name: &str, expiry: &[(String, i64, usize)]) {
         let key = format!("{namespace}/{name}");
         let mut seen = self.lock();
         let labels = |alias: &str| CertificateLabels {
@@ -236,18 +245,22 @@ impl Metrics {
         };
         let before = seen.certificates.remove(&key).unwrap_or_default();
         for alias in &before {
-            if !expiry.iter().any(|(a, _)| a == alias) {
+            if !expiry.iter().any(|(a, _, _)| a == alias) {
                 self.certificate_expiry.remove(&labels(alias));
+                self.outdated_certificate_pods.remove(&labels(alias));
             }
         }
-        for (alias, not_after) in expiry {
+        for (alias, not_after, outdated) in expiry {
             self.certificate_expiry
                 .get_or_create(&labels(alias))
                 .set(*not_after);
+            self.outdated_certificate_pods
+                .get_or_create(&labels(alias))
+                .set(*outdated as i64);
         }
         if !expiry.is_empty() {
             seen.certificates
-                .insert(key, expiry.iter().map(|(a, _)| (*a).to_owned()).collect());
+                .insert(key, expiry.iter().map(|(a, _, _)| a.clone()).collect());
         }
     }
 
@@ -351,7 +364,12 @@ mod tests {
     fn paused_databases_and_certificate_expiry_follow_each_database() {
         let m = Metrics::new();
         m.database_paused("demo", "a", true);
-        m.certificates("demo", "a", &[("server", 100), ("client", 200)]);
+        let alias = |name: &str, not_after, outdated| (name.to_owned(), not_after, outdated);
+        m.certificates(
+            "demo",
+            "a",
+            &[alias("server", 100, 1), alias("client", 200, 0)],
+        );
         m.database_paused("demo", "b", true);
         let text = m.render();
         assert!(text.contains("mssql_operator_paused_databases 2"));
@@ -361,10 +379,13 @@ mod tests {
         assert!(text.contains(
             "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"client\"} 200"
         ));
+        assert!(text.contains(
+            "mssql_operator_outdated_certificate_pods{namespace=\"demo\",database=\"a\",alias=\"server\"} 1"
+        ));
 
         // TLS removed from a, resumed: its gauges go; b is deleted.
         m.database_paused("demo", "a", false);
-        m.certificates("demo", "a", &[("server", 300)]);
+        m.certificates("demo", "a", &[alias("server", 300, 0)]);
         m.database_gone("demo", "b");
         let text = m.render();
         assert!(text.contains("mssql_operator_paused_databases 0"));

@@ -7,6 +7,7 @@ pub mod labels;
 pub mod pod;
 pub mod secrets;
 pub mod services;
+pub mod start;
 pub mod workload;
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::config::TLS_DIR;
 use super::labels::{self, Labels};
+use super::start::{CERTIFICATES_ANNOTATION, Start};
 
 pub const PORT_DB: i32 = 1433;
 pub const PORT_MIRROR: i32 = 5022;
@@ -306,9 +307,9 @@ pub fn service_account(server: &Server) -> String {
         .unwrap_or_else(|| server.name.clone())
 }
 
-/// The pod template of the StatefulSet. `restart_hash` identifies the certificates and config the
-/// pods must run with.
-pub fn pod_template(server: &Server, config_secret: &str, restart_hash: &str) -> PodTemplateSpec {
+/// The pod template of the StatefulSet. `start` identifies the certificates and config the pods
+/// must run with.
+pub fn pod_template(server: &Server, config_secret: &str, start: &Start) -> PodTemplateSpec {
     let user = server.pod_template.spec.clone().unwrap_or_default();
     let user_meta = server.pod_template.metadata.clone().unwrap_or_default();
 
@@ -345,7 +346,16 @@ pub fn pod_template(server: &Server, config_secret: &str, restart_hash: &str) ->
     let mut pod_labels: Labels = user_meta.labels.unwrap_or_default();
     pod_labels.extend(labels::offshoot(server));
     let mut annotations: BTreeMap<String, String> = user_meta.annotations.unwrap_or_default();
-    annotations.insert(RESTART_HASH_ANNOTATION.to_owned(), restart_hash.to_owned());
+    annotations.insert(
+        RESTART_HASH_ANNOTATION.to_owned(),
+        start.restart_hash.clone(),
+    );
+    if !start.certificates.is_empty() {
+        annotations.insert(
+            CERTIFICATES_ANNOTATION.to_owned(),
+            start.certificates_annotation(),
+        );
+    }
 
     PodTemplateSpec {
         metadata: Some(ObjectMeta {

@@ -13,6 +13,7 @@ use super::labels;
 use super::pod::RESTART_HASH_ANNOTATION;
 use super::secrets::{check_auth_secret, config_secret, password, restart_hash};
 use super::services::services;
+use super::start::{CERTIFICATES_ANNOTATION, Start, StartedCertificate, started_with};
 use super::workload::{arbiter, pod_disruption_budget, service_account, statefulset};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kubedb-docs");
@@ -39,8 +40,15 @@ fn owner() -> OwnerReference {
     }
 }
 
+fn start(restart_hash: &str) -> Start {
+    Start {
+        restart_hash: restart_hash.to_owned(),
+        ..Start::default()
+    }
+}
+
 fn pod_spec(server: &Server) -> PodSpec {
-    statefulset(server, &owner(), "cfg", "hash1")
+    statefulset(server, &owner(), "cfg", &start("hash1"))
         .spec
         .unwrap()
         .template
@@ -69,7 +77,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 #[test]
 fn statefulset_runs_sql_server_restarting_only_on_delete() {
     let server = server_from(example("ms-standalone"));
-    let sts = statefulset(&server, &owner(), "ms-standalone-config", "abc123");
+    let sts = statefulset(&server, &owner(), "ms-standalone-config", &start("abc123"));
     assert_eq!(sts.metadata.name.as_deref(), Some("ms-standalone"));
     assert_eq!(sts.metadata.owner_references, Some(vec![owner()]));
     let spec = sts.spec.unwrap();
@@ -197,7 +205,7 @@ fn tls_files_are_copied_readable_by_the_sql_server_uid_only() {
 #[test]
 fn availability_group_pods_enable_hadr_and_mount_the_endpoint_certificate() {
     let server = server_from(example("mssql-ag-cluster"));
-    let sts = statefulset(&server, &owner(), "cfg", "h");
+    let sts = statefulset(&server, &owner(), "cfg", &start("h"));
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(3));
     let pod = sts.spec.unwrap().template.spec.unwrap();
     let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
@@ -253,7 +261,7 @@ fn the_users_pod_template_is_merged_in() {
         .unwrap()
         .push(json!({"name": "sidecar", "image": "busybox"}));
     let server = server_from(value);
-    let sts = statefulset(&server, &owner(), "cfg", "h");
+    let sts = statefulset(&server, &owner(), "cfg", &start("h"));
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["sts"], "yes");
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["team"], "sales");
     let template = sts.spec.unwrap().template;
@@ -294,7 +302,7 @@ fn ephemeral_storage_uses_an_empty_dir() {
     let mut value = example("ms-standalone");
     value["spec"]["storageType"] = json!("Ephemeral");
     value["spec"].as_object_mut().unwrap().remove("storage");
-    let sts = statefulset(&server_from(value), &owner(), "cfg", "h");
+    let sts = statefulset(&server_from(value), &owner(), "cfg", &start("h"));
     let spec = sts.spec.unwrap();
     assert!(spec.volume_claim_templates.is_none());
     assert_eq!(
@@ -567,7 +575,7 @@ fn an_even_availability_group_gets_an_arbiter() {
             &server_from(example("mssql-ag-cluster")),
             &owner(),
             "cfg",
-            "h"
+            &start("h")
         )
         .is_none(),
         "3 replicas: no arbiter"
@@ -575,7 +583,7 @@ fn an_even_availability_group_gets_an_arbiter() {
     let mut value = example("mssql-ag-cluster");
     value["spec"]["replicas"] = json!(2);
     let server = server_from(value);
-    let sts = arbiter(&server, &owner(), "cfg", "h").unwrap();
+    let sts = arbiter(&server, &owner(), "cfg", &start("h")).unwrap();
     assert_eq!(
         sts.metadata.name.as_deref(),
         Some("mssql-ag-cluster-arbiter")
@@ -602,5 +610,64 @@ fn an_even_availability_group_gets_an_arbiter() {
     assert_eq!(
         to_json(&pod.containers[0].resources),
         json!({"limits": {"memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}})
+    );
+}
+
+#[test]
+fn pods_record_the_certificates_they_start_with() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["db".to_owned()]).unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0A, 0x1B]));
+    params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let crt = params.self_signed(&key).unwrap().pem();
+    let secret = Secret {
+        data: Some([("tls.crt".to_owned(), ByteString(crt.into_bytes()))].into()),
+        ..Secret::default()
+    };
+    let tls = [("server".to_owned(), secret)].into();
+    let with_tls = Start::of(&tls, "[network]\n");
+    assert_eq!(
+        with_tls.certificates,
+        [(
+            "server".to_owned(),
+            StartedCertificate {
+                serial: "0A1B".to_owned(),
+                not_after: 1_798_761_600,
+            }
+        )]
+        .into()
+    );
+    assert_ne!(
+        with_tls.restart_hash,
+        Start::of(&Default::default(), "[network]\n").restart_hash
+    );
+
+    let server = server_from(example("mssql-standalone-tls"));
+    let template = statefulset(&server, &owner(), "cfg", &with_tls)
+        .spec
+        .unwrap()
+        .template;
+    let meta = template.metadata.unwrap();
+    assert_eq!(
+        meta.annotations.as_ref().unwrap()[CERTIFICATES_ANNOTATION],
+        r#"{"server":{"serial":"0A1B","notAfter":1798761600}}"#
+    );
+    let pod = Pod {
+        metadata: meta,
+        ..Pod::default()
+    };
+    assert_eq!(started_with(&pod), with_tls.certificates);
+
+    let plain = statefulset(&server, &owner(), "cfg", &start("h"))
+        .spec
+        .unwrap()
+        .template;
+    let annotations = plain.metadata.unwrap().annotations.unwrap();
+    assert!(
+        !annotations.contains_key(CERTIFICATES_ANNOTATION),
+        "nothing to record: no annotation"
     );
 }

@@ -10,6 +10,7 @@ use mssql_api::validated::Server;
 use super::labels::{self, Labels};
 use super::pod::pod_template;
 use super::services::governing_service;
+use super::start::Start;
 
 /// Metadata of an object the database owns.
 pub fn owned_meta(server: &Server, name: &str, owner: &OwnerReference) -> ObjectMeta {
@@ -27,7 +28,7 @@ pub fn statefulset(
     server: &Server,
     owner: &OwnerReference,
     config_secret: &str,
-    restart_hash: &str,
+    start: &Start,
 ) -> StatefulSet {
     let mut meta = owned_meta(server, &server.name, owner);
     if let Some(controller) = server.pod_template.controller.as_ref() {
@@ -62,7 +63,7 @@ pub fn statefulset(
                 type_: Some("OnDelete".to_owned()),
                 rolling_update: None,
             }),
-            template: pod_template(server, config_secret, restart_hash),
+            template: pod_template(server, config_secret, start),
             volume_claim_templates: claims,
             ..StatefulSetSpec::default()
         }),
@@ -82,10 +83,10 @@ pub fn arbiter(
     server: &Server,
     owner: &OwnerReference,
     config_secret: &str,
-    restart_hash: &str,
+    start: &Start,
 ) -> Option<StatefulSet> {
     let spec = server.arbiter.as_ref()?;
-    let mut sts = statefulset(server, owner, config_secret, restart_hash);
+    let mut sts = statefulset(server, owner, config_secret, start);
     let name = arbiter_name(&server.name);
     sts.metadata.name = Some(name);
     let mut role = labels::selector(&server.name);

@@ -42,6 +42,8 @@ pub mod texts {
     pub const GET_POD: &str = "GetPod";
     pub const EVICT_POD: &str = "EvictPod";
     pub const CHECK_POD_RUNNING: &str = "CheckPodRunning";
+    /// Not KubeDB's: the restarted pod serves the certificate of its Secret (ops/served.rs).
+    pub const CHECK_SERVED_CERTIFICATE: &str = "CheckServedCertificate";
 
     /// KubeDB's retry-step message: `get pod; ConditionStatus:True; PodName:<pod>`.
     pub fn step_message(step: &str, status: bool, pod: Option<&str>) -> String {
@@ -52,6 +54,7 @@ pub mod texts {
             super::texts::GET_POD => "get pod",
             super::texts::EVICT_POD => "evict pod",
             super::texts::CHECK_POD_RUNNING => "check pod running",
+            super::texts::CHECK_SERVED_CERTIFICATE => "check served certificate",
             other => other,
         };
         let status = if status { "True" } else { "False" };
@@ -167,6 +170,22 @@ pub struct Observed {
     pub pods: Vec<PodState>,
     /// The pods' uids were recorded when the restarts began.
     pub pods_recorded: bool,
+    /// Each restarted pod must be seen serving its Secret's certificate: the database serves
+    /// client TLS once the request is done, and verification is on (`run`'s flag).
+    pub verify_served: bool,
+}
+
+/// What the served-certificate probe of one pod found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServedCheck {
+    /// The pod serves its Secret's certificate, chained to the CA, covering the client names.
+    Verified,
+    /// No answer yet (the port is not open, the handshake timed out): asked again until the
+    /// step's timeout.
+    Unreachable(String),
+    /// The pod answered with the wrong certificate: SQL Server loaded it at start-up and will not
+    /// change it until it restarts again, so waiting cannot help.
+    Wrong(String),
 }
 
 /// What the ops-manager does next. Each effect's outcome is recorded as a condition.
@@ -204,6 +223,19 @@ pub enum Step {
     },
     /// A pod is back, Ready, on the target revision: record it.
     PodRunning {
+        pod: String,
+    },
+    /// Probe the pod's TLS endpoint and judge what it serves (`served_outcome`).
+    VerifyServed {
+        pod: String,
+    },
+    /// The probe is not answered yet: record it, and probe again.
+    WaitForServed {
+        pod: String,
+        why: String,
+    },
+    /// The pod serves what it should: record it.
+    ServedVerified {
         pod: String,
     },
     AllPodsRestarted,
@@ -393,6 +425,12 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                         pod: pod.name.clone(),
                     };
                 }
+                let served = pod_step(CHECK_SERVED_CERTIFICATE, &pod.name);
+                if observed.verify_served && !has_true(conditions, &served) {
+                    return Step::VerifyServed {
+                        pod: pod.name.clone(),
+                    };
+                }
                 continue;
             }
             if pod.exists && !pod.terminating && !pod.created_since_start {
@@ -427,6 +465,42 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         return Step::UpdateDatabase;
     }
     Step::Succeed
+}
+
+/// What to do with the probe's finding for `pod`: a wrong certificate fails the request at once,
+/// before any other pod is touched; no answer is retried until the step's timeout.
+pub fn served_outcome(
+    ops: &MssqlServerOpsRequest,
+    now: Timestamp,
+    pod: &str,
+    check: ServedCheck,
+) -> Step {
+    let step = pod_step(CHECK_SERVED_CERTIFICATE, pod);
+    let conditions = ops
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    match check {
+        ServedCheck::Verified => Step::ServedVerified {
+            pod: pod.to_owned(),
+        },
+        ServedCheck::Wrong(why) => Step::Fail {
+            step,
+            message: format!("pod {pod} {why}; no further pod was restarted"),
+        },
+        ServedCheck::Unreachable(why) if timed_out(ops, conditions, now) => Step::Fail {
+            step,
+            message: format!(
+                "pod {pod} was not seen serving its certificate within {:?}: {why}",
+                parse_timeout(ops)
+            ),
+        },
+        ServedCheck::Unreachable(why) => Step::WaitForServed {
+            pod: pod.to_owned(),
+            why,
+        },
+    }
 }
 
 fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> String {
@@ -855,6 +929,79 @@ mod tests {
         assert_eq!(
             next_step(&all, &pods(vec![pod("db-1", true), pod("db-0", true)])),
             Step::AllPodsRestarted
+        );
+    }
+
+    #[test]
+    fn with_verification_each_pod_must_serve_its_certificate_before_the_next_is_evicted() {
+        let done = ["ReconfigureTLS", PAUSE_SUCCEEDED, SYNCED, UPDATE_PETSETS];
+        let running = [&done[..], &["CheckPodRunning--db-1"]].concat();
+        let step = ops("ReconfigureTLS", add(), "Progressing", &running, 0);
+        let back = |verify_served| Observed {
+            pods: vec![pod("db-1", true), pod("db-0", false)],
+            pods_recorded: true,
+            verify_served,
+            certificates: vec![synced_cert("server")],
+            ..observed(5)
+        };
+        assert_eq!(
+            next_step(&step, &back(true)),
+            Step::VerifyServed { pod: "db-1".into() }
+        );
+        assert_eq!(
+            next_step(&step, &back(false)),
+            Step::EvictPod { pod: "db-0".into() },
+            "verification off: the next pod goes at once"
+        );
+        let verified = ops(
+            "ReconfigureTLS",
+            add(),
+            "Progressing",
+            &[&running[..], &["CheckServedCertificate--db-1"]].concat(),
+            0,
+        );
+        assert_eq!(
+            next_step(&verified, &back(true)),
+            Step::EvictPod { pod: "db-0".into() }
+        );
+    }
+
+    #[test]
+    fn a_wrong_certificate_fails_at_once_and_no_answer_only_after_the_timeout() {
+        let running = ["Restart", PAUSE_SUCCEEDED, "CheckPodRunning--db-1"];
+        let step = ops("Restart", None, "Progressing", &running, 0);
+        assert_eq!(
+            served_outcome(&step, at(1), "db-1", ServedCheck::Verified),
+            Step::ServedVerified { pod: "db-1".into() }
+        );
+        assert_eq!(
+            served_outcome(
+                &step,
+                at(1),
+                "db-1",
+                ServedCheck::Wrong("serves serial 01".into())
+            ),
+            Step::Fail {
+                step: "CheckServedCertificate--db-1".into(),
+                message: "pod db-1 serves serial 01; no further pod was restarted".into(),
+            }
+        );
+        let refused = || ServedCheck::Unreachable("connection refused".into());
+        assert_eq!(
+            served_outcome(&step, at(299), "db-1", refused()),
+            Step::WaitForServed {
+                pod: "db-1".into(),
+                why: "connection refused".into()
+            }
+        );
+        assert_eq!(
+            served_outcome(&step, at(301), "db-1", refused()),
+            Step::Fail {
+                step: "CheckServedCertificate--db-1".into(),
+                message:
+                    "pod db-1 was not seen serving its certificate within 300s: connection refused"
+                        .into(),
+            }
         );
     }
 

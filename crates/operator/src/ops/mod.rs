@@ -4,6 +4,7 @@
 
 pub mod machine;
 pub mod observe;
+pub mod served;
 pub mod target;
 pub mod wake;
 
@@ -66,6 +67,8 @@ pub(crate) fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error
 
 pub struct Context {
     pub provisioner: provisioner::Context,
+    /// Whether each restarted pod must be seen serving its certificate (`run`'s flag).
+    pub verify_served_certificates: bool,
 }
 
 impl Context {
@@ -104,11 +107,20 @@ impl Context {
     }
 }
 
+/// How the ops-manager runs, from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// After each pod restart of a database with client TLS, connect to the pod and check the
+    /// certificate it serves. Off only where the operator cannot reach pods (fake kwok pods).
+    pub verify_served_certificates: bool,
+}
+
 /// Runs the ops-manager until the process is asked to stop. A request is also reconciled when
 /// `wakes` names its database.
-pub async fn run(client: Client, metrics: Arc<Metrics>, wakes: wake::Wakes) {
+pub async fn run(client: Client, metrics: Arc<Metrics>, wakes: wake::Wakes, settings: Settings) {
     let context = Arc::new(Context {
         provisioner: provisioner::Context::new(client.clone(), metrics),
+        verify_served_certificates: settings.verify_served_certificates,
     });
     let controller = crate::cache::controller(Api::<MssqlServerOpsRequest>::all(client));
     let requests = controller.store();
@@ -205,7 +217,8 @@ async fn step(cached: &MssqlServerOpsRequest, context: &Context) -> Result<Actio
     else {
         return Ok(Action::await_change());
     };
-    let observed = observe::observe(context.client(), &ops).await?;
+    let observed =
+        observe::observe(context.client(), &ops, context.verify_served_certificates).await?;
     let next = next_step(&ops, &observed);
     info!(request = %ops.name_any(), step = ?next, "ops step");
     execute(&ops, context, next).await
@@ -375,6 +388,25 @@ async fn execute(
             return Ok(Action::requeue(POLL));
         }
         Step::PodRunning { pod } => record.retry_step(CHECK_POD_RUNNING, true, Some(&pod)),
+        Step::VerifyServed { pod } => {
+            let (check, verified) = served::check(client, ops, &pod).await?;
+            if let Some(line) = verified {
+                context
+                    .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
+                    .await;
+            }
+            let outcome = machine::served_outcome(ops, Timestamp::now(), &pod, check);
+            return Box::pin(execute(ops, context, outcome)).await;
+        }
+        Step::WaitForServed { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for the pod to serve its certificate");
+            record.retry_step(CHECK_SERVED_CERTIFICATE, false, Some(&pod));
+            record.write(client, context).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        Step::ServedVerified { pod } => {
+            record.retry_step(CHECK_SERVED_CERTIFICATE, true, Some(&pod))
+        }
         Step::AllPodsRestarted => {
             let message = if restart {
                 RESTART_NODES_MESSAGE

@@ -51,7 +51,13 @@ pub async fn target(
     Ok((target, certificates))
 }
 
-pub async fn observe(client: &Client, ops: &MssqlServerOpsRequest) -> Result<Observed, Error> {
+/// `verify_served`: the operator checks served certificates (`run`'s flag); it applies to
+/// databases that serve client TLS once the request is done.
+pub async fn observe(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+    verify_served: bool,
+) -> Result<Observed, Error> {
     let namespace = ops.namespace().unwrap_or_default();
     let db_name = &ops.spec.database_ref.name;
     let now = Timestamp::now();
@@ -72,7 +78,10 @@ pub async fn observe(client: &Client, ops: &MssqlServerOpsRequest) -> Result<Obs
         ..Observed::default()
     };
     serialization(client, ops, &mut observed).await?;
-    observed.database_has_target_tls = target_database(&db, ops).spec.tls == db.spec.tls;
+    let target = target_database(&db, ops);
+    observed.database_has_target_tls = target.spec.tls == db.spec.tls;
+    observed.verify_served =
+        verify_served && target.spec.tls.as_ref().and_then(|t| t.client_tls) == Some(true);
 
     let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
     if phase.as_deref() != Some(PHASE_PROGRESSING) {

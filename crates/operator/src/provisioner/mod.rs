@@ -29,7 +29,7 @@ use mssql_api::condition;
 use mssql_api::phase::PAUSED;
 use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
-use mssql_api::{ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER, MssqlServer, MssqlServerStatus};
+use mssql_api::{MssqlServer, MssqlServerStatus};
 use mssql_certs::cert_manager::Certificate;
 use tracing::{debug, info, warn};
 
@@ -37,6 +37,7 @@ use self::apply::{Applied, apply, create_once};
 use self::cleanup::Target;
 use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
+use crate::build::start::{Start, StartedCertificate, started_with};
 use crate::build::{certificates, config, secrets, services, workload};
 use crate::events::Events;
 use crate::metrics::{self, Metrics};
@@ -389,7 +390,7 @@ pub async fn apply_database(
                 .expect("a stored MSSQLServer has a name and uid");
             ensure_objects(db, context, &server, &owner, &mssql_conf)
                 .await
-                .map(Ok)
+                .map(|ensured| Ok(ensured.err()))
         }
     }
 }
@@ -416,7 +417,14 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         .database_paused(&server.namespace, &server.name, paused);
     if paused {
         // An ops request owns the database: observe, change nothing.
-        let observed = observe(client, &server).await?;
+        let secrets = match dereference::tls_secrets(client, &server)
+            .await
+            .map_err(read("the TLS secrets"))?
+        {
+            Ok(tls) => Start::of(&tls, &mssql_conf).certificates,
+            Err(_) => BTreeMap::new(),
+        };
+        let observed = observe(context, &server, secrets).await?;
         write_status(
             client,
             db,
@@ -451,25 +459,27 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         write_status(client, db, started).await?;
     }
     // Waiting or not, what comes next is a change of something watched; the re-check is a net.
-    if let Some(waiting) = ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
-        info!(database = %key(db), "waiting for {waiting}");
-    } else {
-        let observed = observe(client, &server).await?;
-        let new = status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
-        write_status(client, db, new).await?;
+    match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
+        Err(waiting) => info!(database = %key(db), "waiting for {waiting}"),
+        Ok(start) => {
+            let observed = observe(context, &server, start.certificates).await?;
+            let new =
+                status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
+            write_status(client, db, new).await?;
+        }
     }
     Ok(Action::requeue(recheck(&key(db))))
 }
 
-/// Applies every object of the database, in dependency order. Returns what it waits for, if the
-/// StatefulSet cannot be created yet (the TLS secrets are not issued).
+/// Applies every object of the database, in dependency order. Returns what its pods start with,
+/// or what it waits for if the StatefulSet cannot be created yet (the TLS secrets are not issued).
 async fn ensure_objects(
     db: &MssqlServer,
     context: &Context,
     server: &Server,
     owner: &OwnerReference,
     mssql_conf: &str,
-) -> Result<Option<String>, Error> {
+) -> Result<Result<Start, String>, Error> {
     let client = &context.client;
     let ns = &server.namespace;
     let mut created = Created::default();
@@ -502,23 +512,20 @@ async fn ensure_objects(
         .map_err(read("the TLS secrets"))?
     {
         Ok(tls) => {
-            context
-                .metrics
-                .certificates(ns, &server.name, &expiry(&tls));
-            let hash = restart_hash(&tls, mssql_conf);
+            let start = Start::of(&tls, mssql_conf);
             created
                 .apply(
                     client,
                     ns,
-                    workload::statefulset(server, owner, &config_name, &hash),
+                    workload::statefulset(server, owner, &config_name, &start),
                 )
                 .await?;
-            if let Some(arbiter) = workload::arbiter(server, owner, &config_name, &hash) {
+            if let Some(arbiter) = workload::arbiter(server, owner, &config_name, &start) {
                 created.apply(client, ns, arbiter).await?;
             }
-            None
+            Ok(start)
         }
-        Err(missing) => Some(format!("cert-manager to issue secret {missing}")),
+        Err(missing) => Err(format!("cert-manager to issue secret {missing}")),
     };
     for (what, reference) in created.0 {
         context
@@ -571,42 +578,21 @@ impl Created {
     }
 }
 
-/// The restart hash of the certificate material and config the pods start with.
-pub fn restart_hash(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> String {
-    let value = |alias: &str, key: &str| -> &[u8] {
-        tls.get(alias)
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(key))
-            .map_or(&[], |v| v.0.as_slice())
-    };
-    secrets::restart_hash(&[
-        value(ALIAS_SERVER, "tls.crt"),
-        value(ALIAS_SERVER, "ca.crt"),
-        value(ALIAS_CLIENT, "tls.crt"),
-        value(ALIAS_ENDPOINT, "tls.crt"),
-        mssql_conf.as_bytes(),
-    ])
-}
-
-/// When the certificate in each alias's TLS secret expires (Unix seconds).
-fn expiry(tls: &BTreeMap<String, Secret>) -> Vec<(&str, i64)> {
-    tls.iter()
-        .filter_map(|(alias, secret)| {
-            let pem = secret.data.as_ref()?.get("tls.crt")?;
-            let info = mssql_certs::inspect::parse_certificate(&pem.0).ok()?;
-            Some((alias.as_str(), info.not_after))
-        })
-        .collect()
-}
-
 fn random_bytes() -> [u8; 20] {
     let mut bytes = [0u8; 20];
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
     bytes
 }
 
-/// Reads the StatefulSet's and the pods' readiness and roles.
-async fn observe(client: &Client, server: &Server) -> Result<Observed, Error> {
+/// Reads the StatefulSet's and the pods' readiness, roles and the certificates they started with
+/// (`secrets`: what each alias's Secret holds now); records the certificates' expiry as pods run
+/// them in the metrics.
+async fn observe(
+    context: &Context,
+    server: &Server,
+    secrets: BTreeMap<String, StartedCertificate>,
+) -> Result<Observed, Error> {
+    let client = &context.client;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &server.namespace);
     let ready_replicas = statefulsets
         .get_opt(&server.name)
@@ -615,23 +601,33 @@ async fn observe(client: &Client, server: &Server) -> Result<Observed, Error> {
         .and_then(|s| s.status)
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let primary_ready = if server.topology == Topology::Standalone {
-        None
-    } else {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &server.namespace);
-        let mut selector = labels::selector(&server.name);
-        selector.insert(ROLE.to_owned(), ROLE_PRIMARY.to_owned());
-        let primaries = pods
-            .list(&ListParams::default().labels(&selector_string(&selector)))
-            .await
-            .map_err(read("the pods"))?;
-        Some(primaries.items.iter().any(is_ready))
-    };
-    Ok(Observed {
+    let pods = Api::<Pod>::namespaced(client.clone(), &server.namespace)
+        .list(&ListParams::default().labels(&selector_string(&labels::selector(&server.name))))
+        .await
+        .map_err(read("the pods"))?;
+    let primary_ready = (server.topology != Topology::Standalone).then(|| {
+        pods.items
+            .iter()
+            .any(|p| p.labels().get(ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && is_ready(p))
+    });
+    let started = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.name_any(), started_with(p)))
+        .filter(|(_, started)| !started.is_empty())
+        .collect();
+    let observed = Observed {
         replicas: server.replicas,
         ready_replicas,
         primary_ready,
-    })
+        started,
+        secrets,
+    };
+    context
+        .metrics
+        .certificates(&server.namespace, &server.name, &observed.running_expiry());
+    Ok(observed)
 }
 
 pub fn is_ready(pod: &Pod) -> bool {

@@ -1,12 +1,17 @@
 //! What the database's status says, as a pure function of what was observed. KubeDB's condition
 //! types, reasons and messages; the phase follows from them.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use mssql_api::MssqlServerStatus;
+use k8s_openapi::jiff::Timestamp;
 use mssql_api::condition::{self, Condition};
 use mssql_api::phase::{
     self, ACCEPTING_CONNECTION, HALTED, PROVISIONED, PROVISIONING_STARTED, READY, REPLICA_READY,
 };
+use mssql_api::{MssqlServerStatus, PodCertificate};
+
+use crate::build::start::StartedCertificate;
 
 /// KubeDB's condition of an availability group whose primary is up.
 pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
@@ -20,6 +25,53 @@ pub struct Observed {
     pub ready_replicas: i32,
     /// `None` for a standalone server (it has no roles); else whether a Ready pod is `primary`.
     pub primary_ready: Option<bool>,
+    /// Per pod (by name), the certificates it started with, by alias.
+    pub started: BTreeMap<String, BTreeMap<String, StartedCertificate>>,
+    /// What each alias's Secret holds now.
+    pub secrets: BTreeMap<String, StartedCertificate>,
+}
+
+impl Observed {
+    /// Per pod and alias, the certificate the pod runs and whether its Secret has moved on.
+    pub fn pod_certificates(&self) -> Vec<PodCertificate> {
+        let mut list = Vec::new();
+        for (pod, started) in &self.started {
+            for (alias, running) in started {
+                list.push(PodCertificate {
+                    pod: pod.clone(),
+                    alias: alias.clone(),
+                    serial: running.serial.clone(),
+                    not_after: Timestamp::from_second(running.not_after)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    outdated: self
+                        .secrets
+                        .get(alias)
+                        .is_some_and(|now| now.serial != running.serial),
+                });
+            }
+        }
+        list
+    }
+
+    /// Per alias: the earliest expiry among the certificates pods run (the Secret's when no pod
+    /// records one yet), and how many pods run another certificate than the Secret holds.
+    pub fn running_expiry(&self) -> Vec<(String, i64, usize)> {
+        self.secrets
+            .iter()
+            .map(|(alias, secret)| {
+                let running: Vec<&StartedCertificate> =
+                    self.started.values().filter_map(|s| s.get(alias)).collect();
+                let earliest = running
+                    .iter()
+                    .map(|c| c.not_after)
+                    .min()
+                    .unwrap_or(secret.not_after);
+                let outdated = running.iter().filter(|c| c.serial != secret.serial).count();
+                (alias.clone(), earliest, outdated)
+            })
+            .collect()
+    }
 }
 
 /// The status after a successful provisioning pass.
@@ -140,7 +192,7 @@ pub fn provisioned(
             ),
         );
     }
-    finish(conditions, generation)
+    finish(conditions, generation, observed.pod_certificates())
 }
 
 /// The status of a database whose spec cannot be provisioned; `errors` say why.
@@ -165,7 +217,7 @@ pub fn invalid(
             )
         },
     );
-    finish(conditions, generation)
+    finish(conditions, generation, status.certificates.clone())
 }
 
 /// The status of a halted database.
@@ -189,14 +241,19 @@ pub fn halted(
             now.clone(),
         ),
     );
-    finish(conditions, generation)
+    finish(conditions, generation, Vec::new())
 }
 
-fn finish(conditions: Vec<Condition>, generation: Option<i64>) -> MssqlServerStatus {
+fn finish(
+    conditions: Vec<Condition>,
+    generation: Option<i64>,
+    certificates: Vec<PodCertificate>,
+) -> MssqlServerStatus {
     MssqlServerStatus {
         phase: phase::phase(&conditions).map(str::to_owned),
         observed_generation: generation,
         conditions,
+        certificates,
     }
 }
 
@@ -224,6 +281,7 @@ mod tests {
             replicas: 1,
             ready_replicas: 1,
             primary_ready: None,
+            ..Observed::default()
         };
         let status = provisioned(
             &MssqlServerStatus::default(),
@@ -267,6 +325,7 @@ mod tests {
             replicas: 3,
             ready_replicas: 1,
             primary_ready: Some(false),
+            ..Observed::default()
         };
         let status = provisioned(
             &MssqlServerStatus::default(),
@@ -292,6 +351,7 @@ mod tests {
             replicas: 3,
             ready_replicas: 3,
             primary_ready: Some(true),
+            ..Observed::default()
         };
         let status = provisioned(
             &MssqlServerStatus::default(),
@@ -309,7 +369,7 @@ mod tests {
         // Later the primary goes away: the database is no longer accepting connections.
         let no_primary = Observed {
             primary_ready: Some(false),
-            ..all_up
+            ..all_up.clone()
         };
         let status = provisioned(&status, "demo/ag", &no_primary, Some(1), &now());
         assert_eq!(status.phase.as_deref(), Some("NotReady"));
@@ -344,6 +404,7 @@ mod tests {
             replicas: 1,
             ready_replicas: 1,
             primary_ready: None,
+            ..Observed::default()
         };
         let fixed = provisioned(&status, "demo/ms", &observed, Some(4), &now());
         assert!(
@@ -354,5 +415,74 @@ mod tests {
         assert_eq!(halted.phase.as_deref(), Some("Halted"));
         let resumed = provisioned(&halted, "demo/ms", &observed, Some(6), &now());
         assert_eq!(resumed.phase.as_deref(), Some("Ready"));
+    }
+
+    #[test]
+    fn pods_show_the_certificate_they_run_and_whether_the_secret_moved_on() {
+        let cert = |serial: &str, not_after| StartedCertificate {
+            serial: serial.to_owned(),
+            not_after,
+        };
+        let observed = Observed {
+            replicas: 2,
+            ready_replicas: 2,
+            started: [
+                (
+                    "db-0".to_owned(),
+                    [("server".to_owned(), cert("0A", 1_800_000_000))].into(),
+                ),
+                (
+                    "db-1".to_owned(),
+                    [("server".to_owned(), cert("0B", 1_900_000_000))].into(),
+                ),
+            ]
+            .into(),
+            secrets: [("server".to_owned(), cert("0B", 1_900_000_000))].into(),
+            ..Observed::default()
+        };
+        let status = provisioned(
+            &MssqlServerStatus::default(),
+            "demo/db",
+            &observed,
+            Some(1),
+            &now(),
+        );
+        assert_eq!(
+            status.certificates,
+            [
+                PodCertificate {
+                    pod: "db-0".to_owned(),
+                    alias: "server".to_owned(),
+                    serial: "0A".to_owned(),
+                    not_after: "2027-01-15T08:00:00Z".to_owned(),
+                    outdated: true,
+                },
+                PodCertificate {
+                    pod: "db-1".to_owned(),
+                    alias: "server".to_owned(),
+                    serial: "0B".to_owned(),
+                    not_after: "2030-03-17T17:46:40Z".to_owned(),
+                    outdated: false,
+                },
+            ]
+        );
+        assert_eq!(
+            observed.running_expiry(),
+            [("server".to_owned(), 1_800_000_000, 1)],
+            "the earliest expiry any pod serves, and one pod behind its Secret"
+        );
+        let no_pods = Observed {
+            started: BTreeMap::new(),
+            ..observed
+        };
+        assert_eq!(
+            no_pods.running_expiry(),
+            [("server".to_owned(), 1_900_000_000, 0)]
+        );
+        let invalid = super::invalid(&status, "broken", Some(2), &now());
+        assert_eq!(
+            invalid.certificates, status.certificates,
+            "kept while invalid"
+        );
     }
 }

@@ -1,0 +1,81 @@
+//! What a pod starts with, written into the pod template: the hash of everything SQL Server reads
+//! at start-up (a pod on another hash must restart) and, per certificate alias, the serial and
+//! expiry of the certificate it loads. SQL Server reads its certificate only when it starts, so
+//! this, not the Secret, tells which certificate each pod's server runs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use mssql_api::{ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER};
+use serde::{Deserialize, Serialize};
+
+use super::secrets;
+
+/// The pod template's record of [`StartedCertificate`]s, by alias (JSON).
+pub const CERTIFICATES_ANNOTATION: &str = "mssql-operator.dev/certificates";
+
+/// The pods' start-up material.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    pub restart_hash: String,
+    /// By alias.
+    pub certificates: BTreeMap<String, StartedCertificate>,
+}
+
+/// The certificate of one alias a pod loads at start-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedCertificate {
+    /// Hex, uppercase, as `kubectl mssql tls status` and the request's messages show serials.
+    pub serial: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+impl Start {
+    /// From the TLS secrets (by alias) and `mssql.conf` the pods will read.
+    pub fn of(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> Self {
+        let value = |alias: &str, key: &str| -> &[u8] {
+            tls.get(alias)
+                .and_then(|s| s.data.as_ref())
+                .and_then(|d| d.get(key))
+                .map_or(&[], |v| v.0.as_slice())
+        };
+        let restart_hash = secrets::restart_hash(&[
+            value(ALIAS_SERVER, "tls.crt"),
+            value(ALIAS_SERVER, "ca.crt"),
+            value(ALIAS_CLIENT, "tls.crt"),
+            value(ALIAS_ENDPOINT, "tls.crt"),
+            mssql_conf.as_bytes(),
+        ]);
+        let certificates = tls
+            .keys()
+            .filter_map(|alias| {
+                let info = mssql_certs::inspect::parse_certificate(value(alias, "tls.crt")).ok()?;
+                let started = StartedCertificate {
+                    serial: info.serial,
+                    not_after: info.not_after,
+                };
+                Some((alias.clone(), started))
+            })
+            .collect();
+        Self {
+            restart_hash,
+            certificates,
+        }
+    }
+
+    pub fn certificates_annotation(&self) -> String {
+        serde_json::to_string(&self.certificates).unwrap_or_default()
+    }
+}
+
+/// What `pod` recorded it started with; empty when it records nothing (TLS off, or a pod made
+/// before this record existed).
+pub fn started_with(pod: &Pod) -> BTreeMap<String, StartedCertificate> {
+    pod.annotations()
+        .get(CERTIFICATES_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
