@@ -77,7 +77,13 @@ pub async fn check(
         .unwrap_or_else(|| format!("{}.{namespace}.svc", ops.spec.database_ref.name));
     let target = SocketAddr::new(address, PORT_DB as u16);
     let served = tokio::task::spawn_blocking(move || {
-        probe(target, &server_name, Mode::Prelogin, PROBE_TIMEOUT)
+        // As drivers do (TDS 7.x); a server with `forcestrict` answers only TDS 8.0 strict.
+        match probe(target, &server_name, Mode::Prelogin, PROBE_TIMEOUT) {
+            Err(ProbeError::Prelogin { .. }) => {
+                probe(target, &server_name, Mode::Strict, PROBE_TIMEOUT)
+            }
+            other => other,
+        }
     })
     .await
     .unwrap_or_else(|join| {
@@ -90,6 +96,14 @@ pub async fn check(
         Ok(served) => served,
         Err(error) => return Ok((classify(error), None)),
     };
+    // The probe offers nothing older than TLS 1.2; a handshake at another version is a bug to see.
+    if !matches!(
+        served.version,
+        rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3
+    ) {
+        let why = format!("negotiated {:?}, not TLS 1.2 or 1.3", served.version);
+        return Ok((ServedCheck::Wrong(why), None));
+    }
     let expect = Expectations {
         dns_names,
         ip_addresses: wanted.spec.ip_addresses.clone().unwrap_or_default(),
