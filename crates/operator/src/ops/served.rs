@@ -156,3 +156,46 @@ fn describe(pod: &str, serial: &str, served: &Served) -> String {
         served.took.as_millis()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use mssql_tds::prelogin::Encryption;
+
+    use super::*;
+
+    #[test]
+    fn tls_failures_and_refused_encryption_are_final_and_the_rest_is_retried() {
+        let addr: SocketAddr = "192.0.2.1:1433".parse().unwrap();
+        let io = |kind| Error::new(kind, "test");
+        let refused = ProbeError::NoEncryption {
+            addr,
+            encryption: Encryption::NotSupported,
+        };
+        assert!(
+            matches!(classify(refused), ServedCheck::Wrong(why) if why.starts_with("does not offer TLS"))
+        );
+        let alert = ProbeError::Handshake {
+            addr,
+            source: io(ErrorKind::InvalidData),
+        };
+        assert!(matches!(classify(alert), ServedCheck::Wrong(_)));
+        for error in [
+            ProbeError::Connect {
+                addr,
+                source: io(ErrorKind::ConnectionRefused),
+            },
+            ProbeError::Prelogin {
+                addr,
+                source: io(ErrorKind::UnexpectedEof),
+            },
+            ProbeError::Handshake {
+                addr,
+                source: io(ErrorKind::TimedOut),
+            },
+        ] {
+            assert!(matches!(classify(error), ServedCheck::Unreachable(_)));
+        }
+    }
+}
