@@ -395,6 +395,7 @@ async fn execute(
                     .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
                     .await;
             }
+            // The finding is judged by the pure machine; its step is then carried out as any.
             let outcome = machine::served_outcome(ops, Timestamp::now(), &pod, check);
             return Box::pin(execute(ops, context, outcome)).await;
         }
