@@ -3,7 +3,9 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{PASSWORD, Pki, Setup, configured, pki, wait_for_line};
@@ -386,5 +388,70 @@ fn a_plain_session_spoken_by_hand_answers_batches_attentions_and_refuses_rpc() {
     assert_eq!(
         &reply[reply.len() - 13..reply.len() - 9],
         [0xFD, 0x02, 0, 0]
+    );
+}
+
+/// FreeTDS's `tsql` (C, GnuTLS: a second TDS client nobody here wrote) with `encryption = require`,
+/// trusting only the CA and checking the host name: `SELECT 1` over TLS; a name the certificate
+/// does not cover, or a wrong password, is refused.
+#[test]
+fn freetds_tsql_logs_in_over_tls_trusting_only_the_ca() {
+    let pki = pki("test CA");
+    let setup = configured("tsql", &pki, "");
+    let double = setup.start(&[]);
+    let ca = setup.write("tsql-ca.crt", &pki.ca_pem);
+    let conf = setup.write(
+        "freetds.conf",
+        &format!(
+            "[global]\n\ttds version = 7.4\n\tencryption = require\n\tca file = {}\n\tcheck certificate hostname = yes\n",
+            ca.display()
+        ),
+    );
+    let tsql = |host: &str, password: &str| {
+        let mut child = Command::new("timeout")
+            .args([
+                "20",
+                "tsql",
+                "-H",
+                host,
+                "-p",
+                &double.addr.port().to_string(),
+            ])
+            .args(["-U", "sa", "-P", password])
+            .env("FREETDSCONF", &conf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("FreeTDS's tsql runs (apt-get install freetds-bin; hack/test does)");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"SELECT 1\ngo\nexit\n").unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert_ne!(
+            output.status.code(),
+            Some(127),
+            "tsql is missing: apt-get install freetds-bin"
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let ok = tsql("localhost", PASSWORD);
+    assert!(
+        ok.contains("(1 row affected)") && ok.lines().any(|l| l.trim() == "1"),
+        "{ok}"
+    );
+    let wrong_name = tsql("127.0.0.1", PASSWORD);
+    assert!(
+        wrong_name.contains("There was a problem connecting to the server"),
+        "{wrong_name}"
+    );
+    let wrong_password = tsql("localhost", "not the password");
+    assert!(
+        wrong_password.contains("There was a problem connecting to the server"),
+        "{wrong_password}"
     );
 }
