@@ -119,7 +119,7 @@ async fn the_standby_takes_over_a_rotation_when_the_leader_dies() {
         "a standby does not reconcile"
     );
     let server_expiry = format!(
-        "mssql_operator_certificate_expiry_timestamp_seconds{{namespace=\"{}\",database=\"{AG}\",alias=\"server\"}}",
+        "mssql_operator_certificate_expiry_timestamp_seconds{{namespace=\"{}\",database=\"{AG}\",pod=\"{AG}-0\",alias=\"server\"}}",
         t.ns.name
     );
     let issued = mssql_certs::inspect::parse_certificate(

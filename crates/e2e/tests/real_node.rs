@@ -459,8 +459,9 @@ fn assert_tls_files(ns: &str, pod: &str) {
     );
 }
 
-/// Through the database's Service, as a client: the served certificate is the Secret's, `sqlcmd`
-/// logs in trusting only the CA and checking the Service's name, TLS 1.1 is refused.
+/// Through the database's Service, as a client: the served certificate is the Secret's (the
+/// operator's probe, and OpenSSL), `sqlcmd` logs in trusting only the CA and checking the
+/// Service's name, TLS 1.1 is refused.
 async fn assert_service_serves(t: &Setup, db: &Db, issued: &Issued) {
     let service = t.api::<Service>().get(db.name).await.unwrap();
     let ip = service.spec.unwrap().cluster_ip.unwrap();
@@ -491,6 +492,13 @@ async fn assert_service_serves(t: &Setup, db: &Db, issued: &Issued) {
     assert!(!tls11, "{name} must refuse TLS 1.1:\n{text11}");
     let (tls12, text12) = openssl::handshake(addr, "-tls1_2");
     assert!(tls12, "{name} accepts TLS 1.2 (the control):\n{text12}");
+    // OpenSSL prints the certificate it was served: the Secret's, by a client that is not ours.
+    let seen_by_openssl = parse_certificate(text12.as_bytes()).unwrap().serial;
+    let in_secret = parse_certificate(issued.crt.as_bytes()).unwrap().serial;
+    assert_eq!(
+        seen_by_openssl, in_secret,
+        "the serial OpenSSL was served through {name}"
+    );
 }
 
 /// The kubelet ran the server container's startup, readiness and liveness probes, and they passed.

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::build::start::RunningCertificate;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +44,7 @@ struct StepLabels {
 struct CertificateLabels {
     namespace: String,
     database: String,
+    pod: String,
     alias: String,
 }
 
@@ -54,8 +57,8 @@ struct Seen {
     request_series: BTreeSet<(String, String)>,
     /// Databases (`namespace/name`) that are paused.
     paused: BTreeSet<String>,
-    /// Database (`namespace/name`) → the aliases it has an expiry gauge for.
-    certificates: BTreeMap<String, BTreeSet<String>>,
+    /// Database (`namespace/name`) → the (pod, alias) pairs it has certificate gauges for.
+    certificates: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 /// Histograms per label set, each made with its own buckets.
@@ -70,7 +73,7 @@ pub struct Metrics {
     ops_step_duration: Histograms<StepLabels>,
     paused_databases: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
-    outdated_certificate_pods: Family<CertificateLabels, Gauge>,
+    certificate_outdated: Family<CertificateLabels, Gauge>,
     leader: Gauge,
     seen: Mutex<Seen>,
 }
@@ -98,7 +101,7 @@ impl Metrics {
             ops_step_duration,
             paused_databases: Gauge::default(),
             certificate_expiry: Family::default(),
-            outdated_certificate_pods: Family::default(),
+            certificate_outdated: Family::default(),
             leader: Gauge::default(),
             seen: Mutex::default(),
         };
@@ -139,15 +142,15 @@ impl Metrics {
         );
         r.register(
             "certificate_expiry_timestamp_seconds",
-            "When the certificate a database's pods run expires (Unix time; the earliest among its \
-             pods, the Secret's while no pod runs one), per alias",
+            "When the certificate a database pod runs expires (Unix time), per alias: the one \
+             its SQL Server loaded at start-up",
             self.certificate_expiry.clone(),
         );
         r.register(
-            "outdated_certificate_pods",
-            "Pods that run another certificate than the alias's Secret holds (renewed, not yet \
-             restarted into)",
-            self.outdated_certificate_pods.clone(),
+            "certificate_outdated",
+            "1 while a pod runs another certificate than the alias's Secret holds (renewed, not \
+             yet restarted into)",
+            self.certificate_outdated.clone(),
         );
         r.register(
             "leader",
@@ -233,34 +236,41 @@ impl Metrics {
         self.paused_databases.set(seen.paused.len() as i64);
     }
 
-    /// Records, per alias of database `namespace/name`, when the certificate its pods run expires
-    /// (Unix seconds) and how many pods run an outdated one; aliases not given lose their gauges.
-    pub fn certificates(&self, namespace: &str, name: &str, expiry: &[(String, i64, usize)]) {
+    /// Records, per pod and alias of database `namespace/name`, when the certificate the pod runs
+    /// expires and whether its Secret moved on; pairs not given lose their gauges.
+    pub fn certificates(&self, namespace: &str, name: &str, running: &[RunningCertificate]) {
         let key = format!("{namespace}/{name}");
         let mut seen = self.lock();
-        let labels = |alias: &str| CertificateLabels {
+        let labels = |(pod, alias): &(String, String)| CertificateLabels {
             namespace: namespace.to_owned(),
             database: name.to_owned(),
-            alias: alias.to_owned(),
+            pod: pod.clone(),
+            alias: alias.clone(),
         };
-        let before = seen.certificates.remove(&key).unwrap_or_default();
-        for alias in &before {
-            if !expiry.iter().any(|(a, _, _)| a == alias) {
-                self.certificate_expiry.remove(&labels(alias));
-                self.outdated_certificate_pods.remove(&labels(alias));
-            }
+        let now: BTreeSet<(String, String)> = running
+            .iter()
+            .map(|r| (r.pod.clone(), r.alias.clone()))
+            .collect();
+        for gone in seen
+            .certificates
+            .remove(&key)
+            .unwrap_or_default()
+            .difference(&now)
+        {
+            self.certificate_expiry.remove(&labels(gone));
+            self.certificate_outdated.remove(&labels(gone));
         }
-        for (alias, not_after, outdated) in expiry {
+        for certificate in running {
+            let labels = labels(&(certificate.pod.clone(), certificate.alias.clone()));
             self.certificate_expiry
-                .get_or_create(&labels(alias))
-                .set(*not_after);
-            self.outdated_certificate_pods
-                .get_or_create(&labels(alias))
-                .set(*outdated as i64);
+                .get_or_create(&labels)
+                .set(certificate.not_after);
+            self.certificate_outdated
+                .get_or_create(&labels)
+                .set(i64::from(certificate.outdated));
         }
-        if !expiry.is_empty() {
-            seen.certificates
-                .insert(key, expiry.iter().map(|(a, _, _)| a.clone()).collect());
+        if !now.is_empty() {
+            seen.certificates.insert(key, now);
         }
     }
 
@@ -364,33 +374,44 @@ mod tests {
     fn paused_databases_and_certificate_expiry_follow_each_database() {
         let m = Metrics::new();
         m.database_paused("demo", "a", true);
-        let alias = |name: &str, not_after, outdated| (name.to_owned(), not_after, outdated);
+        let running = |pod: &str, alias: &str, not_after, outdated| RunningCertificate {
+            pod: pod.to_owned(),
+            alias: alias.to_owned(),
+            not_after,
+            outdated,
+        };
         m.certificates(
             "demo",
             "a",
-            &[alias("server", 100, 1), alias("client", 200, 0)],
+            &[
+                running("a-0", "server", 100, true),
+                running("a-0", "client", 200, false),
+            ],
         );
         m.database_paused("demo", "b", true);
         let text = m.render();
         assert!(text.contains("mssql_operator_paused_databases 2"));
         assert!(text.contains(
-            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"server\"} 100"
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"server\"} 100"
         ));
         assert!(text.contains(
-            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"client\"} 200"
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"client\"} 200"
         ));
         assert!(text.contains(
-            "mssql_operator_outdated_certificate_pods{namespace=\"demo\",database=\"a\",alias=\"server\"} 1"
+            "mssql_operator_certificate_outdated{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"server\"} 1"
         ));
 
         // TLS removed from a, resumed: its gauges go; b is deleted.
         m.database_paused("demo", "a", false);
-        m.certificates("demo", "a", &[alias("server", 300, 0)]);
+        m.certificates("demo", "a", &[running("a-0", "server", 300, false)]);
         m.database_gone("demo", "b");
         let text = m.render();
         assert!(text.contains("mssql_operator_paused_databases 0"));
         assert!(text.contains(
-            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",alias=\"server\"} 300"
+            "mssql_operator_certificate_expiry_timestamp_seconds{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"server\"} 300"
+        ));
+        assert!(text.contains(
+            "mssql_operator_certificate_outdated{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"server\"} 0"
         ));
         assert!(!text.contains("alias=\"client\""), "{text}");
     }

@@ -33,6 +33,17 @@ pub struct StartedCertificate {
     pub not_after: i64,
 }
 
+/// The certificate one pod of a database runs for one alias (what it loaded at start-up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningCertificate {
+    pub pod: String,
+    pub alias: String,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// The alias's Secret holds another certificate.
+    pub outdated: bool,
+}
+
 impl Start {
     /// From the TLS secrets (by alias) and `mssql.conf` the pods will read.
     pub fn of(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> Self {

@@ -626,7 +626,7 @@ async fn observe(
     };
     context
         .metrics
-        .certificates(&server.namespace, &server.name, &observed.running_expiry());
+        .certificates(&server.namespace, &server.name, &observed.running());
     Ok(observed)
 }
 

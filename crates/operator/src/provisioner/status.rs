@@ -11,7 +11,7 @@ use mssql_api::phase::{
 };
 use mssql_api::{MssqlServerStatus, PodCertificate};
 
-use crate::build::start::StartedCertificate;
+use crate::build::start::{RunningCertificate, StartedCertificate};
 
 /// KubeDB's condition of an availability group whose primary is up.
 pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
@@ -32,43 +32,42 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Per pod and alias, the certificate the pod runs and whether its Secret has moved on.
-    pub fn pod_certificates(&self) -> Vec<PodCertificate> {
-        let mut list = Vec::new();
-        for (pod, started) in &self.started {
-            for (alias, running) in started {
-                list.push(PodCertificate {
-                    pod: pod.clone(),
-                    alias: alias.clone(),
-                    serial: running.serial.clone(),
-                    not_after: Timestamp::from_second(running.not_after)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                    outdated: self
-                        .secrets
-                        .get(alias)
-                        .is_some_and(|now| now.serial != running.serial),
-                });
-            }
-        }
-        list
+    /// Each pod's certificate per alias, and whether the alias's Secret has moved on from it.
+    fn each(&self) -> impl Iterator<Item = (&String, &String, &StartedCertificate, bool)> {
+        self.started.iter().flat_map(move |(pod, started)| {
+            started.iter().map(move |(alias, running)| {
+                let outdated = self
+                    .secrets
+                    .get(alias)
+                    .is_some_and(|now| now.serial != running.serial);
+                (pod, alias, running, outdated)
+            })
+        })
     }
 
-    /// Per alias: the earliest expiry among the certificates pods run (the Secret's when no pod
-    /// records one yet), and how many pods run another certificate than the Secret holds.
-    pub fn running_expiry(&self) -> Vec<(String, i64, usize)> {
-        self.secrets
-            .iter()
-            .map(|(alias, secret)| {
-                let running: Vec<&StartedCertificate> =
-                    self.started.values().filter_map(|s| s.get(alias)).collect();
-                let earliest = running
-                    .iter()
-                    .map(|c| c.not_after)
-                    .min()
-                    .unwrap_or(secret.not_after);
-                let outdated = running.iter().filter(|c| c.serial != secret.serial).count();
-                (alias.clone(), earliest, outdated)
+    /// Per pod and alias, the certificate the pod runs, for the metrics.
+    pub fn running(&self) -> Vec<RunningCertificate> {
+        self.each()
+            .map(|(pod, alias, running, outdated)| RunningCertificate {
+                pod: pod.clone(),
+                alias: alias.clone(),
+                not_after: running.not_after,
+                outdated,
+            })
+            .collect()
+    }
+
+    /// The same, as the database's status shows it.
+    pub fn pod_certificates(&self) -> Vec<PodCertificate> {
+        self.each()
+            .map(|(pod, alias, running, outdated)| PodCertificate {
+                pod: pod.clone(),
+                alias: alias.clone(),
+                serial: running.serial.clone(),
+                not_after: Timestamp::from_second(running.not_after)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                outdated,
             })
             .collect()
     }
@@ -467,17 +466,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            observed.running_expiry(),
-            [("server".to_owned(), 1_800_000_000, 1)],
-            "the earliest expiry any pod serves, and one pod behind its Secret"
-        );
-        let no_pods = Observed {
-            started: BTreeMap::new(),
-            ..observed
-        };
-        assert_eq!(
-            no_pods.running_expiry(),
-            [("server".to_owned(), 1_900_000_000, 0)]
+            observed
+                .running()
+                .iter()
+                .map(|r| (r.pod.as_str(), r.not_after, r.outdated))
+                .collect::<Vec<_>>(),
+            [
+                ("db-0", 1_800_000_000, true),
+                ("db-1", 1_900_000_000, false)
+            ],
+            "what each pod runs, and the one behind its Secret"
         );
         let invalid = super::invalid(&status, "broken", Some(2), &now());
         assert_eq!(
