@@ -401,7 +401,7 @@ async fn execute(
         }
         Step::WaitForServed { pod, why } => {
             info!(request = %ops.name_any(), %pod, %why, "waiting for the pod to serve its certificate");
-            record.retry_step(CHECK_SERVED_CERTIFICATE, false, Some(&pod));
+            record.retry_step_because(CHECK_SERVED_CERTIFICATE, &pod, &why);
             record.write(client, context).await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
@@ -696,7 +696,17 @@ impl Record {
     /// status is also a Warning Event, as KubeDB emits them.
     fn retry_step(&mut self, step: &str, status: bool, pod: Option<&str>) {
         let type_ = pod.map_or_else(|| step.to_owned(), |pod| pod_step(step, pod));
-        let message = step_message(step, status, pod);
+        self.retry(type_, status, step_message(step, status, pod));
+    }
+
+    /// A retried sub-step of this operator's own (not KubeDB's) that is not done yet: its message
+    /// also says why.
+    fn retry_step_because(&mut self, step: &str, pod: &str, why: &str) {
+        let message = format!("{}; {why}", step_message(step, false, Some(pod)));
+        self.retry(pod_step(step, pod), false, message);
+    }
+
+    fn retry(&mut self, type_: String, status: bool, message: String) {
         let unchanged =
             condition::find(self.conditions(), &type_).is_some_and(|c| c.is_true() == status);
         let generation = self.ops.metadata.generation;
