@@ -443,6 +443,10 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
             status::halted(&status, &key(db), db.metadata.generation, &now()),
         )
         .await?;
+        // Its pods are gone, and with them the certificates they ran, as the status says.
+        context
+            .metrics
+            .certificates(&server.namespace, &server.name, &[]);
         return Ok(Action::await_change());
     }
     let owner = db
