@@ -1,6 +1,7 @@
 //! Go duration strings (`5m`, `1h30m`, `300ms`, `1m0s`), the format KubeDB and cert-manager use
 //! for timeouts, leader-election periods and certificate lifetimes.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The duration `text` means, or `None` if Go's `time.ParseDuration` would reject it (negative
@@ -40,6 +41,30 @@ pub fn parse(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
+/// Go-style text (`24h`, `1h30m`, `0s`), which `parse` reads back.
+pub fn format(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let nanos = duration.subsec_nanos();
+    if seconds == 0 && nanos == 0 {
+        return "0s".to_string();
+    }
+    let mut text = String::new();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        let _ = write!(text, "{hours}h");
+    }
+    if minutes > 0 {
+        let _ = write!(text, "{minutes}m");
+    }
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        let _ = write!(text, "{seconds}.{}s", fraction.trim_end_matches('0'));
+    } else if seconds > 0 {
+        let _ = write!(text, "{seconds}s");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +85,24 @@ mod tests {
         for bad in ["", "5", "m", "5 m", "5d", "-5m", "1h-3m", "h5", "1..5s"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn durations_print_as_go_durations() {
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(86400), "24h"),
+            (Duration::from_secs(90 * 60), "1h30m"),
+            (Duration::from_secs(45 * 60), "45m"),
+            (Duration::from_secs(3600 + 30), "1h30s"),
+            (Duration::from_secs(45), "45s"),
+            (Duration::from_secs(2160 * 3600), "2160h"),
+        ] {
+            assert_eq!(format(duration), text);
+            assert_eq!(parse(text), Some(duration), "{text}");
+        }
+        assert_eq!(format(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format(Duration::from_millis(300)), "0.3s");
+        assert_eq!(format(Duration::from_millis(60_001)), "1m0.001s");
     }
 }

@@ -14,6 +14,7 @@ pub mod names;
 pub mod ops;
 pub mod phase;
 pub mod quantity;
+pub mod renewal;
 mod schema;
 pub mod validate;
 pub mod validated;

@@ -13,6 +13,7 @@ use crate::ops::{
     MSG_NO_TLS_OPERATION, MSG_SEVERAL_TLS_OPERATIONS, MSG_SPEC_IMMUTABLE, MSG_TLS_NIL, OPS_TYPES,
     OpsTlsSpec, TYPE_RECONFIGURE_TLS,
 };
+use crate::renewal;
 use crate::{
     ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER, CONTAINER_MSSQL, DELETION_DO_NOT_TERMINATE,
     MssqlServer, MssqlServerOpsRequest, MssqlServerVersion, STORAGE_DURABLE, STORAGE_EPHEMERAL,
@@ -145,6 +146,9 @@ pub fn validate_mssqlserver(
                 format!("inline configuration key {key:?} is not supported; put the settings under the key \"{CONFIG_KEY}\""),
             ));
         }
+    }
+    if let Some(annotations) = db.metadata.annotations.as_ref() {
+        errors.extend(renewal::check_annotations(annotations));
     }
     errors
 }

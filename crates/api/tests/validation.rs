@@ -284,6 +284,22 @@ fn deletion_policy_and_inline_config_are_checked() {
 }
 
 #[test]
+fn renewal_annotations_are_checked() {
+    let annotations = json!({
+        "mssql-operator.dev/maintenance-window": "Mo 22:00-02:00",
+        "mssql-operator.dev/renewal-rollout": "Manual",
+    });
+    assert_only(
+        &errors_of(|v| v["metadata"]["annotations"] = annotations),
+        "metadata.annotations[mssql-operator.dev/maintenance-window]",
+        "\"Mo\": not a day; use Mon, Tue, Wed, Thu, Fri, Sat, Sun, a range like Mon-Fri, or *",
+    );
+    let good =
+        json!({"mssql-operator.dev/maintenance-window": "Sat,Sun 22:00-02:00 Europe/Berlin"});
+    assert_eq!(errors_of(|v| v["metadata"]["annotations"] = good), []);
+}
+
+#[test]
 fn do_not_terminate_refuses_deletion() {
     let db = default_server(minimal_with(|v| {
         v["spec"]["deletionPolicy"] = json!("DoNotTerminate")

@@ -43,8 +43,9 @@ pub fn ensure_operator() {
                     .await
                     .expect("the operator's APIs are served");
                 // The pods here are kwok's: nothing listens at their addresses.
-                let settings = mssql_operator::ops::Settings {
+                let settings = mssql_operator::Settings {
                     verify_served_certificates: false,
+                    renewal: Default::default(),
                 };
                 mssql_operator::run_controllers(client, Default::default(), settings).await;
             });

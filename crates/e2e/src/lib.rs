@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod fixture;
 pub mod operator;
 pub mod real_node;
+pub mod renewal;
 pub mod scrape;
 pub mod tds;
 

@@ -4,7 +4,7 @@
 //! without wildcards, the metrics Service, the optional ServiceMonitor and the toggled catalog.
 //! Needs no control plane, only helm (built by `hack/helm`; the test fails if it cannot be).
 
-use mssql_e2e::chart::{CHART, helm_ok, of_kind, one, render};
+use mssql_e2e::chart::{CHART, helm, helm_ok, of_kind, one, render};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "mssql-operator-system";
@@ -78,9 +78,12 @@ fn assert_secure_deployment(objects: &[Value], replicas: i64) {
             );
         }
     }
+    // The flags after these: served_certificate_checks_and_the_renewal_policy_become_flags.
     assert_eq!(
-        container["args"],
+        container["args"].as_array().unwrap()[..3],
         json!(["run", "--listen", "0.0.0.0:8080"])
+            .as_array()
+            .unwrap()[..]
     );
     assert_eq!(
         container["ports"],
@@ -257,19 +260,49 @@ fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
 }
 
 #[test]
-fn served_certificate_checks_are_on_unless_turned_off() {
+fn served_certificate_checks_and_the_renewal_policy_become_flags() {
     let args = |values: &[&str]| {
         let objects = render("ops", NAMESPACE, values);
         one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone()
     };
-    assert_eq!(args(&[]), json!(["run", "--listen", "0.0.0.0:8080"]));
+    let defaults = ["--renewal-rollout=Auto", "--renewal-safety-margin=24h"];
+    assert_eq!(
+        args(&[]),
+        json!(["run", "--listen", "0.0.0.0:8080", defaults[0], defaults[1]])
+    );
     assert_eq!(
         args(&["verifyServedCertificates=false"]),
         json!([
             "run",
             "--listen",
             "0.0.0.0:8080",
-            "--verify-served-certificates=false"
+            "--verify-served-certificates=false",
+            defaults[0],
+            defaults[1]
         ])
+    );
+    assert_eq!(
+        args(&[
+            "renewal.rollout=Manual",
+            "renewal.maintenanceWindow=Sat\\,Sun 22:00-02:00 Europe/Berlin",
+            "renewal.safetyMargin=72h"
+        ]),
+        json!([
+            "run",
+            "--listen",
+            "0.0.0.0:8080",
+            "--renewal-rollout=Manual",
+            "--maintenance-window=Sat,Sun 22:00-02:00 Europe/Berlin",
+            "--renewal-safety-margin=72h"
+        ])
+    );
+    let refused = helm(&["template", "x", CHART, "--set", "renewal.rollout=Sometimes"]);
+    assert!(
+        !refused.ok
+            && refused
+                .stderr
+                .contains("renewal.rollout is \"Sometimes\": use Auto or Manual"),
+        "{}",
+        refused.stderr
     );
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::Api;
 use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
 use mssql_api::MssqlServer;
 use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
 use mssql_e2e::audit::{Access, Audited, audited};
@@ -21,6 +21,7 @@ use mssql_e2e::chart::render;
 use mssql_e2e::cluster::{TestNamespace, eventually, make_ca, tls_secret};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
 use mssql_e2e::operator::Operator;
+use mssql_e2e::renewal::{renew_server_certificate, wait_renewal_request};
 use mssql_e2e::{kubectl, kubectl_ok};
 use serde_json::{Value, json};
 
@@ -281,6 +282,11 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
             .contains("CN=rbac-cluster-ca"),
         "the server certificate is issued by the ClusterIssuer's CA"
     );
+
+    // A renewal, as `cmctl renew` makes one: the operator creates the Restart that rolls it out.
+    renew_server_certificate(&t, "ms-standalone").await;
+    let renewal = wait_renewal_request(&t, "ms-standalone", &[], SHORT).await;
+    wait_ops(&t, &renewal.name_any(), "Successful", OPS_TIMEOUT).await;
 
     // Remove TLS; restart.
     let name = create_ops(&t, "msops-remove", |_| {}).await;

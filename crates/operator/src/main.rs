@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mssql_api::renewal::{Policy, Rollout, Window};
 use mssql_operator::leader::{self, Election};
 use mssql_operator::metrics::Metrics;
 use mssql_operator::serve::{self, Health};
@@ -56,6 +58,28 @@ struct RunArgs {
     /// reach database pods (a NetworkPolicy must then allow it; see docs/tls-guide.md).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     verify_served_certificates: bool,
+    /// How a renewed certificate is rolled out where a database's annotation
+    /// `mssql-operator.dev/renewal-rollout` does not say: `Auto` (a Restart request) or `Manual`.
+    #[arg(long, default_value = "Auto", value_parser = parse_rollout)]
+    renewal_rollout: Rollout,
+    /// The maintenance window of databases without annotation `mssql-operator.dev/maintenance-window`,
+    /// e.g. "Sat,Sun 22:00-02:00 Europe/Berlin" [default: none, any time].
+    #[arg(long, value_parser = Window::parse)]
+    maintenance_window: Option<Window>,
+    /// Roll out before the window when the served certificate would expire before the window
+    /// opens plus this margin (a Go duration), where `mssql-operator.dev/renewal-safety-margin`
+    /// does not say.
+    #[arg(long, default_value = "24h", value_parser = parse_margin)]
+    renewal_safety_margin: Duration,
+}
+
+fn parse_rollout(text: &str) -> Result<Rollout, String> {
+    text.parse()
+}
+
+fn parse_margin(text: &str) -> Result<Duration, String> {
+    mssql_api::duration::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a duration; use a Go duration such as 24h or 90m"))
 }
 
 fn main() -> ExitCode {
@@ -166,14 +190,25 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         identity: args.identity.unwrap_or_else(default_identity),
     };
     tracing::info!("mssql-operator {} started", env!("CARGO_PKG_VERSION"));
-    let settings = mssql_operator::ops::Settings {
+    let settings = mssql_operator::Settings {
         verify_served_certificates: args.verify_served_certificates,
+        renewal: Policy {
+            rollout: args.renewal_rollout,
+            window: args.maintenance_window,
+            margin: args.renewal_safety_margin,
+        },
     };
     if !settings.verify_served_certificates {
         tracing::warn!(
             "--verify-served-certificates=false: restarted pods are not checked for the certificate they serve"
         );
     }
+    tracing::info!(
+        rollout = %settings.renewal.rollout,
+        window = settings.renewal.window.as_ref().map(ToString::to_string).unwrap_or_else(|| "any time".to_owned()),
+        margin = %mssql_api::duration::format(settings.renewal.margin),
+        "renewed certificates are rolled out by default so"
+    );
     let controllers = mssql_operator::run_controllers(client.clone(), metrics.clone(), settings);
     leader::lead(client, &election, &metrics, controllers)
         .await

@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics: what it reconciles, the ops requests it runs and how long
-//! each step takes, the databases it has paused, and when each certificate expires.
+//! each step takes, the databases it has paused, when each certificate expires, and the pods
+//! whose renewed certificate is not rolled out yet.
 //! Everything is kept in memory and rendered in the text format on each scrape of `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +49,19 @@ struct CertificateLabels {
     alias: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct DatabaseLabels {
+    namespace: String,
+    database: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    namespace: String,
+    database: String,
+    reason: String,
+}
+
 /// What the gauges are computed from: the last thing seen of each request and database.
 #[derive(Default)]
 struct Seen {
@@ -59,6 +73,11 @@ struct Seen {
     paused: BTreeSet<String>,
     /// Database (`namespace/name`) → the (pod, alias) pairs it has certificate gauges for.
     certificates: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Database → when the earliest certificate its pods serve expires (Unix seconds); the
+    /// seconds left are computed on each scrape.
+    earliest_served: BTreeMap<DatabaseLabels, i64>,
+    /// Database → the reason its rollout is pending for.
+    rollouts: BTreeMap<DatabaseLabels, String>,
 }
 
 /// Histograms per label set, each made with its own buckets.
@@ -74,6 +93,9 @@ pub struct Metrics {
     paused_databases: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     certificate_outdated: Family<CertificateLabels, Gauge>,
+    pods_outdated: Family<DatabaseLabels, Gauge>,
+    served_expiry: Family<DatabaseLabels, Gauge>,
+    rollout_pending: Family<RolloutLabels, Gauge>,
     leader: Gauge,
     seen: Mutex<Seen>,
 }
@@ -102,6 +124,9 @@ impl Metrics {
             paused_databases: Gauge::default(),
             certificate_expiry: Family::default(),
             certificate_outdated: Family::default(),
+            pods_outdated: Family::default(),
+            served_expiry: Family::default(),
+            rollout_pending: Family::default(),
             leader: Gauge::default(),
             seen: Mutex::default(),
         };
@@ -153,6 +178,23 @@ impl Metrics {
             self.certificate_outdated.clone(),
         );
         r.register(
+            "pods_outdated_certificates",
+            "Pods of a database that run an older certificate than their Secret holds",
+            self.pods_outdated.clone(),
+        );
+        r.register(
+            "served_certificate_expiry_seconds",
+            "Seconds until the earliest certificate a database's pods serve expires (negative once \
+             expired)",
+            self.served_expiry.clone(),
+        );
+        r.register(
+            "certificate_rollout_pending",
+            "1 while a database's renewed certificates wait to be rolled out, by reason \
+             (WaitingForMaintenanceWindow, ManualRollout, RestartEnded, ...)",
+            self.rollout_pending.clone(),
+        );
+        r.register(
             "leader",
             "1 while this process holds the leader-election Lease and reconciles",
             self.leader.clone(),
@@ -162,6 +204,10 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        for (database, expiry) in &self.lock().earliest_served {
+            self.served_expiry.get_or_create(database).set(expiry - now);
+        }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String does not fail");
         text
@@ -272,11 +318,56 @@ impl Metrics {
         if !now.is_empty() {
             seen.certificates.insert(key, now);
         }
+        let database = DatabaseLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+        };
+        let outdated: BTreeSet<&str> = running
+            .iter()
+            .filter(|r| r.outdated)
+            .map(|r| r.pod.as_str())
+            .collect();
+        match running.iter().map(|r| r.not_after).min() {
+            Some(earliest) => {
+                self.pods_outdated
+                    .get_or_create(&database)
+                    .set(outdated.len() as i64);
+                seen.earliest_served.insert(database, earliest);
+            }
+            None => {
+                self.pods_outdated.remove(&database);
+                self.served_expiry.remove(&database);
+                seen.earliest_served.remove(&database);
+            }
+        }
+    }
+
+    /// Records why the rollout of database `namespace/name`'s renewed certificates waits, or
+    /// (`None`) that nothing waits.
+    pub fn rollout(&self, namespace: &str, name: &str, pending: Option<&str>) {
+        let database = DatabaseLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+        };
+        let mut seen = self.lock();
+        let series = |reason: &str| RolloutLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(before) = seen.rollouts.remove(&database) {
+            self.rollout_pending.remove(&series(&before));
+        }
+        if let Some(reason) = pending {
+            self.rollout_pending.get_or_create(&series(reason)).set(1);
+            seen.rollouts.insert(database, reason.to_owned());
+        }
     }
 
     pub fn database_gone(&self, namespace: &str, name: &str) {
         self.database_paused(namespace, name, false);
         self.certificates(namespace, name, &[]);
+        self.rollout(namespace, name, None);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -414,6 +505,69 @@ mod tests {
             "mssql_operator_certificate_outdated{namespace=\"demo\",database=\"a\",pod=\"a-0\",alias=\"server\"} 0"
         ));
         assert!(!text.contains("alias=\"client\""), "{text}");
+    }
+
+    #[test]
+    fn stale_pods_the_earliest_served_expiry_and_a_pending_rollout_per_database() {
+        let m = Metrics::new();
+        let running = |pod: &str, not_after, outdated| RunningCertificate {
+            pod: pod.to_owned(),
+            alias: "server".to_owned(),
+            not_after,
+            outdated,
+        };
+        let in_an_hour = k8s_openapi::jiff::Timestamp::now().as_second() + 3600;
+        m.certificates(
+            "demo",
+            "a",
+            &[
+                running("a-0", in_an_hour, true),
+                running("a-1", in_an_hour, true),
+                running("a-2", in_an_hour + 7200, false),
+            ],
+        );
+        m.rollout("demo", "a", Some("WaitingForMaintenanceWindow"));
+        let text = m.render();
+        assert!(text.contains(
+            "mssql_operator_pods_outdated_certificates{namespace=\"demo\",database=\"a\"} 2"
+        ));
+        let left = scraped(&text, "mssql_operator_served_certificate_expiry_seconds");
+        assert!((3590..=3600).contains(&left), "{left}");
+        assert!(text.contains(
+            "mssql_operator_certificate_rollout_pending{namespace=\"demo\",database=\"a\",reason=\"WaitingForMaintenanceWindow\"} 1"
+        ));
+
+        m.rollout("demo", "a", Some("ManualRollout"));
+        let text = m.render();
+        assert!(
+            !text.contains("reason=\"WaitingForMaintenanceWindow\""),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"ManualRollout\"} 1"));
+
+        // Rolled out, then deleted.
+        m.certificates("demo", "a", &[running("a-0", in_an_hour + 7200, false)]);
+        m.rollout("demo", "a", None);
+        let text = m.render();
+        assert!(text.contains(
+            "mssql_operator_pods_outdated_certificates{namespace=\"demo\",database=\"a\"} 0"
+        ));
+        assert!(
+            !text.contains("mssql_operator_certificate_rollout_pending{"),
+            "{text}"
+        );
+        m.database_gone("demo", "a");
+        let text = m.render();
+        assert!(!text.contains("database=\"a\""), "{text}");
+    }
+
+    /// The value of the one series of `name` in `text`.
+    fn scraped(text: &str, name: &str) -> i64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
     #[test]

@@ -219,3 +219,53 @@ fn check_fails_loudly_on_a_missing_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does-not-exist.yaml: cannot read"));
 }
+
+#[test]
+fn run_refuses_a_bad_renewal_policy_before_it_starts() {
+    for (flag, value, says) in [
+        ("--renewal-rollout", "Sometimes", "Auto"),
+        (
+            "--maintenance-window",
+            "Mo 22:00-02:00",
+            "\"Mo\": not a day",
+        ),
+        ("--renewal-safety-margin", "a day", "not a duration"),
+    ] {
+        let output = run(&["run", flag, value], None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}"))
+                && stderr.contains(says),
+            "{flag}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_names_a_bad_renewal_annotation_and_the_fix() {
+    let text = r#"
+apiVersion: kubedb.com/v1alpha2
+kind: MSSQLServer
+metadata:
+  name: ms
+  namespace: demo
+  annotations:
+    mssql-operator.dev/maintenance-window: "Sat 22:00-22:00"
+    mssql-operator.dev/renewal-safety-margin: "soon"
+spec:
+  version: 2022-cu12
+  storageType: Ephemeral
+  tls: {issuerRef: {apiGroup: cert-manager.io, kind: Issuer, name: ca}}
+"#;
+    let output = run(&["check", "-"], Some(text));
+    assert_eq!(output.status.code(), Some(1));
+    let report = stdout(&output);
+    assert!(
+        report.contains("metadata.annotations[mssql-operator.dev/maintenance-window]")
+            && report.contains("00:00-24:00")
+            && report.contains("metadata.annotations[mssql-operator.dev/renewal-safety-margin]")
+            && report.contains("24h"),
+        "{report}"
+    );
+}

@@ -107,20 +107,17 @@ impl Context {
     }
 }
 
-/// How the ops-manager runs, from the command line.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    /// After each pod restart of a database with client TLS, connect to the pod and check the
-    /// certificate it serves. Off only where the operator cannot reach pods (fake kwok pods).
-    pub verify_served_certificates: bool,
-}
-
 /// Runs the ops-manager until the process is asked to stop. A request is also reconciled when
-/// `wakes` names its database.
-pub async fn run(client: Client, metrics: Arc<Metrics>, wakes: wake::Wakes, settings: Settings) {
+/// `wakes` names its database. `verify_served_certificates`: see [`crate::Settings`].
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    wakes: wake::Wakes,
+    verify_served_certificates: bool,
+) {
     let context = Arc::new(Context {
         provisioner: provisioner::Context::new(client.clone(), metrics),
-        verify_served_certificates: settings.verify_served_certificates,
+        verify_served_certificates,
     });
     let controller = crate::cache::controller(Api::<MssqlServerOpsRequest>::all(client));
     let requests = controller.store();

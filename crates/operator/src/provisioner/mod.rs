@@ -2,10 +2,12 @@
 //! dereference (read what it refers to), validate (into a typed `Server`), build (pure),
 //! apply (server-side apply, skipped when unchanged), status (KubeDB's conditions and phase).
 //! A database whose `Paused` condition is True (an ops request owns it) gets status updates only.
+//! Pods left on older certificates than their Secrets hold are rolled out by `renewal`.
 
 pub mod apply;
 pub mod cleanup;
 pub mod dereference;
+pub mod renewal;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use mssql_api::condition;
 use mssql_api::phase::PAUSED;
+use mssql_api::renewal::{Policy, Why};
 use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
 use mssql_api::{MssqlServer, MssqlServerStatus};
@@ -35,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use self::apply::{Applied, apply, create_once};
 use self::cleanup::Target;
+use self::renewal::{Plan, Rollout, Stale};
 use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::start::{Start, StartedCertificate, started_with};
@@ -152,6 +156,8 @@ pub struct Context {
     pub client: Client,
     pub events: Events,
     pub metrics: Arc<Metrics>,
+    /// The renewal policy of databases whose annotations do not set one (`run`'s flags).
+    pub renewal: Policy,
 }
 
 impl Context {
@@ -165,6 +171,7 @@ impl Context {
             events: Events::new(client.clone(), reporter),
             client,
             metrics,
+            renewal: Policy::default(),
         }
     }
 
@@ -211,13 +218,16 @@ pub(crate) fn event_note(mut note: String) -> String {
 
 /// Runs the provisioner until the process is asked to stop. Each change of a database's pods,
 /// Certificates, TLS secrets and disruption budget also wakes its ops requests through `waker`.
-pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker) {
+pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker, renewal: Policy) {
     let ours = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::MANAGED_BY,
         labels::MANAGED_BY_VALUE
     ));
-    let context = Arc::new(Context::new(client.clone(), metrics));
+    let context = Arc::new(Context {
+        renewal,
+        ..Context::new(client.clone(), metrics)
+    });
     crate::cache::controller(Api::<MssqlServer>::all(client.clone()))
         .with_config(
             controller::Config::default()
@@ -424,13 +434,12 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
             Ok(tls) => Start::of(&tls, &mssql_conf).certificates,
             Err(_) => BTreeMap::new(),
         };
-        let observed = observe(context, &server, secrets).await?;
-        write_status(
-            client,
-            db,
-            status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now()),
-        )
-        .await?;
+        let mut observed = observe(context, &server, secrets).await?;
+        observed.rollout = Stale::of(&observed).map(|stale| Rollout {
+            stale,
+            plan: Plan::Paused,
+        });
+        observed_status(context, db, &server, &status, &observed, None).await?;
         return Ok(Action::requeue(recheck(&key(db))));
     }
     if server.halted {
@@ -463,16 +472,89 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
         write_status(client, db, started).await?;
     }
     // Waiting or not, what comes next is a change of something watched; the re-check is a net.
+    let mut requeue = recheck(&key(db));
     match ensure_objects(db, context, &server, &owner, &mssql_conf).await? {
         Err(waiting) => info!(database = %key(db), "waiting for {waiting}"),
         Ok(start) => {
-            let observed = observe(context, &server, start.certificates).await?;
-            let new =
-                status::provisioned(&status, &key(db), &observed, db.metadata.generation, &now());
-            write_status(client, db, new).await?;
+            let mut observed = observe(context, &server, start.certificates).await?;
+            let mut why = None;
+            if let Some(stale) = Stale::of(&observed) {
+                // The annotations passed validation with the rest of the spec.
+                let policy = Policy::of(db.annotations(), &context.renewal)
+                    .unwrap_or_else(|_| context.renewal.clone());
+                let (rollout, created) = renewal::roll_out(client, db, stale, &policy)
+                    .await
+                    .map_err(applying("the renewal's Restart request"))?;
+                if let Plan::Waiting { opens, .. } = &rollout.plan {
+                    // Woken when the window opens, not at the next re-check.
+                    let until = opens.duration_since(Timestamp::now()).unsigned_abs();
+                    requeue = requeue.min(until + Duration::from_secs(1));
+                }
+                observed.rollout = Some(rollout);
+                why = created;
+            }
+            observed_status(context, db, &server, &status, &observed, why.as_ref()).await?;
         }
     }
-    Ok(Action::requeue(recheck(&key(db))))
+    Ok(Action::requeue(requeue))
+}
+
+/// Writes the status of what a pass observed, after announcing a new rollout plan; `why` a
+/// request was created now.
+async fn observed_status(
+    context: &Context,
+    db: &MssqlServer,
+    server: &Server,
+    status: &MssqlServerStatus,
+    observed: &Observed,
+    why: Option<&Why>,
+) -> Result<(), Error> {
+    let new = status::provisioned(status, &key(db), observed, db.metadata.generation, &now());
+    report_rollout(
+        context,
+        db,
+        server,
+        status,
+        &new,
+        observed.rollout.as_ref(),
+        why,
+    )
+    .await;
+    write_status(&context.client, db, new).await
+}
+
+/// Announces a new rollout plan in an Event (the condition changed) and keeps its metric.
+async fn report_rollout(
+    context: &Context,
+    db: &MssqlServer,
+    server: &Server,
+    before: &MssqlServerStatus,
+    after: &MssqlServerStatus,
+    rollout: Option<&Rollout>,
+    why: Option<&Why>,
+) {
+    context.metrics.rollout(
+        &server.namespace,
+        &server.name,
+        rollout
+            .filter(|r| !matches!(r.plan, Plan::Requested { .. } | Plan::Paused))
+            .map(Rollout::reason),
+    );
+    let text = |status: &MssqlServerStatus| {
+        condition::find(&status.conditions, renewal::CONDITION)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let Some(rollout) = rollout.filter(|_| text(before) != text(after)) else {
+        return;
+    };
+    if let Some((type_, reason, note)) = rollout.event(why) {
+        let request = match &rollout.plan {
+            Plan::Requested { request } => Some(renewal::reference(db, request)),
+            _ => None,
+        };
+        info!(database = %key(db), "{note}");
+        context.event_about(db, type_, reason, note, request).await;
+    }
 }
 
 /// Applies every object of the database, in dependency order. Returns what its pods start with,
@@ -627,6 +709,7 @@ async fn observe(
         primary_ready,
         started,
         secrets,
+        rollout: None,
     };
     context
         .metrics

@@ -11,6 +11,7 @@ use mssql_api::phase::{
 };
 use mssql_api::{MssqlServerStatus, PodCertificate};
 
+use super::renewal::{self, Plan, Rollout};
 use crate::build::start::{RunningCertificate, StartedCertificate};
 
 /// KubeDB's condition of an availability group whose primary is up.
@@ -19,7 +20,7 @@ pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
 pub const SPEC_VALID: &str = "SpecValid";
 
 /// What the provisioner saw of the database's pods.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
     pub replicas: i32,
     pub ready_replicas: i32,
@@ -29,11 +30,13 @@ pub struct Observed {
     pub started: BTreeMap<String, BTreeMap<String, StartedCertificate>>,
     /// What each alias's Secret holds now.
     pub secrets: BTreeMap<String, StartedCertificate>,
+    /// Pods that run older certificates than their Secrets, and what happens to them.
+    pub rollout: Option<Rollout>,
 }
 
 impl Observed {
     /// Each pod's certificate per alias, and whether the alias's Secret has moved on from it.
-    fn each(&self) -> impl Iterator<Item = (&String, &String, &StartedCertificate, bool)> {
+    pub fn each(&self) -> impl Iterator<Item = (&String, &String, &StartedCertificate, bool)> {
         self.started.iter().flat_map(move |(pod, started)| {
             started.iter().map(move |(alias, running)| {
                 let outdated = self
@@ -191,6 +194,24 @@ pub fn provisioned(
             ),
         );
     }
+    match &observed.rollout {
+        Some(rollout) => {
+            let person = matches!(rollout.plan, Plan::Manual | Plan::Ended { .. });
+            condition::set(
+                &mut conditions,
+                Condition {
+                    severity: person.then(|| "Warning".to_owned()),
+                    ..new(
+                        renewal::CONDITION,
+                        true,
+                        rollout.reason(),
+                        rollout.message(),
+                    )
+                },
+            );
+        }
+        None => condition::remove(&mut conditions, renewal::CONDITION),
+    }
     finish(conditions, generation, observed.pod_certificates())
 }
 
@@ -227,6 +248,8 @@ pub fn halted(
     now: &Time,
 ) -> MssqlServerStatus {
     let mut conditions = status.conditions.clone();
+    // Its pods are gone, and with them what they ran.
+    condition::remove(&mut conditions, renewal::CONDITION);
     condition::set(
         &mut conditions,
         Condition::new(
