@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -25,6 +25,7 @@ use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, ResourceExt};
 use mssql_api::condition::find;
 use mssql_api::phase::PAUSED;
+use mssql_api::renewal::ROLLOUT_ANNOTATION as ROLLOUT;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
@@ -34,8 +35,12 @@ use mssql_e2e::kubectl_ok;
 use mssql_e2e::real_node::{
     NODE, Release, assert_node_ready, exec, exec_ok, load_images, place_on_node, probe_counts,
 };
+use mssql_e2e::renewal::{
+    renew_server_certificate, renewal_requests, serial, wait_new_serial, wait_renewal_request,
+};
 use mssql_e2e::tds::{encryption_answer, leaf_der, login, served};
 use mssql_operator::provisioner::is_ready;
+use mssql_operator::provisioner::renewal::CONDITION;
 use mssql_sqlserver_double::datafile::{self, DataFile};
 use mssql_sqlserver_double::faults;
 use mssql_sqlserver_double::openssl;
@@ -566,6 +571,13 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
         faults::SERVE_FIRST_CERTIFICATE
     );
     exec_ok(ns, stale, "mssql", &["sh", "-c", &script]);
+    // Renewals are rolled out by hand here: the operator must leave the pods the failed rotation
+    // did not reach as they are, and say so.
+    t.patch_database(
+        db.name,
+        &json!({"metadata": {"annotations": {ROLLOUT: "Manual"}}}),
+    )
+    .await;
     let before = pod_starts(t, db).await;
     let name = create_ops(t, db.requests[1], |ops| {
         for_db(db)(ops);
@@ -617,6 +629,34 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
         .map(|c| c.pod.as_str())
         .collect();
     assert_eq!(outdated, db.pods[2..].to_vec(), "{:?}", status.certificates);
+    // Once resumed, the provisioner's next pass names what waits for a person.
+    let message = eventually("the rollout to wait for a person", SHORT, || async {
+        let db = t.api::<MssqlServer>().get(db.name).await.unwrap();
+        let conditions = db.status.unwrap_or_default().conditions;
+        match find(&conditions, CONDITION) {
+            Some(c) if c.reason.as_deref() == Some("ManualRollout") => {
+                Ok(c.message.clone().unwrap_or_default())
+            }
+            _ => Err(format!("{:?}", summary(&conditions))),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(&format!(
+            "{old_serial} (its secret now holds {new_serial}) on {}",
+            db.pods[2..].join(", ")
+        )),
+        "{message}"
+    );
+    assert!(
+        renewal_requests(t, db.name).await.len() == 1,
+        "no request while Manual"
+    );
+    t.patch_database(
+        db.name,
+        &json!({"metadata": {"annotations": {ROLLOUT: null}}}),
+    )
+    .await;
 
     exec_ok(ns, stale, "mssql", &["rm", &knob, &first_crt, &first_key]);
     let before = pod_starts(t, db).await;
@@ -682,6 +722,8 @@ async fn the_guide(t: &Setup, db: &Db, busybox: &str, evict_operator: Option<&st
     );
     assert_serves(t, db, true, &ids).await;
 
+    a_renewal_is_rolled_out_by_itself(t, db, &ids).await;
+
     if db.primary.is_some() {
         let before = pod_starts(t, db).await;
         let ops = run_ops(t, "msops-ag-rotate", restart(db, "restart")).await;
@@ -698,6 +740,80 @@ async fn the_guide(t: &Setup, db: &Db, busybox: &str, evict_operator: Option<&st
         let starts = data_file(ns, pod).1;
         assert!(starts >= 5, "{pod} started on its data {starts} times");
     }
+}
+
+/// A renewal made as `cmctl renew` makes one: the operator creates one Restart request by itself,
+/// which restarts each pod once, primary last, and sees each serve the new certificate. Prints
+/// how long each stage took.
+async fn a_renewal_is_rolled_out_by_itself(t: &Setup, db: &Db, ids: &BTreeMap<String, String>) {
+    let before = pod_starts(t, db).await;
+    let start = Instant::now();
+    let serial = renew_server_certificate(t, db.name).await;
+    let renewed = start.elapsed();
+    let request = wait_renewal_request(t, db.name, &[], SHORT).await;
+    let created = start.elapsed();
+    let ops = wait_done(t, &request.name_any()).await;
+    let rolled_out = start.elapsed();
+    assert_eq!(
+        phase_and_conditions(&ops).0,
+        "Successful",
+        "{:#?}",
+        phase_and_conditions(&ops).1
+    );
+    println!(
+        "{}: renewal asked → secret renewed {renewed:.1?} → request created {created:.1?} → \
+         every pod seen serving serial {serial} {rolled_out:.1?}",
+        db.name
+    );
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    assert_serves(t, db, true, ids).await;
+    assert_eq!(renewal_requests(t, db.name).await.len(), 1);
+}
+
+/// A certificate that renews itself two minutes after it is issued (the shortest duration
+/// cert-manager accepts, 1h, renewed 58m before it ends): the operator rolls the renewal out with
+/// no one asking, and the pod serves the new certificate.
+async fn a_short_lived_certificate_is_rolled_out(t: &Setup, busybox: &str) {
+    const SHORT_LIVED: &str = "ms-short-lived";
+    let db = Db {
+        name: SHORT_LIVED,
+        pods: &["ms-short-lived-0"],
+        primary: None,
+        requests: STANDALONE.requests,
+    };
+    t.create_example("mssql-standalone-tls", |value| {
+        value["metadata"]["name"] = json!(SHORT_LIVED);
+        value["spec"]["tls"]["certificates"] =
+            json!([{"alias": "server", "duration": "1h", "renewBefore": "58m"}]);
+        on_the_real_node(value, busybox);
+    })
+    .await;
+    wait_ready_replicas(&t.client, &t.ns.name, SHORT_LIVED, 1).await;
+    let ids: BTreeMap<String, String> =
+        [(db.pods[0].to_owned(), data_file(&t.ns.name, db.pods[0]).0)].into();
+    t.wait_phase(SHORT_LIVED, "Ready", SHORT).await;
+    let secret = format!("{SHORT_LIVED}-server-cert");
+    let first = serial(t, &secret).await;
+    let before = pod_starts(t, &db).await;
+    let serial = wait_new_serial(t, &secret, &first, Duration::from_secs(240)).await;
+    let start = Instant::now();
+    let request = wait_renewal_request(t, SHORT_LIVED, &[], SHORT).await;
+    let created = start.elapsed();
+    let ops = wait_done(t, &request.name_any()).await;
+    let rolled_out = start.elapsed();
+    assert_eq!(phase_and_conditions(&ops).0, "Successful");
+    println!(
+        "{SHORT_LIVED}: renewed by cert-manager → request seen {created:.1?} → its pod seen \
+         serving serial {serial} {rolled_out:.1?}"
+    );
+    assert_restarted_once_primary_last(t, &db, &before, &ops, true).await;
+    assert_serves(t, &db, true, &ids).await;
+    assert_eq!(renewal_requests(t, SHORT_LIVED).await.len(), 1);
+    t.api::<MssqlServer>()
+        .delete(SHORT_LIVED, &DeleteParams::default())
+        .await
+        .unwrap();
+    t.wait_gone::<MssqlServer>(SHORT_LIVED).await;
 }
 
 /// Evicts the operator's pod once the request `name` evicted its first database pod; waits for
@@ -768,6 +884,7 @@ async fn the_chart_installed_operator_runs_kubedbs_tls_guide_on_real_containers(
     tokio::join!(
         the_guide(&t, &GROUP, &busybox, Some(&operator_ns)),
         the_guide(&t, &STANDALONE, &busybox, None),
+        a_short_lived_certificate_is_rolled_out(&t, &busybox),
     );
 
     // The databases go while their operator still runs (it holds their finalizers).

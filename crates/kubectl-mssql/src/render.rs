@@ -83,15 +83,48 @@ pub fn tls_status(s: &TlsStatus) -> String {
             s.pods_current,
             s.pods.len()
         );
-        if s.pods_outdated > 0 {
-            let _ = writeln!(
-                out,
-                "{} pods serve an older server certificate than its Secret holds (SQL Server reads it \
-                 only at start-up): a Restart MSSQLServerOpsRequest of {} restarts them onto it.",
-                s.pods_outdated, s.database
-            );
+        match &s.rollout {
+            Some(rollout) => {
+                let _ = writeln!(
+                    out,
+                    "Renewal rollout pending ({}): {}",
+                    rollout.reason, rollout.message
+                );
+            }
+            None if s.pods_outdated > 0 => {
+                let _ = writeln!(
+                    out,
+                    "{} pods serve an older server certificate than its Secret holds (SQL Server \
+                     reads it only at start-up): a Restart MSSQLServerOpsRequest of {} restarts \
+                     them onto it.",
+                    s.pods_outdated, s.database
+                );
+            }
+            None => {}
         }
     }
+    let policy: Vec<String> = s
+        .renewal_policy
+        .iter()
+        .map(|(key, value)| {
+            let key = key.strip_prefix("mssql-operator.dev/").unwrap_or(key);
+            format!("{key}={value}")
+        })
+        .collect();
+    if s.certificates.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Renewal policy: {}",
+        match policy.is_empty() {
+            true => "the operator's defaults (no annotation on the database)".to_owned(),
+            false => format!(
+                "{} (annotations; the operator's defaults for the rest)",
+                policy.join(", ")
+            ),
+        }
+    );
     out
 }
 
@@ -254,7 +287,8 @@ mod tests {
 
     use super::*;
     use crate::ops::ConditionRow;
-    use crate::status::{IssuerName, PodStatus, ServedCertificate};
+    use crate::status::{IssuerName, PendingRollout, PodStatus, ServedCertificate};
+    use std::collections::BTreeMap;
 
     fn certificate() -> CertificateStatus {
         CertificateStatus {
@@ -303,6 +337,8 @@ mod tests {
             }],
             pods_current: 1,
             pods_outdated: 0,
+            renewal_policy: BTreeMap::new(),
+            rollout: None,
         }
     }
 
@@ -325,6 +361,7 @@ Certificate db-server-cert (alias server, secret db-server-cert)
 POD    CURRENT   READY   REVISION   UPDATE REVISION   RESTART HASH   SERVES SERIAL
 db-0   yes       yes     db-abc     db-abc            0123456789ab   0A1B
 1 of 1 pods run the current certificate material.
+Renewal policy: the operator's defaults (no annotation on the database)
 "
         );
     }
@@ -337,9 +374,28 @@ db-0   yes       yes     db-abc     db-abc            0123456789ab   0A1B
         let text = tls_status(&s);
         assert!(text.contains("0123456789ab   0A1B (old)\n"), "{text}");
         assert!(
-            text.ends_with(
+            text.contains(
                 "1 pods serve an older server certificate than its Secret holds (SQL Server reads it \
                  only at start-up): a Restart MSSQLServerOpsRequest of db restarts them onto it.\n"
+            ),
+            "{text}"
+        );
+        // The operator's own account of the rollout, and the policy, when there is one.
+        s.rollout = Some(PendingRollout {
+            reason: "WaitingForMaintenanceWindow".to_owned(),
+            message: "pods run … which opens at 2026-12-05T22:00:00Z".to_owned(),
+        });
+        s.renewal_policy = [(
+            "mssql-operator.dev/maintenance-window".to_owned(),
+            "Sat 22:00-02:00 UTC".to_owned(),
+        )]
+        .into();
+        let text = tls_status(&s);
+        assert!(
+            text.ends_with(
+                "Renewal rollout pending (WaitingForMaintenanceWindow): pods run … which opens at \
+                 2026-12-05T22:00:00Z\nRenewal policy: maintenance-window=Sat 22:00-02:00 UTC \
+                 (annotations; the operator's defaults for the rest)\n"
             ),
             "{text}"
         );
@@ -367,7 +423,10 @@ db-0   yes       yes     db-abc     db-abc            0123456789ab   0A1B
             text.contains("  Problem:   Certificate db-server-cert does not exist (yet)\n"),
             "{text}"
         );
-        assert!(text.ends_with("\nNo pods.\n"), "{text}");
+        assert!(
+            text.ends_with("\nNo pods.\nRenewal policy: the operator's defaults (no annotation on the database)\n"),
+            "{text}"
+        );
         s.certificates.clear();
         s.issuer = None;
         assert!(!tls_status(&s).contains("The certificates below"));

@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
+use mssql_api::condition;
 use mssql_api::defaults::default_tls;
+use mssql_api::renewal::{MARGIN_ANNOTATION, ROLLOUT_ANNOTATION, WINDOW_ANNOTATION};
 use mssql_api::{ALIAS_SERVER, MssqlServer, TOPOLOGY_AVAILABILITY_GROUP, names};
 use mssql_certs::cert_manager::{Certificate, KIND_ISSUER};
 use mssql_certs::inspect::parse_certificate;
 use mssql_operator::build::pod::RESTART_HASH_ANNOTATION;
 use mssql_operator::build::start::started_with;
-use mssql_operator::provisioner::is_ready;
+use mssql_operator::provisioner::{is_ready, renewal};
 use serde::Serialize;
 
 use crate::text::timestamp;
@@ -36,6 +38,18 @@ pub struct TlsStatus {
     pub pods_current: usize,
     /// Pods whose SQL Server runs another server certificate than its Secret holds.
     pub pods_outdated: usize,
+    /// The renewal policy annotations set on the database; the operator's defaults apply to
+    /// those not set.
+    pub renewal_policy: BTreeMap<String, String>,
+    /// The operator's `CertificateRolloutPending` condition: what happens to stale pods.
+    pub rollout: Option<PendingRollout>,
+}
+
+/// A renewed certificate not yet rolled out to every pod, as the operator reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingRollout {
+    pub reason: String,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -191,6 +205,19 @@ pub fn tls_status(db: &MssqlServer, observed: &Observed, now_unix: i64) -> TlsSt
             .iter()
             .filter(|p| p.serves.as_ref().is_some_and(|s| s.outdated))
             .count(),
+        renewal_policy: [ROLLOUT_ANNOTATION, WINDOW_ANNOTATION, MARGIN_ANNOTATION]
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), db.annotations().get(key)?.clone())))
+            .collect(),
+        rollout: db
+            .status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, renewal::CONDITION))
+            .filter(|c| c.is_true())
+            .map(|c| PendingRollout {
+                reason: c.reason.clone().unwrap_or_default(),
+                message: c.message.clone().unwrap_or_default(),
+            }),
         certificates,
         pods,
     }
