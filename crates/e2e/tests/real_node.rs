@@ -12,7 +12,9 @@
 //! and OpenSSL's TLS 1.1 handshake is refused. Each request records the operator's own check of
 //! each restarted pod. A pod that keeps serving the old certificate fails its request, before any
 //! later pod is restarted, with the database resumed. The operator's pod is evicted during a
-//! rotation; the audit log shows every request of the operator came from its pods.
+//! rotation; the audit log shows every request of the operator came from its pods. Renewals, made
+//! as `cmctl renew` makes them or by cert-manager itself on a 1-hour certificate, are rolled out by
+//! the operator's own Restart request.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +81,21 @@ const GROUP: Db = Db {
         "msops-ag-change-issuer",
         "msops-ag-remove",
     ],
+};
+
+/// Databases whose server certificate lives one hour and is renewed after two minutes.
+const SHORT_LIVED: Db = Db {
+    name: "ms-short-lived",
+    pods: &["ms-short-lived-0"],
+    primary: None,
+    requests: STANDALONE.requests,
+};
+
+const SHORT_LIVED_GROUP: Db = Db {
+    name: "ag-short-lived",
+    pods: &["ag-short-lived-0", "ag-short-lived-2", "ag-short-lived-1"],
+    primary: Some("ag-short-lived-1"),
+    requests: GROUP.requests,
 };
 
 const STANDALONE: Db = Db {
@@ -772,48 +789,45 @@ async fn a_renewal_is_rolled_out_by_itself(t: &Setup, db: &Db, ids: &BTreeMap<St
 
 /// A certificate that renews itself two minutes after it is issued (the shortest duration
 /// cert-manager accepts, 1h, renewed 58m before it ends): the operator rolls the renewal out with
-/// no one asking, and the pod serves the new certificate.
-async fn a_short_lived_certificate_is_rolled_out(t: &Setup, busybox: &str) {
-    const SHORT_LIVED: &str = "ms-short-lived";
-    let db = Db {
-        name: SHORT_LIVED,
-        pods: &["ms-short-lived-0"],
-        primary: None,
-        requests: STANDALONE.requests,
-    };
-    t.create_example("mssql-standalone-tls", |value| {
-        value["metadata"]["name"] = json!(SHORT_LIVED);
+/// no one asking, and every pod serves the new certificate. `db` is made from KubeDB's `example`.
+async fn a_short_lived_certificate_is_rolled_out(t: &Setup, db: &Db, example: &str, busybox: &str) {
+    t.create_example(example, |value| {
+        value["metadata"]["name"] = json!(db.name);
         value["spec"]["tls"]["certificates"] =
             json!([{"alias": "server", "duration": "1h", "renewBefore": "58m"}]);
         on_the_real_node(value, busybox);
     })
     .await;
-    wait_ready_replicas(&t.client, &t.ns.name, SHORT_LIVED, 1).await;
-    let ids: BTreeMap<String, String> =
-        [(db.pods[0].to_owned(), data_file(&t.ns.name, db.pods[0]).0)].into();
-    t.wait_phase(SHORT_LIVED, "Ready", SHORT).await;
-    let secret = format!("{SHORT_LIVED}-server-cert");
+    wait_ready_replicas(&t.client, &t.ns.name, db.name, db.pods.len() as i32).await;
+    label_roles(t, db).await;
+    let ids: BTreeMap<String, String> = db
+        .pods
+        .iter()
+        .map(|pod| ((*pod).to_owned(), data_file(&t.ns.name, pod).0))
+        .collect();
+    let secret = format!("{}-server-cert", db.name);
     let first = serial(t, &secret).await;
-    let before = pod_starts(t, &db).await;
+    let before = pod_starts(t, db).await;
     let serial = wait_new_serial(t, &secret, &first, Duration::from_secs(240)).await;
     let start = Instant::now();
-    let request = wait_renewal_request(t, SHORT_LIVED, &[], SHORT).await;
+    let request = wait_renewal_request(t, db.name, &[], SHORT).await;
     let created = start.elapsed();
     let ops = wait_done(t, &request.name_any()).await;
     let rolled_out = start.elapsed();
     assert_eq!(phase_and_conditions(&ops).0, "Successful");
     println!(
-        "{SHORT_LIVED}: renewed by cert-manager → request seen {created:.1?} → its pod seen \
-         serving serial {serial} {rolled_out:.1?}"
+        "{}: renewed by cert-manager → request seen {created:.1?} → every pod seen serving \
+         serial {serial} {rolled_out:.1?}",
+        db.name
     );
-    assert_restarted_once_primary_last(t, &db, &before, &ops, true).await;
-    assert_serves(t, &db, true, &ids).await;
-    assert_eq!(renewal_requests(t, SHORT_LIVED).await.len(), 1);
+    assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
+    assert_serves(t, db, true, &ids).await;
+    assert_eq!(renewal_requests(t, db.name).await.len(), 1);
     t.api::<MssqlServer>()
-        .delete(SHORT_LIVED, &DeleteParams::default())
+        .delete(db.name, &DeleteParams::default())
         .await
         .unwrap();
-    t.wait_gone::<MssqlServer>(SHORT_LIVED).await;
+    t.wait_gone::<MssqlServer>(db.name).await;
 }
 
 /// Evicts the operator's pod once the request `name` evicted its first database pod; waits for
@@ -880,11 +894,12 @@ async fn the_chart_installed_operator_runs_kubedbs_tls_guide_on_real_containers(
     .await;
 
     // Both guides at once: the standalone server's requests run while the group's operator pod is
-    // evicted, too.
+    // evicted, too; beside them two databases whose certificates renew themselves.
     tokio::join!(
         the_guide(&t, &GROUP, &busybox, Some(&operator_ns)),
         the_guide(&t, &STANDALONE, &busybox, None),
-        a_short_lived_certificate_is_rolled_out(&t, &busybox),
+        a_short_lived_certificate_is_rolled_out(&t, &SHORT_LIVED, "mssql-standalone-tls", &busybox),
+        a_short_lived_certificate_is_rolled_out(&t, &SHORT_LIVED_GROUP, "mssql-ag-tls", &busybox),
     );
 
     // The databases go while their operator still runs (it holds their finalizers).

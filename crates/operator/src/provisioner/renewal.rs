@@ -170,8 +170,8 @@ impl Rollout {
                  request before {}",
                 self.stale.expiry()
             ),
-            Plan::Paused => "an ops request runs on this database; what it leaves stale is \
-                             restarted after it"
+            Plan::Paused => "an ops request runs on this database: the pods it restarts start \
+                             on the new certificates, and any it leaves behind are restarted after it"
                 .to_owned(),
         };
         format!("pods run older certificates than their secrets hold: {stale}; {next}")
