@@ -419,7 +419,7 @@ async fn if_ready_on_a_database_that_never_becomes_ready_fails_after_the_timeout
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unsupported_types_fail_at_once_without_pausing() {
+async fn unsupported_types_and_invalid_specs_fail_at_once_without_pausing() {
     let t = Setup::new("unsupported").await;
     t.create_example("ms-standalone", |_| {}).await;
     t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
@@ -437,6 +437,25 @@ async fn unsupported_types_fail_at_once_without_pausing() {
             .as_deref()
             .unwrap()
             .contains("HorizontalScaling is not supported by this operator yet")
+    );
+    // What `check` refuses fails the same way, in `check`'s words, instead of running with a
+    // default.
+    let name = create_ops(&t, "msops-rotate", |ops| {
+        ops["metadata"]["name"] = json!("banana");
+        ops["spec"] =
+            json!({"type": "Restart", "databaseRef": {"name": "ms-standalone"}, "timeout": "banana"});
+    })
+    .await;
+    let ops = wait_ops(&t, &name, "Failed", SHORT).await;
+    assert_eq!(types(&ops), ["Failed"]);
+    let failed = &ops.status.as_ref().unwrap().conditions[0];
+    assert_eq!(failed.reason.as_deref(), Some("InvalidSpec"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some(
+            "spec.timeout: timeout \"banana\" is not a duration; write it like 5m, 90s or 1h30m. \
+             The database was not touched"
+        )
     );
     let events = t.events_of("ms-standalone").await;
     assert!(

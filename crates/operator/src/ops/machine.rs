@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::condition::{Condition, find};
 use mssql_api::ops::{APPLY_ALWAYS, TYPE_RECONFIGURE_TLS, TYPE_RESTART};
+use mssql_api::validate::validate_ops_request;
 
 /// Condition types, reasons and messages, as KubeDB writes them.
 pub mod texts {
@@ -38,6 +39,8 @@ pub mod texts {
     pub const SUCCESSFUL_RESTART_MESSAGE: &str =
         "Controller has successfully restart the MSSQLServer replicas";
     pub const FAILED: &str = "Failed";
+    /// The reason of the `Failed` condition of a request whose spec breaks a rule `check` knows.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SKIPPED: &str = "Skipped";
     pub const GET_POD: &str = "GetPod";
     pub const EVICT_POD: &str = "EvictPod";
@@ -323,6 +326,18 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                 "MSSQLServerOpsRequest type {type_} is not supported by this operator yet; it runs ReconfigureTLS and Restart. The database was not touched"
             ),
         };
+    }
+    // What `check` refuses, a request that has not started fails with, before the database is
+    // touched; one started under an operator that knew fewer rules runs to its end.
+    if phase == PHASE_PENDING {
+        let invalid = validate_ops_request(ops, None);
+        if !invalid.is_empty() {
+            let errors: Vec<String> = invalid.iter().map(ToString::to_string).collect();
+            return Step::Fail {
+                step: INVALID_SPEC.to_owned(),
+                message: format!("{}. The database was not touched", errors.join("; ")),
+            };
+        }
     }
     let Some(database_phase) = observed.database_phase.as_ref() else {
         let namespace = ops.metadata.namespace.as_deref().unwrap_or("default");
@@ -709,6 +724,37 @@ mod tests {
         let mut always = pending.clone();
         always.spec.apply = Some("Always".to_owned());
         assert_eq!(next_step(&always, &not_ready), Step::StartProgressing);
+    }
+
+    #[test]
+    fn a_pending_request_that_check_refuses_fails_naming_the_field() {
+        let mut banana = ops("Restart", None, "Pending", &[], 0);
+        banana.spec.timeout = Some("banana".to_owned());
+        match next_step(&banana, &observed(1)) {
+            Step::Fail { step, message } => {
+                assert_eq!(step, "InvalidSpec");
+                assert_eq!(
+                    message,
+                    "spec.timeout: timeout \"banana\" is not a duration; write it like 5m, 90s or \
+                     1h30m. The database was not touched"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Every error at once, as `check` prints them.
+        let mut tls = ops("ReconfigureTLS", None, "Pending", &[], 0);
+        tls.spec.timeout = Some("soon".to_owned());
+        match next_step(&tls, &observed(1)) {
+            Step::Fail { message, .. } => assert!(
+                message.starts_with("spec.timeout: ") && message.contains("; spec.tls: "),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Already running: it goes on (the rules may be newer than the request).
+        let mut running = banana.clone();
+        running.status.as_mut().unwrap().phase = Some(PHASE_PROGRESSING.to_owned());
+        assert_eq!(next_step(&running, &observed(1)), Step::PauseDatabase);
     }
 
     #[test]
