@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use mssql_api::condition;
@@ -137,6 +137,27 @@ async fn run_tls(
     assert_eq!(
         successful.message.as_deref(),
         Some("Successfully completed reconfigureTLS for mssqlserver.")
+    );
+    // Every step was recorded as an Event, and none of a request that succeeded is a Warning.
+    let events: Vec<(String, String)> = t
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|(_, reason)| reason.starts_with("EvictPod--")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().all(|(type_, _)| type_ == "Normal"),
+        "{events:?}"
     );
     assert_each_pod_restarted_once(&before, &pod_uids(t, db).await, &ops);
     ops

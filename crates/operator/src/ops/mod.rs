@@ -690,7 +690,8 @@ impl Record {
     }
 
     /// A retried sub-step (`GetPod--<pod>`…): no reason, KubeDB's message; each change of its
-    /// status is also a Warning Event, as KubeDB emits them.
+    /// status is also an Event. KubeDB makes those Warnings; here they are Normal, as a pod not
+    /// back yet is progress: Warnings are kept for what needs a person (a failed request).
     fn retry_step(&mut self, step: &str, status: bool, pod: Option<&str>) {
         let type_ = pod.map_or_else(|| step.to_owned(), |pod| pod_step(step, pod));
         self.retry(type_, status, step_message(step, status, pod));
@@ -730,7 +731,7 @@ impl Record {
         }
         for (reason, note) in self.events {
             context
-                .event(&self.ops, EventType::Warning, &reason, note)
+                .event(&self.ops, EventType::Normal, &reason, note)
                 .await;
         }
         Ok(())
