@@ -266,6 +266,11 @@ async fn bad_input_creates_nothing_says_why_and_a_fix_resumes() {
         message,
         "spec.podTemplate.spec.containers[0].env: environment variable MSSQL_PID must be provided in MSSQLServer spec"
     );
+    assert_eq!(
+        db.status.as_ref().unwrap().phase.as_deref(),
+        Some("NotReady"),
+        "`kubectl get ms` shows a STATUS"
+    );
     let events = t.events_of("ms-standalone").await;
     assert!(
         events

@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use mssql_api::condition::{self, Condition};
 use mssql_api::phase::{
-    self, ACCEPTING_CONNECTION, HALTED, PROVISIONED, PROVISIONING_STARTED, READY, REPLICA_READY,
+    self, ACCEPTING_CONNECTION, HALTED, PHASE_NOT_READY, PROVISIONED, PROVISIONING_STARTED, READY,
+    REPLICA_READY,
 };
 use mssql_api::{MssqlServerStatus, PodCertificate};
 
@@ -237,7 +238,11 @@ pub fn invalid(
             )
         },
     );
-    finish(conditions, generation, status.certificates.clone())
+    let mut status = finish(conditions, generation, status.certificates.clone());
+    // A database that never got as far as provisioning has no phase of its own: the STATUS
+    // column says NotReady rather than nothing (a running one keeps the phase its pods earn).
+    status.phase = status.phase.or_else(|| Some(PHASE_NOT_READY.to_owned()));
+    status
 }
 
 /// The status of a halted database.
@@ -422,6 +427,11 @@ mod tests {
             (condition.status.as_str(), condition.severity.as_deref()),
             ("False", Some("Error"))
         );
+        assert_eq!(
+            status.phase.as_deref(),
+            Some("NotReady"),
+            "never provisioned: the STATUS column is not empty"
+        );
         let observed = Observed {
             replicas: 1,
             ready_replicas: 1,
@@ -429,6 +439,13 @@ mod tests {
             ..Observed::default()
         };
         let fixed = provisioned(&status, "demo/ms", &observed, Some(4), &now());
+        assert_eq!(
+            super::invalid(&fixed, "spec.replicas: bad", Some(5), &now())
+                .phase
+                .as_deref(),
+            Some("Ready"),
+            "a running database broken by an edit keeps the phase its pods earn"
+        );
         assert!(
             condition::find(&fixed.conditions, SPEC_VALID).is_none(),
             "fixing the spec clears the error"
