@@ -15,6 +15,8 @@ use serde_json::Value;
 pub const GROUP: &str = "cert-manager.io";
 pub const KIND_ISSUER: &str = "Issuer";
 pub const KIND_CLUSTER_ISSUER: &str = "ClusterIssuer";
+/// The Certificate condition cert-manager sets while it issues; set True by hand, it asks for it.
+pub const ISSUING: &str = "Issuing";
 
 /// A request for a signed certificate, kept in `spec.secretName` and renewed by cert-manager.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -194,6 +196,27 @@ impl Certificate {
             .iter()
             .find(|c| c.type_ == type_)
     }
+
+    /// Its status conditions with `Issuing=True` (`reason`, `message`, as of `now`) in place of
+    /// any earlier one: what `cmctl renew` writes to make cert-manager re-issue it now.
+    pub fn conditions_to_reissue(
+        &self,
+        reason: &str,
+        message: &str,
+        now: Time,
+    ) -> Vec<CertificateCondition> {
+        let mut conditions = self.status.clone().unwrap_or_default().conditions;
+        conditions.retain(|c| c.type_ != ISSUING);
+        conditions.push(CertificateCondition {
+            type_: ISSUING.to_owned(),
+            status: "True".to_owned(),
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            last_transition_time: Some(now),
+            observed_generation: self.metadata.generation,
+        });
+        conditions
+    }
 }
 
 #[cfg(test)]
@@ -268,5 +291,26 @@ status:
         let certificate: Certificate = serde_saphyr::from_str(text).unwrap();
         assert_eq!(certificate.condition("Issuing").unwrap().status, "True");
         assert!(certificate.condition("Ready").is_none());
+    }
+
+    #[test]
+    fn a_reissue_replaces_any_issuing_condition_and_keeps_the_rest() {
+        let text = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c, generation: 3}\nspec: {secretName: s, issuerRef: {name: i}}\nstatus: {conditions: [{type: Ready, status: 'True'}, {type: Issuing, status: 'False', reason: Done}]}\n";
+        let certificate: Certificate = serde_saphyr::from_str(text).unwrap();
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+        let conditions =
+            certificate.conditions_to_reissue("ManuallyTriggered", "renew", now.clone());
+        assert_eq!(
+            conditions
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str()))
+                .collect::<Vec<_>>(),
+            [("Ready", "True"), ("Issuing", "True")]
+        );
+        let issuing = &conditions[1];
+        assert_eq!(issuing.reason.as_deref(), Some("ManuallyTriggered"));
+        assert_eq!(issuing.message.as_deref(), Some("renew"));
+        assert_eq!(issuing.last_transition_time, Some(now));
+        assert_eq!(issuing.observed_generation, Some(3));
     }
 }

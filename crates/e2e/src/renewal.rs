@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use mssql_api::MssqlServerOpsRequest;
-use mssql_certs::cert_manager::{Certificate, CertificateCondition};
+use mssql_certs::cert_manager::Certificate;
 use mssql_certs::inspect::parse_certificate;
 use serde_json::json;
 
@@ -20,16 +20,11 @@ use crate::fixture::Setup;
 pub async fn cmctl_renew(t: &Setup, certificate: &str) {
     let api = t.api::<Certificate>();
     let current = api.get(certificate).await.unwrap();
-    let mut conditions = current.status.clone().unwrap_or_default().conditions;
-    conditions.retain(|c| c.type_ != "Issuing");
-    conditions.push(CertificateCondition {
-        type_: "Issuing".to_owned(),
-        status: "True".to_owned(),
-        reason: Some("ManuallyTriggered".to_owned()),
-        message: Some("Certificate re-issuance manually triggered".to_owned()),
-        last_transition_time: Some(Time(Timestamp::now())),
-        observed_generation: current.metadata.generation,
-    });
+    let conditions = current.conditions_to_reissue(
+        "ManuallyTriggered",
+        "Certificate re-issuance manually triggered",
+        Time(Timestamp::now()),
+    );
     api.patch_status(
         certificate,
         &PatchParams::default(),

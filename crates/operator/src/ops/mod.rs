@@ -593,16 +593,11 @@ async fn request_reissue(
     .await?;
     for current in existing {
         let name = current.name_any();
-        let mut conditions = current.status.clone().unwrap_or_default().conditions;
-        conditions.retain(|c| c.type_ != "Issuing");
-        conditions.push(mssql_certs::cert_manager::CertificateCondition {
-            type_: "Issuing".to_owned(),
-            status: "True".to_owned(),
-            reason: Some("RotateCertificate".to_owned()),
-            message: Some("Rotating Certificate for KubeDB".to_owned()),
-            last_transition_time: Some(now()),
-            observed_generation: current.metadata.generation,
-        });
+        let conditions = current.conditions_to_reissue(
+            "RotateCertificate",
+            "Rotating Certificate for KubeDB",
+            now(),
+        );
         let patch = json!({"status": {"conditions": conditions}});
         api.patch_status(&name, &patch_params(), &Patch::Merge(&patch))
             .await

@@ -11,7 +11,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
 use mssql_api::validated::validated;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
-use mssql_certs::cert_manager::{Certificate, ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
+use mssql_certs::cert_manager::{Certificate, ClusterIssuer, ISSUING, Issuer, KIND_CLUSTER_ISSUER};
 use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret};
 
 use super::machine::{CertificateState, Observed, PHASE_PENDING, PHASE_PROGRESSING, PodState};
@@ -191,7 +191,7 @@ async fn certificate_states(
             exists: true,
             ready_at_generation: ready
                 .is_some_and(|r| r.status == "True" && r.observed_generation == generation),
-            issuing: current.condition("Issuing").is_some(),
+            issuing: current.condition(ISSUING).is_some(),
             not_ready_message: ready
                 .filter(|r| r.status != "True")
                 .and_then(|r| r.message.clone()),
