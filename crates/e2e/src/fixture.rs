@@ -123,7 +123,17 @@ impl Setup {
         .await;
     }
 
-    pub async fn events_of(&self, db: &str) -> Vec<(String, String)> {
+    /// The (reason, message) of each Event about the object `name` in the namespace.
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String)> {
+        self.typed_events_of(name)
+            .await
+            .into_iter()
+            .map(|(_, reason, message)| (reason, message))
+            .collect()
+    }
+
+    /// The (type, reason, message) of each Event about the object `name` in the namespace.
+    pub async fn typed_events_of(&self, name: &str) -> Vec<(String, String, String)> {
         let events = self
             .api::<Event>()
             .list(&ListParams::default())
@@ -132,8 +142,14 @@ impl Setup {
         events
             .items
             .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(db))
-            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
             .collect()
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use mssql_api::condition;
@@ -140,14 +140,10 @@ async fn run_tls(
     );
     // Every step was recorded as an Event, and none of a request that succeeded is a Warning.
     let events: Vec<(String, String)> = t
-        .api::<Event>()
-        .list(&ListParams::default())
+        .typed_events_of(&name)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
-        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .map(|(type_, reason, _)| (type_, reason))
         .collect();
     assert!(
         events

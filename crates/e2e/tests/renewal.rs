@@ -7,10 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{Timestamp, ToSpan};
 use kube::ResourceExt;
-use kube::api::ListParams;
 use mssql_api::condition;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::eventually;
@@ -134,13 +133,12 @@ async fn metric(running: &Running, series: &str) -> Option<f64> {
     scrape::value(&text, series)
 }
 
+/// The (type, message) of the database's Events with `reason`.
 async fn events(t: &Setup, reason: &str) -> Vec<(String, String)> {
-    let list = t.api::<Event>().list(&ListParams::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(DB))
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .map(|e| (e.type_.unwrap_or_default(), e.message.unwrap_or_default()))
+    let all = t.typed_events_of(DB).await;
+    all.into_iter()
+        .filter(|(_, r, _)| r == reason)
+        .map(|(type_, _, message)| (type_, message))
         .collect()
 }
 

@@ -499,8 +499,8 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
     Ok(Action::requeue(requeue))
 }
 
-/// Writes the status of what a pass observed, after announcing a new rollout plan; `why` a
-/// request was created now.
+/// Writes the status of what a pass observed. A rollout plan that changed the condition is
+/// announced in an Event (`why`: a request was created now); the rollout metric follows the plan.
 async fn observed_status(
     context: &Context,
     db: &MssqlServer,
@@ -510,29 +510,7 @@ async fn observed_status(
     why: Option<&Why>,
 ) -> Result<(), Error> {
     let new = status::provisioned(status, &key(db), observed, db.metadata.generation, &now());
-    report_rollout(
-        context,
-        db,
-        server,
-        status,
-        &new,
-        observed.rollout.as_ref(),
-        why,
-    )
-    .await;
-    write_status(&context.client, db, new).await
-}
-
-/// Announces a new rollout plan in an Event (the condition changed) and keeps its metric.
-async fn report_rollout(
-    context: &Context,
-    db: &MssqlServer,
-    server: &Server,
-    before: &MssqlServerStatus,
-    after: &MssqlServerStatus,
-    rollout: Option<&Rollout>,
-    why: Option<&Why>,
-) {
+    let rollout = observed.rollout.as_ref();
     context.metrics.rollout(
         &server.namespace,
         &server.name,
@@ -544,10 +522,9 @@ async fn report_rollout(
         condition::find(&status.conditions, renewal::CONDITION)
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    let Some(rollout) = rollout.filter(|_| text(before) != text(after)) else {
-        return;
-    };
-    if let Some((type_, reason, note)) = rollout.event(why) {
+    if let Some(rollout) = rollout.filter(|_| text(status) != text(&new))
+        && let Some((type_, reason, note)) = rollout.event(why)
+    {
         let request = match &rollout.plan {
             Plan::Requested { request } => Some(renewal::reference(db, request)),
             _ => None,
@@ -555,6 +532,7 @@ async fn report_rollout(
         info!(database = %key(db), "{note}");
         context.event_about(db, type_, reason, note, request).await;
     }
+    write_status(&context.client, db, new).await
 }
 
 /// Applies every object of the database, in dependency order. Returns what its pods start with,
