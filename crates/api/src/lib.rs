@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod condition;
+pub mod conf;
 pub mod crd;
 pub mod defaults;
 pub mod duration;

@@ -4,21 +4,23 @@
 //!
 //! Validation runs on a defaulted object, as the webhook sees it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Container, TypedLocalObjectReference};
+use k8s_openapi::api::core::v1::{Container, PodSpec as K8sPodSpec, TypedLocalObjectReference};
+use serde_json::Value;
 
 use crate::mssql::{CertificateSpec, PodSpec};
 use crate::ops::{
     MSG_NO_TLS_OPERATION, MSG_SEVERAL_TLS_OPERATIONS, MSG_SPEC_IMMUTABLE, MSG_TLS_NIL, OPS_TYPES,
     OpsTlsSpec, TYPE_RECONFIGURE_TLS,
 };
-use crate::renewal;
 use crate::{
     ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER, CONTAINER_MSSQL, DELETION_DO_NOT_TERMINATE,
     MssqlServer, MssqlServerOpsRequest, MssqlServerVersion, STORAGE_DURABLE, STORAGE_EPHEMERAL,
     TOPOLOGY_AVAILABILITY_GROUP, TOPOLOGY_DISTRIBUTED_AG,
 };
+use crate::{conf, names, renewal};
 
 /// One problem with one field: `field` is the JSON path, `message` what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +106,9 @@ pub fn validate_mssqlserver(
             version_not_found(&spec.version),
         ));
     }
+    if let Some(name) = db.metadata.name.as_deref() {
+        validate_name(db, name, &mut errors);
+    }
     validate_topology(db, &mut errors);
 
     match spec.tls.as_ref() {
@@ -140,17 +145,68 @@ pub fn validate_mssqlserver(
         ));
     }
     if let Some(inline) = spec.configuration.as_ref().and_then(|c| c.inline.as_ref()) {
-        for key in inline.keys().filter(|k| *k != CONFIG_KEY) {
-            errors.push(FieldError::new(
-                format!("spec.configuration.inline[{key}]"),
-                format!("inline configuration key {key:?} is not supported; put the settings under the key \"{CONFIG_KEY}\""),
-            ));
+        for (key, text) in inline {
+            let field = format!("spec.configuration.inline[{key}]");
+            if key != CONFIG_KEY {
+                errors.push(FieldError::new(
+                    field,
+                    format!("inline configuration key {key:?} is not supported; put the settings under the key \"{CONFIG_KEY}\""),
+                ));
+            } else if let Err(problems) =
+                conf::check_user(text, version.map(|v| v.spec.version.as_str()))
+            {
+                let problems = problems.into_iter();
+                errors.extend(problems.map(|problem| FieldError::new(field.clone(), problem)));
+            }
         }
     }
     if let Some(annotations) = db.metadata.annotations.as_ref() {
         errors.extend(renewal::check_annotations(annotations));
     }
     errors
+}
+
+/// The longest name whose StatefulSet's pods can be created: the StatefulSet controller labels
+/// them `controller-revision-hash: <statefulset>-<hash of up to 10 characters>`, a label value of
+/// at most 63.
+const MAX_STATEFULSET_NAME: usize = names::MAX_NAME_LEN - 11;
+/// An availability group's arbiter StatefulSet is `<name>-arbiter`.
+const ARBITER_SUFFIX: &str = "-arbiter";
+
+/// The database's name becomes its StatefulSet's, its pods' (`<name>-0`) and its Services', so it
+/// must be a DNS-1035 label short enough for the labels Kubernetes derives from it.
+fn validate_name(db: &MssqlServer, name: &str, errors: &mut Vec<FieldError>) {
+    let bytes = name.as_bytes();
+    let dns_label = bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !dns_label {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!("{name:?} cannot name the database's Services and pods: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"),
+        ));
+    }
+    let (limit, why) = if db.is_availability_group() {
+        (
+            MAX_STATEFULSET_NAME - ARBITER_SUFFIX.len(),
+            format!("an availability group's arbiter StatefulSet is named <name>{ARBITER_SUFFIX}"),
+        )
+    } else {
+        (
+            MAX_STATEFULSET_NAME,
+            "the StatefulSet is named <name>".to_owned(),
+        )
+    };
+    if name.len() > limit {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!("{name:?} has {} characters, at most {limit} fit: {why}, and Kubernetes labels its pods <statefulset>-<revision hash> in at most 63 characters; choose a shorter name", name.len()),
+        ));
+    }
 }
 
 fn validate_topology(db: &MssqlServer, errors: &mut Vec<FieldError>) {
@@ -263,6 +319,7 @@ fn validate_certificates(
 }
 
 fn validate_pod(pod: &PodSpec, errors: &mut Vec<FieldError>) {
+    validate_pod_extra(&pod.extra, errors);
     let containers = pod.containers.as_deref().unwrap_or_default();
     if let Some((i, mssql)) = containers
         .iter()
@@ -301,6 +358,67 @@ fn validate_pod(pod: &PodSpec, errors: &mut Vec<FieldError>) {
                 }
             }
         }
+    }
+}
+
+/// KubeDB's reference to one of its PlacementPolicy objects; its defaulter writes `default`.
+pub const POD_PLACEMENT_POLICY: &str = "podPlacementPolicy";
+
+/// The PodSpec fields the typed model does not hold are passed to the StatefulSet as written, so
+/// each must be a Kubernetes PodSpec field of the right type: none is dropped silently.
+fn validate_pod_extra(extra: &BTreeMap<String, Value>, errors: &mut Vec<FieldError>) {
+    const HERE: &str = "spec.podTemplate.spec";
+    for (key, value) in extra {
+        if key == POD_PLACEMENT_POLICY {
+            if value.get("name").and_then(Value::as_str) != Some("default") {
+                errors.push(FieldError::new(
+                    format!("{HERE}.{key}"),
+                    "KubeDB's PlacementPolicy objects are not supported, only the name \"default\" (which changes nothing) is accepted; remove it and use affinity or topologySpreadConstraints",
+                ));
+            }
+            continue;
+        }
+        let alone = serde_json::json!({ "containers": [], key: value });
+        match serde_path_to_error::deserialize::<_, K8sPodSpec>(&alone) {
+            Err(error) => errors.push(FieldError::new(
+                format!("{HERE}.{}", error.path()),
+                format!("{}; see `kubectl explain pod.spec.{key}`", error.inner()),
+            )),
+            Ok(typed) => {
+                let kept = serde_json::to_value(typed).unwrap_or_default();
+                for path in dropped(&alone, &kept, String::new()) {
+                    errors.push(FieldError::new(
+                        format!("{HERE}{path}"),
+                        "not a field of a Kubernetes PodSpec here; check its spelling and place with `kubectl explain pod.spec`",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The paths (`.a.b[0].c`) of what `given` holds and `kept` does not: fields a typed round trip
+/// threw away. A null is nothing to keep.
+fn dropped(given: &Value, kept: &Value, here: String) -> Vec<String> {
+    match (given, kept) {
+        (Value::Object(given), Value::Object(kept)) => given
+            .iter()
+            .filter(|(_, value)| !value.is_null())
+            .flat_map(|(key, value)| {
+                let path = format!("{here}.{key}");
+                match kept.get(key) {
+                    None => vec![path],
+                    Some(kept) => dropped(value, kept, path),
+                }
+            })
+            .collect(),
+        (Value::Array(given), Value::Array(kept)) => given
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .flat_map(|(i, (given, kept))| dropped(given, kept, format!("{here}[{i}]")))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

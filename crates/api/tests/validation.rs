@@ -471,3 +471,141 @@ fn an_ops_spec_never_changes() {
         "metadata may change"
     );
 }
+
+#[test]
+fn a_name_must_fit_the_statefulset_and_its_pod_labels() {
+    let named = |name: &str, edit: fn(&mut Value)| {
+        errors_of(|v| {
+            v["metadata"]["name"] = json!(name);
+            edit(v);
+        })
+    };
+    let group = |v: &mut Value| {
+        v["spec"]["replicas"] = json!(3);
+        v["spec"]["topology"] =
+            json!({"mode": "AvailabilityGroup", "availabilityGroup": {"databases": ["agdb"]}});
+    };
+    assert_eq!(named(&"a".repeat(52), |_| {}), []);
+    assert_eq!(named(&"a".repeat(44), group), []);
+
+    let standalone = named(&"a".repeat(53), |_| {});
+    assert_eq!(standalone.len(), 1, "{standalone:?}");
+    assert_eq!(standalone[0].field, "metadata.name");
+    assert!(
+        standalone[0].message.contains(
+            "has 53 characters, at most 52 fit: the StatefulSet is named <name>, and Kubernetes labels its pods <statefulset>-<revision hash> in at most 63 characters; choose a shorter name"
+        ),
+        "{}",
+        standalone[0].message
+    );
+    // The examples: 63 characters standalone, 55 in a group.
+    assert_eq!(named(&"a".repeat(63), |_| {}).len(), 1);
+    let grouped = named(&"a".repeat(45), group);
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    assert!(grouped[0].message.contains(
+        "at most 44 fit: an availability group's arbiter StatefulSet is named <name>-arbiter"
+    ));
+    assert_eq!(named(&"a".repeat(55), group).len(), 1);
+}
+
+#[test]
+fn a_name_must_be_able_to_name_services() {
+    for name in ["1db", "db.prod", "-db", "db-", "Db"] {
+        assert_only(
+            &errors_of(|v| v["metadata"]["name"] = json!(name)),
+            "metadata.name",
+            &format!(
+                "{name:?} cannot name the database's Services and pods: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
+            ),
+        );
+    }
+    assert_eq!(errors_of(|v| v["metadata"]["name"] = json!("db-1")), []);
+}
+
+#[test]
+fn inline_configuration_cannot_lower_tls_or_take_the_operators_keys() {
+    let inline = |text: &str| {
+        errors_of(|v| v["spec"]["configuration"] = json!({"inline": {"mssql.conf": text}}))
+    };
+    assert_eq!(inline("[memory]\nmemorylimitmb = 2048\n"), []);
+    assert_only(
+        &inline("[network]\ntlsprotocols = 1.0\n"),
+        "spec.configuration.inline[mssql.conf]",
+        "[network] tlsprotocols = 1.0: TLS 1.0 is refused, only 1.2 and 1.3 are allowed; remove the key to let the operator choose (1.2, and 1.3 too from SQL Server 2025)",
+    );
+    let errs = inline("[network]\nforceencryption = 1\ntlscert = /x\ntlskey = /y\n");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs.iter().all(|e| {
+        e.field == "spec.configuration.inline[mssql.conf]"
+            && e.message
+                .contains("is set by the operator and cannot be overridden: remove it")
+    }));
+    assert_only(
+        &inline("memorylimitmb = 1\n"),
+        "spec.configuration.inline[mssql.conf]",
+        "mssql.conf line 1: expected `[section]` or `key = value` inside a section, found \"memorylimitmb = 1\"",
+    );
+}
+
+#[test]
+fn pod_spec_fields_outside_the_typed_model_are_checked_not_dropped() {
+    let pod =
+        |field: &str, value: Value| errors_of(|v| v["spec"]["podTemplate"]["spec"][field] = value);
+    assert_eq!(pod("dnsPolicy", json!("ClusterFirst")), []);
+    assert_eq!(
+        pod(
+            "hostAliases",
+            json!([{"ip": "10.0.0.9", "hostnames": ["a"]}])
+        ),
+        []
+    );
+    assert_eq!(pod("podPlacementPolicy", json!({"name": "default"})), []);
+
+    let wrong = pod("hostNetwork", json!("yes"));
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert_eq!(wrong[0].field, "spec.podTemplate.spec.hostNetwork");
+    assert!(
+        wrong[0]
+            .message
+            .starts_with("invalid type: string \"yes\", expected a boolean"),
+        "{}",
+        wrong[0].message
+    );
+
+    let wrong = pod("dnsPolicy", json!(5));
+    assert_eq!(wrong[0].field, "spec.podTemplate.spec.dnsPolicy");
+
+    let nested = pod(
+        "topologySpreadConstraints",
+        json!([{"maxSkew": "one", "topologyKey": "k", "whenUnsatisfiable": "DoNotSchedule"}]),
+    );
+    assert_eq!(
+        nested[0].field, "spec.podTemplate.spec.topologySpreadConstraints[0].maxSkew",
+        "{nested:?}"
+    );
+
+    assert_only(
+        &pod("hostNetwrok", json!(true)),
+        "spec.podTemplate.spec.hostNetwrok",
+        "not a field of a Kubernetes PodSpec here; check its spelling and place with `kubectl explain pod.spec`",
+    );
+    assert_only(
+        &pod(
+            "hostAliases",
+            json!([{"ip": "10.0.0.9", "hostname": ["a"]}]),
+        ),
+        "spec.podTemplate.spec.hostAliases[0].hostname",
+        "not a field of a Kubernetes PodSpec here; check its spelling and place with `kubectl explain pod.spec`",
+    );
+    let placement = pod("podPlacementPolicy", json!({"name": "spread"}));
+    assert_eq!(
+        placement[0].field,
+        "spec.podTemplate.spec.podPlacementPolicy"
+    );
+    // Several wrong fields: each is named, none hides the others.
+    let errs = errors_of(|v| {
+        v["spec"]["podTemplate"]["spec"]["hostNetwork"] = json!("yes");
+        v["spec"]["podTemplate"]["spec"]["dnsPolicy"] = json!(5);
+    });
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}

@@ -313,10 +313,12 @@ pub fn pod_template(server: &Server, config_secret: &str, start: &Start) -> PodT
     let user = server.pod_template.spec.clone().unwrap_or_default();
     let user_meta = server.pod_template.metadata.clone().unwrap_or_default();
 
-    // Start from the user's extra PodSpec fields (dnsPolicy, topologySpreadConstraints, …); fields
-    // that are not Kubernetes PodSpec fields (KubeDB's podPlacementPolicy) drop out here.
+    // Start from the user's extra PodSpec fields (dnsPolicy, topologySpreadConstraints, …).
+    // Validation made sure each is a PodSpec field of the right type; KubeDB's podPlacementPolicy
+    // (only `default` is accepted) drops out here.
     let extra: serde_json::Map<String, Value> = user.extra.into_iter().collect();
-    let mut spec: PodSpec = serde_json::from_value(Value::Object(extra)).unwrap_or_default();
+    let mut spec: PodSpec =
+        serde_json::from_value(Value::Object(extra)).expect("validated: podTemplate.spec");
 
     let ours = [CONTAINER_MSSQL, CONTAINER_INIT, CONTAINER_COORDINATOR];
     let others = |list: Option<Vec<Container>>| -> Vec<Container> {

@@ -480,7 +480,7 @@ fn per_certificate_issuer_and_user_sans_are_used() {
 #[test]
 fn config_secret_holds_mssql_conf() {
     let server = server_from(example("mssql-standalone-tls"));
-    let conf = mssql_conf(server.tls.client_tls, "1.2,1.3", None).unwrap();
+    let conf = mssql_conf(server.tls.client_tls, "1.2,1.3", None);
     let secret = config_secret(&server, &owner(), &conf);
     assert_eq!(
         secret.metadata.name.as_deref(),

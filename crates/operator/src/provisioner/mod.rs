@@ -27,12 +27,13 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use mssql_api::condition;
 use mssql_api::phase::PAUSED;
 use mssql_api::renewal::{Policy, Why};
+use mssql_api::validate::CONFIG_KEY;
 use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
 use mssql_api::{MssqlServer, MssqlServerStatus};
+use mssql_api::{condition, conf};
 use mssql_certs::cert_manager::Certificate;
 use tracing::{debug, info, warn};
 
@@ -365,24 +366,35 @@ async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Error> {
         Ok(config) => config,
         Err(errors) => return Ok(Prepared::Invalid(errors)),
     };
-    let version = references
-        .version
-        .as_ref()
-        .map(|v| v.spec.version.clone())
-        .unwrap_or_default();
-    Ok(
-        match config::mssql_conf(
-            server.tls.client_tls,
-            config::tls_protocols(&version),
-            user_config.as_deref(),
-        ) {
-            Ok(mssql_conf) => Prepared::Valid {
-                server: Box::new(server),
-                mssql_conf,
-            },
-            Err(message) => Prepared::Invalid(vec![FieldError::new("spec.configuration", message)]),
-        },
-    )
+    let version = references.version.as_ref().map(|v| v.spec.version.as_str());
+    let user_config = match user_config
+        .as_deref()
+        .map(|text| conf::check_user(text, version))
+    {
+        None => None,
+        Some(Ok(ini)) => Some(ini),
+        Some(Err(problems)) => {
+            // Inline text was checked by validation; what is left is a config Secret's.
+            let field = match server.config.secret.as_deref() {
+                Some(secret) => format!("spec.configuration.secretName ({secret})"),
+                None => format!("spec.configuration.inline[{CONFIG_KEY}]"),
+            };
+            let errors = problems
+                .into_iter()
+                .map(|problem| FieldError::new(field.clone(), problem))
+                .collect();
+            return Ok(Prepared::Invalid(errors));
+        }
+    };
+    let mssql_conf = config::mssql_conf(
+        server.tls.client_tls,
+        conf::tls_protocols(version.unwrap_or_default()),
+        user_config.as_ref(),
+    );
+    Ok(Prepared::Valid {
+        server: Box::new(server),
+        mssql_conf,
+    })
 }
 
 /// Applies every object of `db` as given, paused or not: the ops-manager's `UpdatePetSets`
