@@ -102,22 +102,41 @@ pub fn check(sources: &[Source]) -> Vec<Outcome> {
         .into_iter()
         .map(|(object, result)| {
             let result = result.and_then(|parsed| match parsed {
-                Parsed::Server(mut db) => {
+                Parsed::Server(db) => {
                     let version = catalog::find(&versions, &db.spec.version);
-                    default_mssqlserver(&mut db, version);
-                    finish(&db, validate_mssqlserver(&db, version))
+                    database(*db, version)
                 }
                 Parsed::Ops(ops) => {
                     let database = key(&ops.metadata, Some(&ops.spec.database_ref.name));
                     // A database that is not among the files may well exist in the cluster.
                     let exists = servers.contains(&database).then_some(true);
-                    finish(&ops, validate_ops_request(&ops, exists))
+                    ops_request(&ops, exists)
                 }
                 Parsed::Version(_, value) | Parsed::AsIs(value) => Ok(value),
             });
             Outcome { object, result }
         })
         .collect()
+}
+
+/// The database as the operator would run it (defaulted), or every rule it breaks. `version` is
+/// its catalog entry, if one exists. `check`, the admission webhook and the operator's
+/// `SpecValid` all come here (the operator through `validated`, which does the same two steps).
+pub fn database(
+    mut db: MssqlServer,
+    version: Option<&MssqlServerVersion>,
+) -> Result<Value, Vec<FieldError>> {
+    default_mssqlserver(&mut db, version);
+    finish(&db, validate_mssqlserver(&db, version))
+}
+
+/// The ops request as written, or every rule it breaks. `database_exists` is `None` when it
+/// cannot be known.
+pub fn ops_request(
+    ops: &MssqlServerOpsRequest,
+    database_exists: Option<bool>,
+) -> Result<Value, Vec<FieldError>> {
+    finish(ops, validate_ops_request(ops, database_exists))
 }
 
 fn finish<T: serde::Serialize>(
@@ -189,11 +208,7 @@ fn parse(value: Value) -> Result<Parsed, Vec<FieldError>> {
         return Err(vec![FieldError::new("metadata.name", "a name is required")]);
     }
     match (api_version, kind) {
-        ("kubedb.com/v1alpha2", "MSSQLServer") => {
-            let db: MssqlServer = typed(value)?;
-            check_database_name(db.metadata.name.as_deref().unwrap_or_default())?;
-            Ok(Parsed::Server(Box::new(db)))
-        }
+        ("kubedb.com/v1alpha2", "MSSQLServer") => Ok(Parsed::Server(Box::new(typed(value)?))),
         ("ops.kubedb.com/v1alpha1", "MSSQLServerOpsRequest") => {
             Ok(Parsed::Ops(Box::new(typed(value)?)))
         }
@@ -208,7 +223,7 @@ fn parse(value: Value) -> Result<Parsed, Vec<FieldError>> {
 }
 
 /// Parses `value` as `T`, naming the field that does not fit.
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
+pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -219,21 +234,4 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
 /// Checks the shape of `value` as `T` and keeps it exactly as written.
 fn as_is<T: DeserializeOwned>(value: Value) -> Result<Parsed, Vec<FieldError>> {
     typed::<T>(value.clone()).map(|_| Parsed::AsIs(value))
-}
-
-fn check_database_name(name: &str) -> Result<(), Vec<FieldError>> {
-    let label = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if label {
-        Ok(())
-    } else {
-        Err(vec![FieldError::new(
-            "metadata.name",
-            "a database name must be at most 63 characters of a-z, 0-9 and '-', start with a letter and not end with '-'",
-        )])
-    }
 }

@@ -2,6 +2,7 @@
 //! ops-manager), leader election, metrics and the HTTP endpoints. `main.rs` is only the command
 //! line.
 
+pub mod admission;
 pub mod build;
 pub mod cache;
 pub mod check;

@@ -1,5 +1,6 @@
 //! `mssql-operator`: runs SQL Server on Kubernetes and reconfigures its TLS one pod at a time.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use std::io::IsTerminal;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mssql_api::renewal::{Policy, Rollout, Window};
+use mssql_operator::admission;
 use mssql_operator::leader::{self, Election};
 use mssql_operator::metrics::Metrics;
 use mssql_operator::serve::{self, Health};
@@ -24,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current kubeconfig (or the in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions, ready for `kubectl apply --server-side -f -`.
     Crd,
     /// Print the default MSSQLServerVersion catalog, ready for `kubectl apply -f -`.
@@ -71,6 +73,70 @@ struct RunArgs {
     /// does not say.
     #[arg(long, default_value = "24h", value_parser = parse_margin)]
     renewal_safety_margin: Duration,
+    /// Serve the validating admission webhook on this address (every replica, leader or not),
+    /// e.g. 0.0.0.0:9443 [default: no webhook].
+    #[arg(long, value_name = "ADDRESS")]
+    webhook_listen: Option<SocketAddr>,
+    /// A DNS name or IP address the API server dials the webhook at, for its certificate
+    /// (repeat or separate with commas); the host of --webhook-url is added.
+    #[arg(long = "webhook-host", value_delimiter = ',', value_name = "HOST")]
+    webhook_hosts: Vec<String>,
+    /// The Secret, in the Lease's namespace, that keeps the webhook's CA and certificate.
+    #[arg(long, default_value = "mssql-operator-webhook-tls")]
+    webhook_secret: String,
+    /// The ValidatingWebhookConfiguration: its CA bundle is kept current (the Helm chart renders
+    /// it), or, with --webhook-url, it is registered whole.
+    #[arg(long, default_value = "mssql-operator")]
+    webhook_configuration: String,
+    /// For an operator run outside the cluster: register the webhook at this URL
+    /// (https://127.0.0.1:9443), and remove the registration when the operator stops.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// With --webhook-url: validate only in namespaces with these labels (key=value,...).
+    #[arg(long, value_parser = parse_labels, value_name = "LABELS")]
+    webhook_namespace_selector: Option<BTreeMap<String, String>>,
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(format!("{pair:?} is not key=value")),
+        })
+        .collect()
+}
+
+/// The webhook's settings, or what is wrong with the flags.
+fn webhook_settings(
+    args: &RunArgs,
+    namespace: &str,
+) -> Result<Option<(SocketAddr, admission::server::Settings)>, String> {
+    let Some(listen) = args.webhook_listen else {
+        return Ok(None);
+    };
+    let mut hosts = args.webhook_hosts.clone();
+    if let Some(url) = &args.webhook_url {
+        let host = url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| format!("--webhook-url {url:?}: expected https://<host>:<port>"))?;
+        hosts.push(host.to_owned());
+    }
+    if hosts.is_empty() {
+        return Err("--webhook-listen needs --webhook-host (the name the API server dials, e.g. mssql-operator-webhook.<namespace>.svc) or --webhook-url".into());
+    }
+    Ok(Some((
+        listen,
+        admission::server::Settings {
+            secret_namespace: namespace.to_owned(),
+            secret_name: args.webhook_secret.clone(),
+            hosts,
+            configuration: args.webhook_configuration.clone(),
+            url: args.webhook_url.clone(),
+            namespace_selector: args.webhook_namespace_selector.clone().unwrap_or_default(),
+        },
+    )))
 }
 
 fn parse_rollout(text: &str) -> Result<Rollout, String> {
@@ -84,7 +150,7 @@ fn parse_margin(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Crd => print_all(&mssql_api::crd::crds()),
         Command::Catalog => print_all(&mssql_api::catalog::default_catalog()),
         Command::Check { files } => check_files(&files),
@@ -181,11 +247,25 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}")
     })?;
     mssql_operator::preflight::check(&client).await?;
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let webhook = webhook_settings(&args, &namespace)?;
+    if let Some((listen, webhook)) = &webhook {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|error| format!("cannot listen on {listen} (--webhook-listen): {error}"))?;
+        tracing::info!(hosts = ?webhook.hosts, "serving the admission webhook on https://{listen}");
+        tokio::spawn(admission::server::serve(
+            client.clone(),
+            webhook.clone(),
+            listener,
+        ));
+    }
     health.set_ready();
     let election = Election {
-        namespace: args
-            .lease_namespace
-            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        namespace,
         lease: args.lease_name,
         identity: args.identity.unwrap_or_else(default_identity),
     };
@@ -210,9 +290,11 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         "renewed certificates are rolled out by default so"
     );
     let controllers = mssql_operator::run_controllers(client.clone(), metrics.clone(), settings);
-    leader::lead(client, &election, &metrics, controllers)
-        .await
-        .map_err(|error| error.to_string())
+    let led = leader::lead(client.clone(), &election, &metrics, controllers).await;
+    if let Some((_, webhook)) = &webhook {
+        admission::server::deregister(&client, webhook).await;
+    }
+    led.map_err(|error| error.to_string())
 }
 
 /// The host name and process id: unique per process when not run as a pod.

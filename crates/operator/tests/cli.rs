@@ -173,7 +173,7 @@ fn check_explains_structural_problems() {
         ),
         (
             "apiVersion: kubedb.com/v1alpha2\nkind: MSSQLServer\nmetadata: {name: Bad_Name}\nspec: {version: x}\n",
-            "metadata.name: a database name must be at most 63 characters",
+            "metadata.name: \"Bad_Name\" cannot name the database's Services and pods",
         ),
     ];
     for (input, expected) in cases {
