@@ -5,6 +5,8 @@
 //! Needs no control plane, only helm (built by `hack/helm`; the test fails if it cannot be).
 
 use mssql_e2e::chart::{CHART, helm, helm_ok, of_kind, one, render};
+use mssql_operator::admission::PATH;
+use mssql_operator::admission::registration;
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "mssql-operator-system";
@@ -87,7 +89,10 @@ fn assert_secure_deployment(objects: &[Value], replicas: i64) {
     );
     assert_eq!(
         container["ports"],
-        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+        json!([
+            {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "webhook", "containerPort": 9443, "protocol": "TCP"}
+        ])
     );
     assert_eq!(container["image"], "mssql-operator:0.1.0");
     for (name, field) in [
@@ -166,8 +171,17 @@ fn assert_rbac(objects: &[Value]) {
     }
 }
 
+fn service<'a>(objects: &'a [Value], suffix: &str) -> &'a Value {
+    let services = of_kind(objects, "Service");
+    let named = |s: &&&Value| s["metadata"]["name"].as_str().unwrap().ends_with(suffix);
+    services
+        .iter()
+        .find(named)
+        .unwrap_or_else(|| panic!("a Service *{suffix}"))
+}
+
 fn assert_metrics_service(objects: &[Value]) {
-    let service = one(objects, "Service");
+    let service = service(objects, "-metrics");
     assert_eq!(
         service["spec"]["ports"],
         json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
@@ -193,8 +207,10 @@ fn default_values_render_a_locked_down_operator_with_its_catalog() {
             "MSSQLServerVersion",
             "Role",
             "RoleBinding",
+            "Secret",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingWebhookConfiguration"
         ]
     );
     assert_eq!(
@@ -237,9 +253,11 @@ fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
             "Deployment",
             "Role",
             "RoleBinding",
+            "Secret",
             "Service",
             "ServiceAccount",
-            "ServiceMonitor"
+            "ServiceMonitor",
+            "ValidatingWebhookConfiguration"
         ]
     );
     assert_eq!(
@@ -255,14 +273,16 @@ fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
-        one(&objects, "Service")["spec"]["selector"]
+        service(&objects, "-metrics")["spec"]["selector"]
     );
 }
 
 #[test]
 fn served_certificate_checks_and_the_renewal_policy_become_flags() {
+    // The webhook's flags: the_webhook_is_the_one_the_operator_registers.
     let args = |values: &[&str]| {
-        let objects = render("ops", NAMESPACE, values);
+        let values = [values, &["webhook.enabled=false"]].concat();
+        let objects = render("ops", NAMESPACE, &values);
         one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone()
     };
     let defaults = ["--renewal-rollout=Auto", "--renewal-safety-margin=24h"];
@@ -305,4 +325,91 @@ fn served_certificate_checks_and_the_renewal_policy_become_flags() {
         "{}",
         refused.stderr
     );
+}
+
+#[test]
+fn the_webhook_is_the_one_the_operator_registers() {
+    let objects = render("ops", NAMESPACE, &[]);
+    let rendered = one(&objects, "ValidatingWebhookConfiguration");
+    assert_eq!(rendered["metadata"]["name"], "ops-mssql-operator");
+    // Everything but how the API server reaches it: the operator's own registration by URL.
+    let registered = serde_json::to_value(registration::by_url(
+        "x",
+        "https://h",
+        "",
+        &Default::default(),
+    ))
+    .unwrap();
+    let without_client = |webhooks: &Value| -> Vec<Value> {
+        let mut webhooks = webhooks.as_array().unwrap().clone();
+        for webhook in &mut webhooks {
+            webhook.as_object_mut().unwrap().remove("clientConfig");
+        }
+        webhooks
+    };
+    assert_eq!(
+        without_client(&rendered["webhooks"]),
+        without_client(&registered["webhooks"])
+    );
+    for webhook in rendered["webhooks"].as_array().unwrap() {
+        assert_eq!(
+            webhook["clientConfig"],
+            json!({"service": {"name": "ops-mssql-operator-webhook", "namespace": NAMESPACE, "path": PATH, "port": 443}}),
+            "no caBundle: the operator keeps it"
+        );
+    }
+    let webhook_service = service(&objects, "-webhook");
+    assert_eq!(
+        webhook_service["spec"]["ports"],
+        json!([{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
+    );
+    let args = one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for flag in [
+        "--webhook-listen=0.0.0.0:9443".to_owned(),
+        format!("--webhook-host=ops-mssql-operator-webhook.{NAMESPACE}.svc"),
+        "--webhook-secret=ops-mssql-operator-webhook-tls".to_owned(),
+        "--webhook-configuration=ops-mssql-operator".to_owned(),
+    ] {
+        assert!(args.contains(&json!(flag)), "{flag} in {args:?}");
+    }
+    let secret = one(&objects, "Secret");
+    assert_eq!(secret["metadata"]["name"], "ops-mssql-operator-webhook-tls");
+    assert!(secret.get("data").is_none(), "the operator writes it");
+    let configuration_rule = rules(&objects, "ClusterRole")
+        .iter()
+        .find(|r| r["resources"] == json!(["validatingwebhookconfigurations"]))
+        .expect("a rule for the webhook configuration");
+    assert_eq!(
+        configuration_rule["resourceNames"],
+        json!(["ops-mssql-operator"])
+    );
+    assert_eq!(configuration_rule["verbs"], json!(["get", "patch"]));
+
+    let chosen = render(
+        "ops",
+        NAMESPACE,
+        &[
+            "webhook.failurePolicy=Ignore",
+            "webhook.namespaceSelector.matchLabels.team=db",
+        ],
+    );
+    for webhook in one(&chosen, "ValidatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(webhook["failurePolicy"], "Ignore");
+        assert_eq!(
+            webhook["namespaceSelector"],
+            json!({"matchLabels": {"team": "db"}})
+        );
+    }
+    let without = render("ops", NAMESPACE, &["webhook.enabled=false"]);
+    for kind in ["ValidatingWebhookConfiguration", "Secret"] {
+        assert!(of_kind(&without, kind).is_empty(), "{kind}");
+    }
+    assert_eq!(of_kind(&without, "Service").len(), 1);
+    assert!(!serde_json::to_string(&without).unwrap().contains("webhook"));
 }

@@ -18,12 +18,13 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -192,44 +193,51 @@ async fn keep_once(client: &Client, settings: &Settings, resolver: &Resolver) ->
     Ok(())
 }
 
-/// Creates the Secret, or replaces it at the version read: when two replicas issue at once,
-/// one write wins and the other replica loads it on its retry.
+/// Creates the Secret, or patches its data at the version read (keeping the labels a Helm
+/// release put on it): when two replicas issue at once, one write wins and the other replica
+/// loads it on its retry.
 async fn write(
     secrets: &Api<Secret>,
     settings: &Settings,
     read: Option<Secret>,
     files: &Files,
 ) -> Result<(), Error> {
-    let data = files
+    let data: BTreeMap<String, ByteString> = files
         .iter()
         .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
         .collect();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(settings.secret_name.clone()),
-            namespace: Some(settings.secret_namespace.clone()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".into(),
-                "mssql-operator".into(),
-            )])),
-            resource_version: read
-                .as_ref()
-                .and_then(|s| s.metadata.resource_version.clone()),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(data),
-        ..Default::default()
-    };
-    let params = PostParams::default();
     match read {
-        None => secrets.create(&params, &secret).await?,
-        Some(_) => {
-            secrets
-                .replace(&settings.secret_name, &params, &secret)
-                .await?
+        None => {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(settings.secret_name.clone()),
+                    namespace: Some(settings.secret_namespace.clone()),
+                    labels: Some(BTreeMap::from([(
+                        "app.kubernetes.io/managed-by".into(),
+                        "mssql-operator".into(),
+                    )])),
+                    ..Default::default()
+                },
+                type_: Some("Opaque".into()),
+                data: Some(data),
+                ..Default::default()
+            };
+            secrets.create(&PostParams::default(), &secret).await?;
         }
-    };
+        Some(read) => {
+            let patch = json!({
+                "metadata": {"resourceVersion": read.metadata.resource_version},
+                "data": data,
+            });
+            secrets
+                .patch(
+                    &settings.secret_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await?;
+        }
+    }
     Ok(())
 }
 
