@@ -33,7 +33,6 @@ use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary};
-use mssql_e2e::kubectl_ok;
 use mssql_e2e::real_node::{
     NODE, Release, assert_node_ready, exec, exec_ok, load_images, place_on_node, probe_counts,
 };
@@ -41,6 +40,7 @@ use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_new_serial, wait_renewal_request,
 };
 use mssql_e2e::tds::{encryption_answer, leaf_der, login, served};
+use mssql_e2e::{example_in, kubectl, kubectl_ok};
 use mssql_operator::provisioner::is_ready;
 use mssql_operator::provisioner::renewal::CONDITION;
 use mssql_sqlserver_double::datafile::{self, DataFile};
@@ -878,6 +878,15 @@ async fn the_chart_installed_operator_runs_kubedbs_tls_guide_on_real_containers(
     );
     let t = Setup::without_operator("real-node").await;
     wait_leader(&t.client, &operator_ns, None).await;
+    // Its admission webhook answers through the chart's Service, with the CA bundle it set.
+    let unknown =
+        example_in("mssql-standalone-tls", &t.ns.name).replace("\"2025-cu0\"", "\"2019-cu1\"");
+    eventually("the in-cluster webhook to refuse an unknown version", Duration::from_secs(60), || async {
+        let run = kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&unknown));
+        let words = "admission webhook \"mssqlservers.validate.mssql-operator.dev\" denied the request: spec.version: mssqlserverversions.catalog.kubedb.com \"2019-cu1\" not found";
+        if run.stderr.contains(words) { Ok(()) } else { Err(run.stderr) }
+    })
+    .await;
     kubectl_ok(
         &["apply", "-f", "-"],
         Some(&double_version(&images["mssql-double"])),
