@@ -104,20 +104,25 @@ write_kubeconfig() {
 }
 
 # --- processes: recorded as PID plus kernel start time, so a recycled PID is never signalled ------
-# proc_start PIDS-DIR LOG-FILE NAME COMMAND...: starts COMMAND in its own session, in the background.
+# proc_start PIDS-DIR LOG-FILE NAME COMMAND...: starts COMMAND in its own session, in the background,
+# appending to LOG-FILE (a restarted component's earlier output stays, after a line naming the start).
 proc_start() {
   local pids="$1" logfile="$2" name="$3"; shift 3
-  setsid "$@" </dev/null >"$logfile" 2>&1 9>&- &
+  printf '=== %s started by hack/cluster at %s\n' "$name" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$logfile"
+  setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
   local pid=$! st=""
   for _ in 1 2 3 4 5; do st="$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null || true)"; [ -n "$st" ] && break; sleep 0.1; done
   printf '%s\n%s\n%s\n' "$pid" "$st" "$1" > "$pids/$name.pid"
 }
-# proc_alive PIDS-DIR NAME: the recorded process still runs.
+# proc_alive PIDS-DIR NAME: the recorded process still runs (a killed one that is a zombie until
+# it is reaped does not).
 proc_alive() {
-  local f="$1/$2.pid" pid
+  local f="$1/$2.pid" pid stat
   [ -s "$f" ] || return 1
   pid="$(head -n1 "$f")"
-  [ -d "/proc/$pid" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null)" = "$(sed -n 2p "$f")" ]
+  stat="$(cut -d' ' -f3,22 "/proc/$pid/stat" 2>/dev/null)" || return 1
+  case "$stat" in Z\ *|X\ *) return 1 ;; esac
+  [ "${stat#* }" = "$(sed -n 2p "$f")" ]
 }
 # proc_stop PIDS-DIR SECONDS NAME...: SIGTERM the recorded processes together, wait up to SECONDS,
 # then SIGKILL what is left; removes their PID files.
