@@ -164,10 +164,9 @@ async fn the_webhook_refuses_what_check_refuses_and_spec_valid_reports_in_the_sa
     let unguarded = TestNamespace::new(&t.client, "webhook-unguarded").await;
     let configuration = format!("mssql-operator-{guarded}");
     let registration = Registration(configuration.clone());
-    let (webhook_port, metrics_port) = (free_port(), free_port());
+    let metrics_port = free_port();
     let log_path = root().join(format!("target/webhook-operator-{guarded}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let url = format!("https://127.0.0.1:{webhook_port}");
     let operator = Operator::start(
         &[
             "run",
@@ -175,10 +174,11 @@ async fn the_webhook_refuses_what_check_refuses_and_spec_valid_reports_in_the_sa
             &format!("127.0.0.1:{metrics_port}"),
             "--lease-namespace",
             &guarded,
+            // Port 0: the operator picks one and registers it.
             "--webhook-listen",
-            &format!("127.0.0.1:{webhook_port}"),
+            "127.0.0.1:0",
             "--webhook-url",
-            &url,
+            "https://127.0.0.1:0",
             "--webhook-configuration",
             &configuration,
             "--webhook-namespace-selector",

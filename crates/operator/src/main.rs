@@ -74,7 +74,7 @@ struct RunArgs {
     #[arg(long, default_value = "24h", value_parser = parse_margin)]
     renewal_safety_margin: Duration,
     /// Serve the validating admission webhook on this address (every replica, leader or not),
-    /// e.g. 0.0.0.0:9443 [default: no webhook].
+    /// e.g. 0.0.0.0:9443; port 0 picks a free port, logged at start [default: no webhook].
     #[arg(long, value_name = "ADDRESS")]
     webhook_listen: Option<SocketAddr>,
     /// A DNS name or IP address the API server dials the webhook at, for its certificate
@@ -89,7 +89,8 @@ struct RunArgs {
     #[arg(long, default_value = "mssql-operator")]
     webhook_configuration: String,
     /// For an operator run outside the cluster: register the webhook at this URL
-    /// (https://127.0.0.1:9443), and remove the registration when the operator stops.
+    /// (https://127.0.0.1:9443; a port 0 here and in --webhook-listen is the port picked), and
+    /// remove the registration when the operator stops.
     #[arg(long, value_name = "URL")]
     webhook_url: Option<String>,
     /// With --webhook-url: validate only in namespaces with these labels (key=value,...).
@@ -251,11 +252,18 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         .lease_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let webhook = webhook_settings(&args, &namespace)?;
-    if let Some((listen, webhook)) = &webhook {
-        let listener = tokio::net::TcpListener::bind(listen)
+    let mut webhook = webhook_settings(&args, &namespace)?;
+    if let Some((listen, webhook)) = &mut webhook {
+        let listener = tokio::net::TcpListener::bind(*listen)
             .await
             .map_err(|error| format!("cannot listen on {listen} (--webhook-listen): {error}"))?;
+        *listen = listener.local_addr().map_err(|error| error.to_string())?;
+        // Port 0 picks a free port; a URL ending in `:0` is registered with that port.
+        if let Some(url) = &mut webhook.url
+            && let Some(host) = url.strip_suffix(":0")
+        {
+            *url = format!("{host}:{}", listen.port());
+        }
         tracing::info!(hosts = ?webhook.hosts, "serving the admission webhook on https://{listen}");
         tokio::spawn(admission::server::serve(
             client.clone(),
