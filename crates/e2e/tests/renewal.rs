@@ -334,3 +334,99 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
     );
     drop(operator);
 }
+
+/// A request ends true: the server certificate's Secret deleted (and re-issued by cert-manager)
+/// while a rotation runs leaves the pod started for a certificate the Secret no longer holds, so
+/// the request fails saying so, and the operator's rollout then puts the pod on the new one.
+/// The operator is stopped (SIGSTOP) across the deletion, so the request is mid-way whatever the
+/// timing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_replaced_mid_request_fails_it_truthfully_and_the_rollout_finishes() {
+    let t = Setup::without_operator("stale-secret").await;
+    let log_path = std::env::temp_dir().join(format!("{}-operator.log", t.ns.name));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let operator = start_operator(&t, &log);
+    let pid = operator._operator.0.id().to_string();
+    t.create_example(DB, |_| {}).await;
+    t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
+    let before = serial(&t, SECRET).await;
+
+    let name = create_ops(&t, "msops-rotate", |ops| {
+        ops["spec"]["databaseRef"]["name"] = json!(DB);
+    })
+    .await;
+    let requests = t.api::<MssqlServerOpsRequest>();
+    eventually(
+        "the rotation to update the StatefulSet",
+        OPS_TIMEOUT,
+        || async {
+            let ops = requests.get(&name).await.map_err(|e| e.to_string())?;
+            let conditions = ops.status.unwrap_or_default().conditions;
+            match condition::find(&conditions, "UpdatePetSets") {
+                Some(c) if c.is_true() => Ok(()),
+                _ => Err(format!("{:?}", summary(&conditions))),
+            }
+        },
+    )
+    .await;
+    let signal = |which: &str| {
+        let run = mssql_e2e::command("kill", &[which, &pid], None, "kill");
+        assert!(run.ok, "kill {which} {pid}: {}", run.stderr);
+    };
+    signal("-STOP");
+    let rotated = serial(&t, SECRET).await;
+    assert_ne!(rotated, before, "the rotation re-issued the certificate");
+    t.api::<k8s_openapi::api::core::v1::Secret>()
+        .delete(SECRET, &Default::default())
+        .await
+        .unwrap();
+    let secrets = t.api::<k8s_openapi::api::core::v1::Secret>();
+    let reissued = eventually(
+        "cert-manager to re-issue the deleted secret",
+        Duration::from_secs(60),
+        || async {
+            match secrets.get_opt(SECRET).await.map_err(|e| e.to_string())? {
+                Some(_) => {
+                    let now = serial(&t, SECRET).await;
+                    if now == rotated {
+                        Err(format!("still {now}"))
+                    } else {
+                        Ok(now)
+                    }
+                }
+                None => Err("not re-created yet".to_owned()),
+            }
+        },
+    )
+    .await;
+    signal("-CONT");
+
+    let failed = wait_ops(&t, &name, "Failed", OPS_TIMEOUT).await;
+    let conditions = failed.status.unwrap().conditions;
+    let failure = condition::find(&conditions, "Failed").expect("a Failed condition");
+    assert_eq!(
+        failure.reason.as_deref(),
+        Some("CheckPodsCurrent"),
+        "{:?}",
+        summary(&conditions)
+    );
+    let message = failure.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "pod {POD} was started for server certificate serial {rotated}, its Secret holds {reissued}"
+        )),
+        "{message}"
+    );
+
+    // The operator rolls the pod onto the re-issued certificate by itself.
+    wait_current(&t).await;
+    let renewals = renewal_requests(&t, DB).await;
+    assert_eq!(
+        renewals.len(),
+        1,
+        "one renewal request: {:?}",
+        renewal_names(&t).await
+    );
+    wait_ops(&t, &renewals[0].name_any(), "Successful", OPS_TIMEOUT).await;
+    drop(operator);
+}

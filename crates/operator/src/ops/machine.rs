@@ -4,6 +4,7 @@
 //! certificate's revision) is observable, so a restarted operator takes up exactly where it was,
 //! and never restarts a pod twice.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -47,6 +48,8 @@ pub mod texts {
     pub const CHECK_POD_RUNNING: &str = "CheckPodRunning";
     /// Not KubeDB's: the restarted pod serves the certificate of its Secret (ops/served.rs).
     pub const CHECK_SERVED_CERTIFICATE: &str = "CheckServedCertificate";
+    /// Not KubeDB's: at the end, every pod runs the current revision and certificates.
+    pub const CHECK_PODS_CURRENT: &str = "CheckPodsCurrent";
 
     /// KubeDB's retry-step message: `get pod; ConditionStatus:True; PodName:<pod>`.
     pub fn step_message(step: &str, status: bool, pod: Option<&str>) -> String {
@@ -142,6 +145,8 @@ pub struct PodState {
     pub on_target_revision: bool,
     /// Not the pod that ran when the restarts began (its uid differs from the recorded one).
     pub created_since_start: bool,
+    /// The certificate serial it started with, by alias (its `mssql-operator.dev/certificates`).
+    pub started: BTreeMap<String, String>,
 }
 
 impl PodState {
@@ -176,6 +181,9 @@ pub struct Observed {
     /// Each restarted pod must be seen serving its Secret's certificate: the database serves
     /// client TLS once the request is done, and verification is on (`run`'s flag).
     pub verify_served: bool,
+    /// Once every pod was restarted: the serial each alias's Secret holds now (`None` for a
+    /// Secret that does not exist or holds no certificate).
+    pub current_serials: BTreeMap<String, Option<String>>,
 }
 
 /// What the served-certificate probe of one pod found.
@@ -479,7 +487,48 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     if tls && !observed.database_has_target_tls {
         return Step::UpdateDatabase;
     }
+    // A request ends true: a Secret that changed while it ran (deleted and re-issued, renewed)
+    // leaves pods on material it no longer holds, and the request says so instead of succeeding.
+    let stale = stale_pods(observed);
+    if !stale.is_empty() {
+        return Step::Fail {
+            step: CHECK_PODS_CURRENT.to_owned(),
+            message: format!(
+                "not every pod runs what its Secrets hold now, they changed while the request ran: {}. The database is resumed; the operator rolls the pods onto the current certificates (a renewal Restart request) unless its renewal rollout is Manual",
+                stale.join("; ")
+            ),
+        };
+    }
     Step::Succeed
+}
+
+/// Each pod that is not on its StatefulSet's update revision, or started with a certificate its
+/// Secret no longer holds, described.
+pub fn stale_pods(observed: &Observed) -> Vec<String> {
+    let mut stale = Vec::new();
+    for pod in &observed.pods {
+        if !pod.on_target_revision {
+            stale.push(format!(
+                "pod {} is not on its StatefulSet's current revision",
+                pod.name
+            ));
+        }
+        for (alias, started) in &pod.started {
+            match observed.current_serials.get(alias) {
+                Some(Some(current)) if current == started => {}
+                Some(Some(current)) => stale.push(format!(
+                    "pod {} was started for {alias} certificate serial {started}, its Secret holds {current}",
+                    pod.name
+                )),
+                Some(None) => stale.push(format!(
+                    "pod {} was started for {alias} certificate serial {started}, its Secret holds none now",
+                    pod.name
+                )),
+                None => {}
+            }
+        }
+    }
+    stale
 }
 
 /// What to do with the probe's finding for `pod`: a wrong certificate fails the request at once,
@@ -1103,6 +1152,54 @@ mod tests {
                 &observed(1)
             ),
             Step::Succeed
+        );
+    }
+
+    #[test]
+    fn a_request_ends_true_or_fails_naming_what_each_pod_runs() {
+        let restart = ["Restart", PAUSE_SUCCEEDED, RESTART_NODES];
+        let request = ops("Restart", None, "Progressing", &restart, 0);
+        let on = |serial: &str| PodState {
+            started: [("server".to_owned(), serial.to_owned())].into(),
+            ..pod("db-0", true)
+        };
+        let current = |serial: Option<&str>| Observed {
+            pods: vec![on("0A")],
+            current_serials: [("server".to_owned(), serial.map(str::to_owned))].into(),
+            ..observed(1)
+        };
+        assert_eq!(next_step(&request, &current(Some("0A"))), Step::Succeed);
+        // The Secret was deleted and re-issued while the request ran.
+        let Step::Fail { step, message } = next_step(&request, &current(Some("0B"))) else {
+            panic!("a stale pod must not succeed")
+        };
+        assert_eq!(step, CHECK_PODS_CURRENT);
+        assert!(
+            message.starts_with("not every pod runs what its Secrets hold now, they changed while the request ran: pod db-0 was started for server certificate serial 0A, its Secret holds 0B."),
+            "{message}"
+        );
+        let gone = stale_pods(&current(None));
+        assert_eq!(
+            gone,
+            ["pod db-0 was started for server certificate serial 0A, its Secret holds none now"]
+        );
+        // A pod that records nothing (TLS off, or made before the record existed) is not judged
+        // by serial; one off its StatefulSet's revision always is.
+        let unrecorded = Observed {
+            pods: vec![pod("db-0", true)],
+            ..current(Some("0B"))
+        };
+        assert_eq!(next_step(&request, &unrecorded), Step::Succeed);
+        let off_revision = Observed {
+            pods: vec![PodState {
+                on_target_revision: false,
+                ..on("0A")
+            }],
+            ..current(Some("0A"))
+        };
+        assert_eq!(
+            stale_pods(&off_revision),
+            ["pod db-0 is not on its StatefulSet's current revision"]
         );
     }
 

@@ -8,17 +8,20 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
+use mssql_api::condition::{Condition, find};
 use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
 use mssql_api::validated::validated;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
 use mssql_certs::cert_manager::{Certificate, ClusterIssuer, ISSUING, Issuer, KIND_CLUSTER_ISSUER};
-use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret};
+use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret, parse_certificate};
 
+use super::machine::texts::RESTART_NODES;
 use super::machine::{CertificateState, Observed, PHASE_PENDING, PHASE_PROGRESSING, PodState};
 use super::target::target_database;
 use super::{Error, PODS_ANNOTATION, REVISIONS_ANNOTATION, kube};
 use crate::build::certificates::certificates;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
+use crate::build::start::started_with;
 use crate::build::workload::arbiter_name;
 use crate::provisioner::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
 
@@ -92,8 +95,36 @@ pub async fn observe(
     }
     if [TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&ops.spec.type_.as_str()) {
         (observed.pods, observed.pods_recorded) = pod_states(client, ops, &db).await?;
+        let conditions = ops.status.as_ref().map(|s| s.conditions.as_slice());
+        if find(conditions.unwrap_or_default(), RESTART_NODES).is_some_and(Condition::is_true) {
+            observed.current_serials = current_serials(client, ops).await?;
+        }
     }
     Ok(observed)
+}
+
+/// The serial each alias's Secret holds now, for the certificates of the target database.
+async fn current_serials(
+    client: &Client,
+    ops: &MssqlServerOpsRequest,
+) -> Result<BTreeMap<String, Option<String>>, Error> {
+    let namespace = ops.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (_, certificates) = target(client, ops).await?;
+    let mut serials = BTreeMap::new();
+    for (alias, certificate) in certificates {
+        let secret = secrets
+            .get_opt(&certificate.spec.secret_name)
+            .await
+            .map_err(kube("reading a TLS secret"))?;
+        let serial = secret
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("tls.crt").cloned())
+            .and_then(|crt| parse_certificate(&crt.0).ok())
+            .map(|info| info.serial);
+        serials.insert(alias, serial);
+    }
+    Ok(serials)
 }
 
 /// KubeDB's rules: one request Progressing per database; of the waiting requests of one type only
@@ -344,6 +375,12 @@ async fn pod_states(
                 role: pod.and_then(|p| p.labels().get(ROLE).cloned()),
                 on_target_revision: pod.and_then(|p| p.labels().get("controller-revision-hash"))
                     == target_revision.as_ref(),
+                started: pod
+                    .map(started_with)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(alias, started)| (alias, started.serial))
+                    .collect(),
                 created_since_start: match (&recorded, pod.and_then(|p| p.uid())) {
                     (Some(recorded), Some(uid)) => recorded.get(&pod_name) != Some(&uid),
                     _ => false,
