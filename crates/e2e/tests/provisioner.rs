@@ -14,6 +14,7 @@ use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary};
+use mssql_e2e::kubectl_ok;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -589,5 +590,92 @@ async fn an_even_availability_group_runs_an_arbiter() {
     assert_eq!(
         claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
         "2Gi"
+    );
+}
+
+/// Waits until the database's `ReplicaReady` message contains `words`; returns the message.
+async fn wait_replica_ready_says(t: &Setup, db: &str, words: &str) -> String {
+    let api = t.api::<MssqlServer>();
+    eventually(
+        &format!("{db}'s ReplicaReady to say {words:?}"),
+        SHORT,
+        || async {
+            let found = api.get(db).await.map_err(|e| e.to_string())?;
+            let conditions = found.status.map(|s| s.conditions).unwrap_or_default();
+            let message = condition::find(&conditions, "ReplicaReady")
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            if message.contains(words) {
+                Ok(message)
+            } else {
+                Err(message)
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_that_does_not_come_up_says_why() {
+    let t = Setup::new("stuck").await;
+    // A pod the scheduler cannot place: no node has the label.
+    t.create_example("ms-standalone", |db| {
+        db["spec"]["podTemplate"]["spec"]["nodeSelector"] =
+            json!({"mssql-operator.test/nowhere": "x"});
+    })
+    .await;
+    let message = wait_replica_ready_says(
+        &t,
+        "ms-standalone",
+        "pod ms-standalone-0 cannot be scheduled: 0/",
+    )
+    .await;
+    assert!(
+        message.starts_with("0 of 1 replicas are ready for MSSQLServer"),
+        "{message}"
+    );
+    // A pod the StatefulSet cannot create: the namespace's quota allows no pod.
+    kubectl_ok(
+        &[
+            "create",
+            "quota",
+            "no-pods",
+            "--hard=pods=0",
+            "-n",
+            &t.ns.name,
+        ],
+        None,
+    );
+    t.create_example("mssql-standalone-tls", |_| {}).await;
+    wait_replica_ready_says(
+        &t,
+        "mssql-standalone-tls",
+        "pod mssql-standalone-tls-0 cannot be created: ",
+    )
+    .await;
+    let message =
+        wait_replica_ready_says(&t, "mssql-standalone-tls", "exceeded quota: no-pods").await;
+    // The STATUS column says Provisioning, never nothing; both are Warning Events that need a person.
+    for db in ["ms-standalone", "mssql-standalone-tls"] {
+        let found = t.api::<MssqlServer>().get(db).await.unwrap();
+        assert_eq!(
+            found.status.unwrap().phase.as_deref(),
+            Some("Provisioning"),
+            "{db}"
+        );
+    }
+    let events = t.typed_events_of("mssql-standalone-tls").await;
+    assert!(
+        events.iter().any(|(type_, reason, text)| type_ == "Warning"
+            && reason == "PodsNotReady"
+            && text.contains("exceeded quota")),
+        "{events:?} (condition: {message})"
+    );
+    let events = t.typed_events_of("ms-standalone").await;
+    assert!(
+        events.iter().any(|(type_, reason, text)| type_ == "Warning"
+            && reason == "PodsNotReady"
+            && text.contains("cannot be scheduled")),
+        "{events:?}"
     );
 }

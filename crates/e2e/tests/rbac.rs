@@ -18,11 +18,11 @@ use mssql_api::MssqlServer;
 use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
 use mssql_e2e::audit::{Access, Audited, audited};
 use mssql_e2e::chart::render;
-use mssql_e2e::cluster::{TestNamespace, eventually, make_ca, tls_secret};
+use mssql_e2e::cluster::{TestNamespace, ca_issuer, eventually, make_ca, tls_secret};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{renew_server_certificate, wait_renewal_request};
-use mssql_e2e::{kubectl, kubectl_ok};
+use mssql_e2e::{example_in, kubectl, kubectl_ok};
 use serde_json::{Value, json};
 
 // Generous: on fake nodes a PodDisruptionBudget can be held for up to two minutes (docs/testing.md).
@@ -32,13 +32,16 @@ const OPS_TIMEOUT: Duration = Duration::from_secs(300);
 /// exercise, each with why it is still needed. Empty: the scenario uses every one.
 const NOT_EXERCISED: &[(&str, &str, &str)] = &[];
 
-/// The chart's kinds that give the operator its identity and permissions.
-const RBAC_KINDS: [&str; 5] = [
+/// The chart's kinds that give the operator its identity and permissions, and the webhook's
+/// configuration and Secret it keeps.
+const RBAC_KINDS: [&str; 7] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    "ValidatingWebhookConfiguration",
+    "Secret",
 ];
 
 /// Cluster-scoped objects of the test, deleted when dropped (namespaces do not take them along).
@@ -137,8 +140,11 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     let operator_ns = TestNamespace::new(&t.client, "rbac-operator").await;
     let release = format!("rbac-{}", std::process::id());
 
-    // The chart's ServiceAccount and RBAC, rendered for a release in the operator's namespace.
-    let objects: Vec<Value> = render(&release, &operator_ns.name, &[])
+    // The chart's ServiceAccount and RBAC, rendered for a release in the operator's namespace;
+    // its webhook configuration selects no namespace (the chart's Service has no pod behind it
+    // here), but the operator keeps its CA bundle and Secret as in a cluster.
+    let nowhere = "webhook.namespaceSelector.matchLabels.mssql-operator\\.test/rbac=nowhere";
+    let objects: Vec<Value> = render(&release, &operator_ns.name, &[nowhere])
         .into_iter()
         .filter(|o| RBAC_KINDS.contains(&o["kind"].as_str().unwrap_or_default()))
         .collect();
@@ -154,7 +160,13 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
             name_of("ClusterRoleBinding"),
         ),
         ("clusterrole".to_owned(), name_of("ClusterRole")),
+        (
+            "validatingwebhookconfiguration".to_owned(),
+            name_of("ValidatingWebhookConfiguration"),
+        ),
     ]);
+    let (webhook_configuration, webhook_secret) =
+        (name_of("ValidatingWebhookConfiguration"), name_of("Secret"));
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
     kubectl_ok(&["apply", "-f", "-"], Some(&list.to_string()));
     let rules: Vec<Value> = objects
@@ -194,6 +206,14 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
             &listen,
             "--lease-namespace",
             &operator_ns.name,
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-secret",
+            &webhook_secret,
+            "--webhook-configuration",
+            &webhook_configuration,
         ],
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
@@ -226,6 +246,81 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
         None,
     );
     assert_eq!(holder, "rbac-operator-0");
+
+    // The webhook's CA bundle, set by the operator.
+    eventually(
+        "the operator to set the webhook's CA bundle",
+        SHORT,
+        || async {
+            let bundle = kubectl_ok(
+                &[
+                    "get",
+                    "validatingwebhookconfiguration",
+                    &webhook_configuration,
+                    "-o",
+                    "jsonpath={.webhooks[*].clientConfig.caBundle}",
+                ],
+                None,
+            );
+            if bundle.split(' ').filter(|b| !b.is_empty()).count() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{bundle:?}; log:\n{}", operator_log()))
+            }
+        },
+    )
+    .await;
+
+    // A pod the StatefulSet cannot create (a quota allows none): the operator reads why.
+    let quota_ns = TestNamespace::new(&t.client, "rbac-quota").await;
+    kubectl_ok(
+        &[
+            "create",
+            "quota",
+            "no-pods",
+            "--hard=pods=0",
+            "-n",
+            &quota_ns.name,
+        ],
+        None,
+    );
+    ca_issuer(
+        &t.client,
+        &quota_ns.name,
+        "mssqlserver-ca-issuer",
+        "mssqlserver",
+    )
+    .await;
+    let quota_db = example_in("ms-standalone", &quota_ns.name);
+    kubectl_ok(&["create", "-f", "-"], Some(&quota_db));
+    let databases = Api::<MssqlServer>::namespaced(t.client.clone(), &quota_ns.name);
+    eventually("the quota to be named in ReplicaReady", SHORT, || async {
+        let db = databases
+            .get("ms-standalone")
+            .await
+            .map_err(|e| e.to_string())?;
+        let conditions = db.status.map(|s| s.conditions).unwrap_or_default();
+        let message = mssql_api::condition::find(&conditions, "ReplicaReady")
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        if message.contains("exceeded quota") {
+            Ok(())
+        } else {
+            Err(message)
+        }
+    })
+    .await;
+    databases
+        .delete("ms-standalone", &Default::default())
+        .await
+        .unwrap();
+    eventually("the quota's database to go", SHORT, || async {
+        match databases.get_opt("ms-standalone").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 
     // A database that must not be deleted (deletionPolicy DoNotTerminate), provisioned beside.
     t.create_example("ms-standalone", |db| {

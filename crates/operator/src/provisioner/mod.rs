@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cleanup;
 pub mod dereference;
+pub mod health;
 pub mod renewal;
 pub mod status;
 
@@ -534,6 +535,23 @@ async fn observed_status(
         condition::find(&status.conditions, renewal::CONDITION)
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
+    let replicas = |status: &MssqlServerStatus| {
+        condition::find(&status.conditions, mssql_api::phase::REPLICA_READY)
+            .and_then(|c| c.message.clone())
+    };
+    let stuck: Vec<&str> = observed
+        .not_ready
+        .iter()
+        .filter(|p| p.needs_person)
+        .map(|p| p.text.as_str())
+        .collect();
+    if !stuck.is_empty() && replicas(status) != replicas(&new) {
+        let message = stuck.join("; ");
+        warn!(database = %key(db), %message, "pods not ready");
+        context
+            .event(db, EventType::Warning, "PodsNotReady", message)
+            .await;
+    }
     if let Some(rollout) = rollout.filter(|_| text(status) != text(&new))
         && let Some((type_, reason, note)) = rollout.event(why)
     {
@@ -693,6 +711,31 @@ async fn observe(
         .map(|p| (p.name_any(), started_with(p)))
         .filter(|(_, started)| !started.is_empty())
         .collect();
+    let mut not_ready = Vec::new();
+    let arbiter = server
+        .arbiter
+        .as_ref()
+        .map(|_| workload::arbiter_name(&server.name));
+    let workloads = [(server.name.clone(), server.replicas)]
+        .into_iter()
+        .chain(arbiter.map(|name| (name, 1)));
+    for (statefulset, replicas) in workloads {
+        let missing = (0..replicas).any(|ordinal| {
+            let pod = format!("{statefulset}-{ordinal}");
+            !pods.items.iter().any(|p| p.name_any() == pod)
+        });
+        // Only a missing pod costs a read: what the StatefulSet controller said when it failed.
+        let cannot_create = match missing {
+            true => creation_failure(client, &server.namespace, &statefulset).await?,
+            false => None,
+        };
+        not_ready.extend(health::not_ready(
+            &statefulset,
+            replicas,
+            &pods.items,
+            cannot_create.as_deref(),
+        ));
+    }
     let observed = Observed {
         replicas: server.replicas,
         ready_replicas,
@@ -700,11 +743,46 @@ async fn observe(
         started,
         secrets,
         rollout: None,
+        not_ready,
     };
     context
         .metrics
         .certificates(&server.namespace, &server.name, &observed.running());
     Ok(observed)
+}
+
+/// How long a StatefulSet's `FailedCreate` Event tells why a pod is missing: the controller
+/// retries with a back-off of up to about 16 minutes, repeating the Event each time.
+const CREATION_FAILURE_FRESH: i64 = 20 * 60;
+
+/// The message of the StatefulSet's latest recent `FailedCreate` Event, if any.
+async fn creation_failure(
+    client: &Client,
+    namespace: &str,
+    statefulset: &str,
+) -> Result<Option<String>, Error> {
+    let fields = format!(
+        "involvedObject.kind=StatefulSet,involvedObject.name={statefulset},reason=FailedCreate"
+    );
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .map_err(read("the StatefulSet's events"))?;
+    let when = |e: &k8s_openapi::api::core::v1::Event| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+    };
+    let now = Timestamp::now();
+    Ok(events
+        .items
+        .iter()
+        .filter(|e| {
+            when(e).is_some_and(|t| now.as_second() - t.as_second() < CREATION_FAILURE_FRESH)
+        })
+        .max_by_key(|e| when(e))
+        .and_then(|e| e.message.clone()))
 }
 
 pub fn is_ready(pod: &Pod) -> bool {

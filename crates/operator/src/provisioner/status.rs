@@ -12,6 +12,7 @@ use mssql_api::phase::{
 };
 use mssql_api::{MssqlServerStatus, PodCertificate};
 
+use super::health::NotReady;
 use super::renewal::{self, Plan, Rollout};
 use crate::build::start::{RunningCertificate, StartedCertificate};
 
@@ -33,6 +34,8 @@ pub struct Observed {
     pub secrets: BTreeMap<String, StartedCertificate>,
     /// Pods that run older certificates than their Secrets, and what happens to them.
     pub rollout: Option<Rollout>,
+    /// The pods that are not Ready, and why.
+    pub not_ready: Vec<NotReady>,
 }
 
 impl Observed {
@@ -77,6 +80,15 @@ impl Observed {
     }
 }
 
+/// `: <why pod a is not Ready>; <why pod b…>`, or nothing when nothing is known.
+fn why_not_ready(pods: &[NotReady]) -> String {
+    if pods.is_empty() {
+        return String::new();
+    }
+    let texts: Vec<&str> = pods.iter().map(|p| p.text.as_str()).collect();
+    format!(": {}", texts.join("; "))
+}
+
 /// The status after a successful provisioning pass.
 pub fn provisioned(
     status: &MssqlServerStatus,
@@ -117,8 +129,10 @@ pub fn provisioned(
                 false,
                 "SomeReplicasNotReady",
                 format!(
-                    "{} of {} replicas are ready for MSSQLServer {db}",
-                    observed.ready_replicas, observed.replicas
+                    "{} of {} replicas are ready for MSSQLServer {db}{}",
+                    observed.ready_replicas,
+                    observed.replicas,
+                    why_not_ready(&observed.not_ready)
                 ),
             )
         },
@@ -369,6 +383,40 @@ mod tests {
                 .message
                 .as_deref(),
             Some("1 of 3 replicas are ready for MSSQLServer demo/ag")
+        );
+    }
+
+    #[test]
+    fn replica_ready_says_why_pods_are_not_ready() {
+        let observed = Observed {
+            replicas: 2,
+            ready_replicas: 1,
+            not_ready: vec![NotReady {
+                text: "pod ag-1 cannot be scheduled: 0/3 nodes are available".into(),
+                needs_person: true,
+            }],
+            ..Observed::default()
+        };
+        let status = provisioned(
+            &MssqlServerStatus::default(),
+            "demo/ag",
+            &observed,
+            Some(1),
+            &now(),
+        );
+        assert_eq!(
+            condition::find(&status.conditions, REPLICA_READY)
+                .unwrap()
+                .message
+                .as_deref(),
+            Some(
+                "1 of 2 replicas are ready for MSSQLServer demo/ag: pod ag-1 cannot be scheduled: 0/3 nodes are available"
+            )
+        );
+        assert_eq!(
+            status.phase.as_deref(),
+            Some("Provisioning"),
+            "never an empty STATUS"
         );
     }
 
