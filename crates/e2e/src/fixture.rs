@@ -238,6 +238,33 @@ pub fn summary(conditions: &[Condition]) -> Vec<String> {
         .collect()
 }
 
+/// Waits until condition `type_` of database `db` (read through `api`) has a message containing
+/// `words`; returns the message.
+pub async fn wait_condition_says(
+    api: &Api<MssqlServer>,
+    db: &str,
+    type_: &str,
+    words: &str,
+) -> String {
+    eventually(
+        &format!("{db}'s {type_} to say {words:?}"),
+        SHORT,
+        || async {
+            let found = api.get(db).await.map_err(|e| e.to_string())?;
+            let conditions = found.status.map(|s| s.conditions).unwrap_or_default();
+            let message = condition::find(&conditions, type_)
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            if message.contains(words) {
+                Ok(message)
+            } else {
+                Err(message)
+            }
+        },
+    )
+    .await
+}
+
 pub fn condition_of<'a>(db: &'a MssqlServer, type_: &str) -> &'a Condition {
     let conditions = &db.status.as_ref().unwrap().conditions;
     condition::find(conditions, type_)

@@ -13,7 +13,7 @@ use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
-use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary};
+use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary, wait_condition_says};
 use mssql_e2e::kubectl_ok;
 use serde_json::json;
 
@@ -593,40 +593,27 @@ async fn an_even_availability_group_runs_an_arbiter() {
     );
 }
 
-/// Waits until the database's `ReplicaReady` message contains `words`; returns the message.
-async fn wait_replica_ready_says(t: &Setup, db: &str, words: &str) -> String {
-    let api = t.api::<MssqlServer>();
-    eventually(
-        &format!("{db}'s ReplicaReady to say {words:?}"),
-        SHORT,
-        || async {
-            let found = api.get(db).await.map_err(|e| e.to_string())?;
-            let conditions = found.status.map(|s| s.conditions).unwrap_or_default();
-            let message = condition::find(&conditions, "ReplicaReady")
-                .and_then(|c| c.message.clone())
-                .unwrap_or_default();
-            if message.contains(words) {
-                Ok(message)
-            } else {
-                Err(message)
-            }
-        },
-    )
-    .await
+/// Whether `events` (type, reason, message) hold a Warning `PodsNotReady` containing `words`.
+fn warns_pods_not_ready(events: &[(String, String, String)], words: &str) -> bool {
+    events.iter().any(|(type_, reason, text)| {
+        type_ == "Warning" && reason == "PodsNotReady" && text.contains(words)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_that_does_not_come_up_says_why() {
     let t = Setup::new("stuck").await;
+    let databases = t.api::<MssqlServer>();
     // A pod the scheduler cannot place: no node has the label.
     t.create_example("ms-standalone", |db| {
         db["spec"]["podTemplate"]["spec"]["nodeSelector"] =
             json!({"mssql-operator.test/nowhere": "x"});
     })
     .await;
-    let message = wait_replica_ready_says(
-        &t,
+    let message = wait_condition_says(
+        &databases,
         "ms-standalone",
+        "ReplicaReady",
         "pod ms-standalone-0 cannot be scheduled: 0/",
     )
     .await;
@@ -647,14 +634,20 @@ async fn a_workload_that_does_not_come_up_says_why() {
         None,
     );
     t.create_example("mssql-standalone-tls", |_| {}).await;
-    wait_replica_ready_says(
-        &t,
+    wait_condition_says(
+        &databases,
         "mssql-standalone-tls",
+        "ReplicaReady",
         "pod mssql-standalone-tls-0 cannot be created: ",
     )
     .await;
-    let message =
-        wait_replica_ready_says(&t, "mssql-standalone-tls", "exceeded quota: no-pods").await;
+    let message = wait_condition_says(
+        &databases,
+        "mssql-standalone-tls",
+        "ReplicaReady",
+        "exceeded quota: no-pods",
+    )
+    .await;
     // The STATUS column says Provisioning, never nothing; both are Warning Events that need a person.
     for db in ["ms-standalone", "mssql-standalone-tls"] {
         let found = t.api::<MssqlServer>().get(db).await.unwrap();
@@ -666,16 +659,12 @@ async fn a_workload_that_does_not_come_up_says_why() {
     }
     let events = t.typed_events_of("mssql-standalone-tls").await;
     assert!(
-        events.iter().any(|(type_, reason, text)| type_ == "Warning"
-            && reason == "PodsNotReady"
-            && text.contains("exceeded quota")),
-        "{events:?} (condition: {message})"
+        warns_pods_not_ready(&events, "exceeded quota"),
+        "{events:?} ({message})"
     );
     let events = t.typed_events_of("ms-standalone").await;
     assert!(
-        events.iter().any(|(type_, reason, text)| type_ == "Warning"
-            && reason == "PodsNotReady"
-            && text.contains("cannot be scheduled")),
+        warns_pods_not_ready(&events, "cannot be scheduled"),
         "{events:?}"
     );
 }

@@ -19,7 +19,7 @@ use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issu
 use mssql_e2e::audit::{Access, Audited, audited};
 use mssql_e2e::chart::render;
 use mssql_e2e::cluster::{TestNamespace, ca_issuer, eventually, make_ca, tls_secret};
-use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_ops};
+use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_condition_says, wait_ops};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{renew_server_certificate, wait_renewal_request};
 use mssql_e2e::{example_in, kubectl, kubectl_ok};
@@ -294,21 +294,12 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     let quota_db = example_in("ms-standalone", &quota_ns.name);
     kubectl_ok(&["create", "-f", "-"], Some(&quota_db));
     let databases = Api::<MssqlServer>::namespaced(t.client.clone(), &quota_ns.name);
-    eventually("the quota to be named in ReplicaReady", SHORT, || async {
-        let db = databases
-            .get("ms-standalone")
-            .await
-            .map_err(|e| e.to_string())?;
-        let conditions = db.status.map(|s| s.conditions).unwrap_or_default();
-        let message = mssql_api::condition::find(&conditions, "ReplicaReady")
-            .and_then(|c| c.message.clone())
-            .unwrap_or_default();
-        if message.contains("exceeded quota") {
-            Ok(())
-        } else {
-            Err(message)
-        }
-    })
+    wait_condition_says(
+        &databases,
+        "ms-standalone",
+        "ReplicaReady",
+        "exceeded quota",
+    )
     .await;
     databases
         .delete("ms-standalone", &Default::default())
