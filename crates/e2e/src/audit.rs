@@ -21,11 +21,7 @@ pub struct Audited {
 
 /// The audit log of the plane in `MSSQL_CLUSTER_DIR` (the run dir of hack/cluster/lib.sh).
 fn audit_log() -> PathBuf {
-    let run_dir = std::env::var("MSSQL_CLUSTER_DIR").unwrap_or_else(|_| {
-        let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned());
-        format!("{runtime}/mssql-operator-cluster")
-    });
-    PathBuf::from(run_dir).join("logs/audit.log")
+    crate::plane::run_dir().join("logs/audit.log")
 }
 
 /// The requests of `user` in the audit log.

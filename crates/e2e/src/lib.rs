@@ -6,6 +6,7 @@ pub mod chart;
 pub mod cluster;
 pub mod fixture;
 pub mod operator;
+pub mod plane;
 pub mod real_node;
 pub mod renewal;
 pub mod scrape;
