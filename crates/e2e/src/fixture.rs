@@ -224,6 +224,34 @@ where
     .await
 }
 
+/// Waits until request `name` has condition `type_` True (a step done).
+pub async fn wait_step(t: &Setup, name: &str, type_: &str, timeout: Duration) {
+    let requests = t.api::<MssqlServerOpsRequest>();
+    eventually(
+        &format!("request {name} to reach {type_}"),
+        timeout,
+        || async {
+            let ops = requests.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = ops.status.unwrap_or_default().conditions;
+            match condition::find(&conditions, type_) {
+                Some(c) if c.is_true() => Ok(()),
+                _ => Err(format!("{:?}", summary(&conditions))),
+            }
+        },
+    )
+    .await;
+}
+
+/// The pods a request evicted, in the order of its `EvictPod--<pod>` conditions.
+pub fn evicted(ops: &MssqlServerOpsRequest) -> Vec<String> {
+    let conditions = ops.status.as_ref().map(|s| s.conditions.as_slice());
+    conditions
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.type_.strip_prefix("EvictPod--").map(str::to_owned))
+        .collect()
+}
+
 pub fn summary(conditions: &[Condition]) -> Vec<String> {
     conditions
         .iter()

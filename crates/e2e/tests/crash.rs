@@ -13,6 +13,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually, wait_ready_replicas};
+use mssql_e2e::fixture;
 use mssql_e2e::operator::Operator;
 use mssql_e2e::{example_in, install_crds_and_catalog};
 
@@ -187,18 +188,12 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
         );
         assert_ne!(now.get(&pod), original.get(&pod), "{pod} runs a new pod");
     }
-    let order: Vec<_> = status
-        .conditions
-        .iter()
-        .filter(|c| c.type_.starts_with("EvictPod--"))
-        .map(|c| c.type_.clone())
-        .collect();
     assert_eq!(
-        order,
+        fixture::evicted(&done),
         [
-            "EvictPod--mssql-ag-cluster-0",
-            "EvictPod--mssql-ag-cluster-1",
-            "EvictPod--mssql-ag-cluster-2"
+            "mssql-ag-cluster-0",
+            "mssql-ag-cluster-1",
+            "mssql-ag-cluster-2"
         ],
         "primary last"
     );

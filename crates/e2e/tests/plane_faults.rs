@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use mssql_api::condition;
-use mssql_api::{MssqlServer, MssqlServerOpsRequest};
-use mssql_e2e::cluster::eventually;
-use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, summary, wait_ops};
+use mssql_api::MssqlServer;
+use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, evicted, wait_ops, wait_step};
 use mssql_e2e::plane;
 use serde_json::json;
 
@@ -31,20 +29,7 @@ async fn the_api_server_and_cert_manager_killed_mid_rotation_come_back_and_it_su
         ops["spec"]["databaseRef"]["name"] = json!(DB);
     })
     .await;
-    let requests = t.api::<MssqlServerOpsRequest>();
-    eventually(
-        "the rotation to pause the database",
-        OPS_TIMEOUT,
-        || async {
-            let ops = requests.get(&name).await.map_err(|e| e.to_string())?;
-            let conditions = ops.status.unwrap_or_default().conditions;
-            match condition::find(&conditions, "DatabasePauseSucceeded") {
-                Some(c) if c.is_true() => Ok(()),
-                _ => Err(format!("{:?}", summary(&conditions))),
-            }
-        },
-    )
-    .await;
+    wait_step(&t, &name, "DatabasePauseSucceeded", OPS_TIMEOUT).await;
     plane::kill("cert-manager");
     plane::kill("kube-apiserver");
     // The operator's calls fail for a while; nothing it does may be lost or done twice.
@@ -52,19 +37,7 @@ async fn the_api_server_and_cert_manager_killed_mid_rotation_come_back_and_it_su
     plane::resume();
 
     let done = wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
-    let evictions: Vec<String> = done
-        .status
-        .unwrap()
-        .conditions
-        .iter()
-        .filter(|c| c.type_.starts_with("EvictPod--"))
-        .map(|c| c.type_.clone())
-        .collect();
-    assert_eq!(
-        evictions,
-        [format!("EvictPod--{POD}")],
-        "the pod was evicted once"
-    );
+    assert_eq!(evicted(&done), [POD], "the pod was evicted once");
     let db = t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
     assert_eq!(db.uid(), db_uid, "etcd's data was kept: the same database");
     assert_ne!(

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use mssql_api::condition;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::eventually;
-use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, summary, wait_ops};
+use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, evicted, summary, wait_ops, wait_step};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_renewal_request,
@@ -150,10 +150,8 @@ async fn renewal_names(t: &Setup) -> Vec<String> {
 /// The evictions a request recorded, by pod.
 fn evictions(ops: &MssqlServerOpsRequest) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for c in &ops.status.as_ref().unwrap().conditions {
-        if let Some(pod) = c.type_.strip_prefix("EvictPod--") {
-            *counts.entry(pod.to_owned()).or_default() += 1;
-        }
+    for pod in evicted(ops) {
+        *counts.entry(pod).or_default() += 1;
     }
     counts
 }
@@ -355,20 +353,7 @@ async fn a_secret_replaced_mid_request_fails_it_truthfully_and_the_rollout_finis
         ops["spec"]["databaseRef"]["name"] = json!(DB);
     })
     .await;
-    let requests = t.api::<MssqlServerOpsRequest>();
-    eventually(
-        "the rotation to update the StatefulSet",
-        OPS_TIMEOUT,
-        || async {
-            let ops = requests.get(&name).await.map_err(|e| e.to_string())?;
-            let conditions = ops.status.unwrap_or_default().conditions;
-            match condition::find(&conditions, "UpdatePetSets") {
-                Some(c) if c.is_true() => Ok(()),
-                _ => Err(format!("{:?}", summary(&conditions))),
-            }
-        },
-    )
-    .await;
+    wait_step(&t, &name, "UpdatePetSets", OPS_TIMEOUT).await;
     let signal = |which: &str| {
         let run = mssql_e2e::command("kill", &[which, &pid], None, "kill");
         assert!(run.ok, "kill {which} {pid}: {}", run.stderr);
