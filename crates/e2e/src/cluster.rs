@@ -39,13 +39,14 @@ pub fn ensure_operator() {
                 let client = mssql_operator::client::client()
                     .await
                     .expect("a client for the plane");
-                mssql_operator::preflight::check(&client)
+                mssql_operator::preflight::check(&client, None)
                     .await
                     .expect("the operator's APIs are served");
                 // The pods here are kwok's: nothing listens at their addresses.
                 let settings = mssql_operator::Settings {
                     verify_served_certificates: false,
                     renewal: Default::default(),
+                    namespaces: Vec::new(),
                 };
                 mssql_operator::run_controllers(client, Default::default(), settings).await;
             });

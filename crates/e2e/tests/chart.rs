@@ -413,3 +413,79 @@ fn the_webhook_is_the_one_the_operator_registers() {
     assert_eq!(of_kind(&without, "Service").len(), 1);
     assert!(!serde_json::to_string(&without).unwrap().contains("webhook"));
 }
+
+#[test]
+fn watch_namespaces_moves_every_namespaced_grant_into_roles_of_those_namespaces() {
+    let everywhere = render("ops", NAMESPACE, &[]);
+    let objects = render("ops", NAMESPACE, &["watchNamespaces={sales,hr}"]);
+    let resources = |rules: &[Value]| -> Vec<String> {
+        let mut all: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect();
+        all.sort();
+        all
+    };
+    // The ClusterRole keeps only what is cluster-scoped: no Secret, pod or workload anywhere.
+    let cluster = rules(&objects, "ClusterRole");
+    assert_eq!(
+        resources(cluster),
+        [
+            "clusterissuers",
+            "mssqlserverversions",
+            "validatingwebhookconfigurations"
+        ]
+    );
+    let namespaced: Vec<Value> = rules(&everywhere, "ClusterRole")
+        .iter()
+        .filter(|r| !cluster.contains(r))
+        .cloned()
+        .collect();
+    for namespace in ["sales", "hr"] {
+        let in_namespace = |kind: &str| -> &Value {
+            let found: Vec<&Value> = of_kind(&objects, kind)
+                .into_iter()
+                .filter(|o| o["metadata"]["namespace"] == namespace)
+                .collect();
+            assert_eq!(found.len(), 1, "one {kind} in {namespace}");
+            found[0]
+        };
+        assert_eq!(
+            in_namespace("Role")["rules"].as_array().unwrap(),
+            &namespaced,
+            "the grants the ClusterRole has without watchNamespaces"
+        );
+        let binding = in_namespace("RoleBinding");
+        assert_eq!(binding["roleRef"]["name"], "ops-mssql-operator");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "ops-mssql-operator", "namespace": NAMESPACE}])
+        );
+    }
+    // In the release's namespace: the Lease, and the webhook's Secret by name only.
+    let leader = of_kind(&objects, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == NAMESPACE)
+        .unwrap();
+    assert!(leader["rules"].as_array().unwrap().contains(&json!({
+        "apiGroups": [""], "resources": ["secrets"],
+        "resourceNames": ["ops-mssql-operator-webhook-tls"], "verbs": ["get", "patch"]
+    })));
+    let args = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .contains(&json!("--watch-namespaces=sales,hr")),
+        "{args}"
+    );
+    for webhook in one(&objects, "ValidatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(
+            webhook["namespaceSelector"],
+            json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["sales", "hr"]}]})
+        );
+    }
+}

@@ -344,7 +344,12 @@ async fn restart_restarts_every_pod_once() {
     })
     .await;
     let ops = wait_ops(&t, &name, "Successful", OPS_TIMEOUT).await;
-    let mut expected = vec!["Restart".to_owned(), "DatabasePauseSucceeded".to_owned()];
+    // UpdatePetSets: the workload is applied from what the Secrets hold before the restarts.
+    let mut expected = vec![
+        "Restart".to_owned(),
+        "DatabasePauseSucceeded".to_owned(),
+        "UpdatePetSets".to_owned(),
+    ];
     for pod in [
         "mssql-ag-cluster-1",
         "mssql-ag-cluster-2",

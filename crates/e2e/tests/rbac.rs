@@ -134,17 +134,35 @@ fn granted(rules: &[Value]) -> BTreeSet<Access> {
     granted
 }
 
+/// Both modes, one after the other: an operator that watches every namespace would also
+/// reconcile the databases of the one that watches a few.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
-    let t = Setup::without_operator("rbac").await;
-    let operator_ns = TestNamespace::new(&t.client, "rbac-operator").await;
-    let release = format!("rbac-{}", std::process::id());
+    runs_every_feature_and_uses_every_grant(false).await;
+    runs_every_feature_and_uses_every_grant(true).await;
+}
+
+/// The scenario as the chart's ServiceAccount; `by_namespace`: with `watchNamespaces` (a Role in
+/// each watched namespace, no cluster-wide Secret access).
+async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
+    let mode = if by_namespace { "rbac-ns" } else { "rbac" };
+    let t = Setup::without_operator(mode).await;
+    let operator_ns = TestNamespace::new(&t.client, &format!("{mode}-operator")).await;
+    let quota_ns = TestNamespace::new(&t.client, &format!("{mode}-quota")).await;
+    let release = format!("{mode}-{}", std::process::id());
+    let watched = format!("{},{}", t.ns.name, quota_ns.name);
+    let watch = format!("watchNamespaces={{{watched}}}");
 
     // The chart's ServiceAccount and RBAC, rendered for a release in the operator's namespace;
     // its webhook configuration selects no namespace (the chart's Service has no pod behind it
     // here), but the operator keeps its CA bundle and Secret as in a cluster.
     let nowhere = "webhook.namespaceSelector.matchLabels.mssql-operator\\.test/rbac=nowhere";
-    let objects: Vec<Value> = render(&release, &operator_ns.name, &[nowhere])
+    let sets: &[&str] = if by_namespace {
+        &[nowhere, &watch]
+    } else {
+        &[nowhere]
+    };
+    let objects: Vec<Value> = render(&release, &operator_ns.name, sets)
         .into_iter()
         .filter(|o| RBAC_KINDS.contains(&o["kind"].as_str().unwrap_or_default()))
         .collect();
@@ -199,22 +217,26 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "run",
+        "--listen",
+        &listen,
+        "--lease-namespace",
+        &operator_ns.name,
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--webhook-host",
+        "127.0.0.1",
+        "--webhook-secret",
+        &webhook_secret,
+        "--webhook-configuration",
+        &webhook_configuration,
+    ];
+    if by_namespace {
+        args.extend(["--watch-namespaces", &watched]);
+    }
     let operator = Operator::start(
-        &[
-            "run",
-            "--listen",
-            &listen,
-            "--lease-namespace",
-            &operator_ns.name,
-            "--webhook-listen",
-            "127.0.0.1:0",
-            "--webhook-host",
-            "127.0.0.1",
-            "--webhook-secret",
-            &webhook_secret,
-            "--webhook-configuration",
-            &webhook_configuration,
-        ],
+        &args,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
             ("POD_NAME", "rbac-operator-0"),
@@ -272,7 +294,6 @@ async fn the_charts_rbac_runs_every_feature_and_grants_nothing_unused() {
     .await;
 
     // A pod the StatefulSet cannot create (a quota allows none): the operator reads why.
-    let quota_ns = TestNamespace::new(&t.client, "rbac-quota").await;
     kubectl_ok(
         &[
             "create",

@@ -24,17 +24,45 @@ pub struct Settings {
     pub verify_served_certificates: bool,
     /// How renewed certificates are rolled out where a database's annotations do not say.
     pub renewal: mssql_api::renewal::Policy,
+    /// The namespaces the controllers watch; empty: every namespace.
+    pub namespaces: Vec<String>,
 }
 
-/// Runs both controllers, the provisioner and the ops-manager, until the process is asked to stop.
+/// Runs both controllers, the provisioner and the ops-manager, until the process is asked to stop:
+/// one pair over every namespace, or one pair per listed namespace (each with its own caches,
+/// so a namespace's objects are all the operator may read there).
 pub async fn run_controllers(
     client: kube::Client,
     metrics: std::sync::Arc<metrics::Metrics>,
     settings: Settings,
 ) {
-    let (waker, wakes) = ops::wake::channel();
-    tokio::join!(
-        provisioner::run(client.clone(), metrics.clone(), waker, settings.renewal),
-        ops::run(client, metrics, wakes, settings.verify_served_certificates)
-    );
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let pairs = scopes.into_iter().map(|namespace| {
+        let (waker, wakes) = ops::wake::channel();
+        let (client, metrics, settings) = (client.clone(), metrics.clone(), settings.clone());
+        async move {
+            let namespace = namespace.as_deref();
+            tokio::join!(
+                provisioner::run(
+                    client.clone(),
+                    metrics.clone(),
+                    waker,
+                    settings.renewal,
+                    namespace
+                ),
+                ops::run(
+                    client,
+                    metrics,
+                    wakes,
+                    settings.verify_served_certificates,
+                    namespace
+                )
+            );
+        }
+    });
+    futures::future::join_all(pairs).await;
 }

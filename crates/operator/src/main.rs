@@ -73,6 +73,14 @@ struct RunArgs {
     /// does not say.
     #[arg(long, default_value = "24h", value_parser = parse_margin)]
     renewal_safety_margin: Duration,
+    /// Watch only these namespaces (repeat or separate with commas), each with its own caches;
+    /// the operator then needs no cluster-wide access to Secrets and workloads [default: all].
+    #[arg(
+        long = "watch-namespaces",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    watch_namespaces: Vec<String>,
     /// Serve the validating admission webhook on this address (every replica, leader or not),
     /// e.g. 0.0.0.0:9443; port 0 picks a free port, logged at start [default: no webhook].
     #[arg(long, value_name = "ADDRESS")]
@@ -247,7 +255,8 @@ async fn operate(args: RunArgs) -> Result<(), String> {
     let client = mssql_operator::client::client().await.map_err(|error| {
         format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {error}")
     })?;
-    mssql_operator::preflight::check(&client).await?;
+    mssql_operator::preflight::check(&client, args.watch_namespaces.first().map(String::as_str))
+        .await?;
     let namespace = args
         .lease_namespace
         .clone()
@@ -285,7 +294,11 @@ async fn operate(args: RunArgs) -> Result<(), String> {
             window: args.maintenance_window,
             margin: args.renewal_safety_margin,
         },
+        namespaces: args.watch_namespaces.clone(),
     };
+    if !settings.namespaces.is_empty() {
+        tracing::info!(namespaces = ?settings.namespaces, "watching only these namespaces");
+    }
     if !settings.verify_served_certificates {
         tracing::warn!(
             "--verify-served-certificates=false: restarted pods are not checked for the certificate they serve"

@@ -7,11 +7,12 @@ use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
 use mssql_certs::cert_manager::{Certificate, Issuer};
 use serde::de::DeserializeOwned;
 
-async fn served<K>(client: &Client, fix: &str) -> Result<(), String>
+use crate::client::scoped;
+
+async fn served<K>(api: Api<K>, fix: &str) -> Result<(), String>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Err(format!(
@@ -23,13 +24,14 @@ where
     }
 }
 
-/// `Ok` when every needed API is served; else what is missing and how to install it.
-pub async fn check(client: &Client) -> Result<(), String> {
+/// `Ok` when every needed API is served; else what is missing and how to install it. Namespaced
+/// kinds are listed in `namespace` (one the operator watches), or in every namespace.
+pub async fn check(client: &Client, namespace: Option<&str>) -> Result<(), String> {
     let ours = "install the CRDs with `mssql-operator crd | kubectl apply --server-side -f -` and the catalog with `mssql-operator catalog | kubectl apply -f -`";
     let cert_manager = "install cert-manager (https://cert-manager.io/docs/installation/) first";
-    served::<MssqlServer>(client, ours).await?;
-    served::<MssqlServerVersion>(client, ours).await?;
-    served::<MssqlServerOpsRequest>(client, ours).await?;
-    served::<Certificate>(client, cert_manager).await?;
-    served::<Issuer>(client, cert_manager).await
+    served(scoped::<MssqlServer>(client, namespace), ours).await?;
+    served(Api::<MssqlServerVersion>::all(client.clone()), ours).await?;
+    served(scoped::<MssqlServerOpsRequest>(client, namespace), ours).await?;
+    served(scoped::<Certificate>(client, namespace), cert_manager).await?;
+    served(scoped::<Issuer>(client, namespace), cert_manager).await
 }

@@ -31,6 +31,9 @@ pub mod texts {
     pub const UPDATE_PETSETS: &str = "UpdatePetSets";
     pub const UPDATE_PETSETS_MESSAGE: &str =
         "successfully reconciled the MSSQLServer with tls configuration";
+    /// Not KubeDB's (its Restart has no such step).
+    pub const UPDATE_PETSETS_RESTART_MESSAGE: &str =
+        "successfully reconciled the MSSQLServer with its current certificates and configuration";
     pub const RESTART_NODES: &str = "RestartNodes";
     pub const RESTART_NODES_TLS_MESSAGE: &str = "Successfully restarted all nodes";
     pub const RESTART_NODES_MESSAGE: &str = "Successfully restarted MSSQLServer nodes";
@@ -433,7 +436,9 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
             (false, false) => Step::WaitForCertificates { problems },
         };
     }
-    if tls && !has_true(conditions, UPDATE_PETSETS) {
+    // A Restart applies the workload too: its pods come back on what the Secrets hold now, even
+    // when they changed while the database was paused (by this request or the one before).
+    if !has_true(conditions, UPDATE_PETSETS) {
         return Step::UpdateStatefulSet;
     }
     if !has_true(conditions, RESTART_NODES) {
@@ -1106,7 +1111,7 @@ mod tests {
             "Restart",
             None,
             "Progressing",
-            &["Restart", PAUSE_SUCCEEDED],
+            &["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS],
             0,
         );
         let stuck = Observed {
@@ -1145,7 +1150,7 @@ mod tests {
             ..observed(1)
         };
         assert_eq!(next_step(&request, &updated), Step::Succeed);
-        let restart = ["Restart", PAUSE_SUCCEEDED, RESTART_NODES];
+        let restart = ["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS, RESTART_NODES];
         assert_eq!(
             next_step(
                 &ops("Restart", None, "Progressing", &restart, 0),
@@ -1156,8 +1161,28 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_first_applies_the_workload_from_what_the_secrets_hold_now() {
+        let paused = ops(
+            "Restart",
+            None,
+            "Progressing",
+            &["Restart", PAUSE_SUCCEEDED],
+            0,
+        );
+        assert_eq!(next_step(&paused, &observed(1)), Step::UpdateStatefulSet);
+        let applied = ops(
+            "Restart",
+            None,
+            "Progressing",
+            &["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS],
+            0,
+        );
+        assert_eq!(next_step(&applied, &observed(1)), Step::RecordPods);
+    }
+
+    #[test]
     fn a_request_ends_true_or_fails_naming_what_each_pod_runs() {
-        let restart = ["Restart", PAUSE_SUCCEEDED, RESTART_NODES];
+        let restart = ["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS, RESTART_NODES];
         let request = ops("Restart", None, "Progressing", &restart, 0);
         let on = |serial: &str| PodState {
             started: [("server".to_owned(), serial.to_owned())].into(),

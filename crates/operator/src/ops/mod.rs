@@ -108,18 +108,21 @@ impl Context {
 }
 
 /// Runs the ops-manager until the process is asked to stop. A request is also reconciled when
-/// `wakes` names its database. `verify_served_certificates`: see [`crate::Settings`].
+/// `wakes` names its database. `verify_served_certificates`: see [`crate::Settings`];
+/// `namespace`: the one it watches, or every one (`None`).
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
     wakes: wake::Wakes,
     verify_served_certificates: bool,
+    namespace: Option<&str>,
 ) {
     let context = Arc::new(Context {
         provisioner: provisioner::Context::new(client.clone(), metrics),
         verify_served_certificates,
     });
-    let controller = crate::cache::controller(Api::<MssqlServerOpsRequest>::all(client));
+    let requests = crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace);
+    let controller = crate::cache::controller(requests);
     let requests = controller.store();
     controller
         .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
@@ -330,14 +333,14 @@ async fn execute(
             let (target, _) = observe::target(client, ops).await?;
             match provisioner::apply_database(&target, &context.provisioner).await? {
                 Ok(None) => {
-                    record.done(UPDATE_PETSETS, UPDATE_PETSETS_MESSAGE);
+                    let message = if ops.spec.type_ == TYPE_RESTART {
+                        UPDATE_PETSETS_RESTART_MESSAGE
+                    } else {
+                        UPDATE_PETSETS_MESSAGE
+                    };
+                    record.done(UPDATE_PETSETS, message);
                     context
-                        .event(
-                            ops,
-                            EventType::Normal,
-                            UPDATE_PETSETS,
-                            UPDATE_PETSETS_MESSAGE.to_owned(),
-                        )
+                        .event(ops, EventType::Normal, UPDATE_PETSETS, message.to_owned())
                         .await;
                 }
                 Ok(Some(waiting)) => {
@@ -349,7 +352,7 @@ async fn execute(
                         ops,
                         context,
                         UPDATE_PETSETS,
-                        &format!("the new TLS spec is not valid: {problem}"),
+                        &format!("the database's target spec is not valid: {problem}"),
                     )
                     .await;
                 }

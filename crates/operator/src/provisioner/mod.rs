@@ -45,6 +45,7 @@ use self::status::Observed;
 use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use crate::build::start::{Start, StartedCertificate, started_with};
 use crate::build::{certificates, config, secrets, services, workload};
+use crate::client::scoped;
 use crate::events::Events;
 use crate::metrics::{self, Metrics};
 use crate::ops::wake::Waker;
@@ -220,7 +221,14 @@ pub(crate) fn event_note(mut note: String) -> String {
 
 /// Runs the provisioner until the process is asked to stop. Each change of a database's pods,
 /// Certificates, TLS secrets and disruption budget also wakes its ops requests through `waker`.
-pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker, renewal: Policy) {
+/// `namespace`: the one it watches, or every one (`None`).
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    waker: Waker,
+    renewal: Policy,
+    namespace: Option<&str>,
+) {
     let ours = watcher::Config::default().labels(&format!(
         "{}={}",
         labels::MANAGED_BY,
@@ -230,34 +238,34 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, waker: Waker, renewal: P
         renewal,
         ..Context::new(client.clone(), metrics)
     });
-    crate::cache::controller(Api::<MssqlServer>::all(client.clone()))
+    crate::cache::controller(scoped::<MssqlServer>(&client, namespace))
         .with_config(
             controller::Config::default()
                 .concurrency(CONCURRENCY)
                 // A new database sets off a burst of events (its objects, pods, secrets): one pass.
                 .debounce(Duration::from_millis(500)),
         )
-        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
-        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(scoped::<StatefulSet>(&client, namespace), ours.clone())
+        .owns(scoped::<Service>(&client, namespace), ours.clone())
         // What an ops request waits for: a change also wakes the database's requests.
         .watches(
-            Api::<Certificate>::all(client.clone()),
+            scoped::<Certificate>(&client, namespace),
             ours.clone(),
             waking(&waker),
         )
         .watches(
-            Api::<PodDisruptionBudget>::all(client.clone()),
+            scoped::<PodDisruptionBudget>(&client, namespace),
             ours.clone(),
             waking(&waker),
         )
         // Pods belong to the StatefulSet; their readiness and role labels change the status.
         .watches(
-            Api::<Pod>::all(client.clone()),
+            scoped::<Pod>(&client, namespace),
             ours.clone(),
             waking(&waker),
         )
         // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
-        .watches(Api::<Secret>::all(client.clone()), ours, waking(&waker))
+        .watches(scoped::<Secret>(&client, namespace), ours, waking(&waker))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move { log_outcome(result) })
