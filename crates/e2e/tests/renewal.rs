@@ -48,6 +48,9 @@ fn start_operator(t: &Setup, log: &std::fs::File) -> Running {
             &listen,
             "--lease-namespace",
             &t.ns.name,
+            // Each test's operator leads on its own Lease: it keeps to its test's namespace.
+            "--watch-namespaces",
+            &t.ns.name,
             "--renewal-safety-margin",
             "24h",
         ],
