@@ -266,6 +266,22 @@ pub fn summary(conditions: &[Condition]) -> Vec<String> {
         .collect()
 }
 
+/// A ResourceQuota `no-pods` in `namespace` that allows no pod: the StatefulSet controller then
+/// cannot create one.
+pub fn forbid_pods(namespace: &str) {
+    crate::kubectl_ok(
+        &[
+            "create",
+            "quota",
+            "no-pods",
+            "--hard=pods=0",
+            "-n",
+            namespace,
+        ],
+        None,
+    );
+}
+
 /// Waits until condition `type_` of database `db` (read through `api`) has a message containing
 /// `words`; returns the message.
 pub async fn wait_condition_says(

@@ -13,8 +13,9 @@ use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
-use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, condition_of, summary, wait_condition_says};
-use mssql_e2e::kubectl_ok;
+use mssql_e2e::fixture::{
+    READY_TIMEOUT, SHORT, Setup, condition_of, forbid_pods, summary, wait_condition_says,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -622,17 +623,7 @@ async fn a_workload_that_does_not_come_up_says_why() {
         "{message}"
     );
     // A pod the StatefulSet cannot create: the namespace's quota allows no pod.
-    kubectl_ok(
-        &[
-            "create",
-            "quota",
-            "no-pods",
-            "--hard=pods=0",
-            "-n",
-            &t.ns.name,
-        ],
-        None,
-    );
+    forbid_pods(&t.ns.name);
     t.create_example("mssql-standalone-tls", |_| {}).await;
     wait_condition_says(
         &databases,

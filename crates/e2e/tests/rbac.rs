@@ -19,7 +19,9 @@ use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issu
 use mssql_e2e::audit::{Access, Audited, audited};
 use mssql_e2e::chart::render;
 use mssql_e2e::cluster::{TestNamespace, ca_issuer, eventually, make_ca, tls_secret};
-use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, wait_condition_says, wait_ops};
+use mssql_e2e::fixture::{
+    READY_TIMEOUT, SHORT, Setup, create_ops, forbid_pods, wait_condition_says, wait_ops,
+};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{renew_server_certificate, wait_renewal_request};
 use mssql_e2e::{example_in, kubectl, kubectl_ok};
@@ -294,17 +296,7 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
     .await;
 
     // A pod the StatefulSet cannot create (a quota allows none): the operator reads why.
-    kubectl_ok(
-        &[
-            "create",
-            "quota",
-            "no-pods",
-            "--hard=pods=0",
-            "-n",
-            &quota_ns.name,
-        ],
-        None,
-    );
+    forbid_pods(&quota_ns.name);
     ca_issuer(
         &t.client,
         &quota_ns.name,
