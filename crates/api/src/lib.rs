@@ -1,22 +1,28 @@
-//! The KubeDB-compatible API of mssql-operator: types, defaulting and validation.
+//! The KubeDB-compatible API of mssql-operator: types, defaulting and validation, and the
+//! vocabulary the operator and `kubectl mssql` share (labels, annotations, condition types and
+//! texts, derived names, what a pod or a request says about itself).
 //! Pure code: nothing here talks to an API server, so all of it is unit-tested offline.
 
 // kube-derive's `printcolumn(...)` repeats `type_ = "string"` on purpose; clippy reads it as a duplicate.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod annotations;
 pub mod catalog;
 pub mod condition;
 pub mod conf;
 pub mod crd;
 pub mod defaults;
 pub mod duration;
+pub mod labels;
 pub mod mssql;
 pub mod names;
 pub mod ops;
 pub mod phase;
+pub mod pods;
 pub mod quantity;
 pub mod renewal;
 mod schema;
+pub mod steps;
 pub mod validate;
 pub mod validated;
 pub mod version;

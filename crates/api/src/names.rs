@@ -27,6 +27,26 @@ pub fn auth_secret(db: &str) -> String {
     with_suffix(db, "auth")
 }
 
+/// The headless Service that gives each pod its DNS name.
+pub fn governing_service(db: &str) -> String {
+    with_suffix(db, "pods")
+}
+
+/// The Service of an availability group's secondaries.
+pub fn secondary_service(db: &str) -> String {
+    with_suffix(db, "secondary")
+}
+
+/// The StatefulSet (and pod) of an even-sized availability group's quorum witness.
+pub fn arbiter(db: &str) -> String {
+    with_suffix(db, crate::labels::ROLE_ARBITER)
+}
+
+/// The operator's `mssql.conf` Secret (KubeDB before 2026: `<db>-config`).
+pub fn config_secret(db: &str) -> String {
+    with_suffix(db, "config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

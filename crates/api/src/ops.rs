@@ -27,6 +27,14 @@ pub const OPS_TYPES: [&str; 9] = [
 pub const TYPE_RECONFIGURE_TLS: &str = "ReconfigureTLS";
 pub const TYPE_RESTART: &str = "Restart";
 
+/// A request's `status.phase`: it is `Pending` until it may start, `Progressing` while it runs,
+/// and ends `Successful`, `Failed` or `Skipped`.
+pub const PHASE_PENDING: &str = "Pending";
+pub const PHASE_PROGRESSING: &str = "Progressing";
+pub const PHASE_SUCCESSFUL: &str = "Successful";
+pub const PHASE_FAILED: &str = "Failed";
+pub const PHASE_SKIPPED: &str = "Skipped";
+
 pub const APPLY_IF_READY: &str = "IfReady";
 pub const APPLY_ALWAYS: &str = "Always";
 
@@ -173,4 +181,53 @@ pub struct OpsRequestStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_objects")]
     pub paused_backups: Option<Vec<Value>>,
+}
+
+/// What a ReconfigureTLS request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsChange {
+    Rotate,
+    Remove,
+    /// New issuer or certificate fields (add TLS is this with `clientTLS: true`).
+    Update,
+}
+
+impl OpsRequestSpec {
+    /// The TLS change a ReconfigureTLS request asks for. Validation refuses a request that sets
+    /// both `rotateCertificates` and `remove`; one created before that rule rotates.
+    pub fn tls_change(&self) -> TlsChange {
+        let tls = self.tls.as_ref();
+        if tls.and_then(|t| t.rotate_certificates) == Some(true) {
+            TlsChange::Rotate
+        } else if tls.and_then(|t| t.remove) == Some(true) {
+            TlsChange::Remove
+        } else {
+            TlsChange::Update
+        }
+    }
+}
+
+impl MssqlServerOpsRequest {
+    /// `status.phase`, empty before the operator has seen the request.
+    pub fn phase(&self) -> &str {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Whether the request has ended: nothing it does changes any more.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.phase(),
+            PHASE_SUCCESSFUL | PHASE_FAILED | PHASE_SKIPPED
+        )
+    }
+
+    /// Its status conditions, none before the operator has written any.
+    pub fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.conditions.as_slice())
+    }
 }

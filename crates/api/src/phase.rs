@@ -13,6 +13,12 @@ pub const HALTED: &str = "Halted";
 pub const HEALTH_CHECK_PAUSED: &str = "HealthCheckPaused";
 pub const DATA_RESTORE_STARTED: &str = "DataRestoreStarted";
 pub const DATA_RESTORED: &str = "DataRestored";
+/// KubeDB's condition of an availability group whose primary is up.
+pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
+/// This operator's condition for input it cannot act on (KubeDB rejects such input in a webhook).
+pub const SPEC_VALID: &str = "SpecValid";
+/// This operator's condition while some pods run older certificates than their Secrets hold.
+pub const CERTIFICATE_ROLLOUT_PENDING: &str = "CertificateRolloutPending";
 
 pub const PHASE_PROVISIONING: &str = "Provisioning";
 pub const PHASE_DATA_RESTORING: &str = "DataRestoring";

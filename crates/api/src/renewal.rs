@@ -44,9 +44,7 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 
 use crate::validate::FieldError;
 
-pub const ROLLOUT_ANNOTATION: &str = "mssql-operator.dev/renewal-rollout";
-pub const WINDOW_ANNOTATION: &str = "mssql-operator.dev/maintenance-window";
-pub const MARGIN_ANNOTATION: &str = "mssql-operator.dev/renewal-safety-margin";
+use crate::annotations::{MAINTENANCE_WINDOW, RENEWAL_ROLLOUT, RENEWAL_SAFETY_MARGIN};
 
 /// Who restarts pods after a renewal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,23 +360,23 @@ impl Policy {
                 message,
             ));
         };
-        if let Some(text) = annotations.get(ROLLOUT_ANNOTATION) {
+        if let Some(text) = annotations.get(RENEWAL_ROLLOUT) {
             match text.parse() {
                 Ok(rollout) => policy.rollout = rollout,
-                Err(message) => error(ROLLOUT_ANNOTATION, message),
+                Err(message) => error(RENEWAL_ROLLOUT, message),
             }
         }
-        if let Some(text) = annotations.get(WINDOW_ANNOTATION) {
+        if let Some(text) = annotations.get(MAINTENANCE_WINDOW) {
             match Window::parse(text) {
                 Ok(window) => policy.window = Some(window),
-                Err(message) => error(WINDOW_ANNOTATION, message),
+                Err(message) => error(MAINTENANCE_WINDOW, message),
             }
         }
-        if let Some(text) = annotations.get(MARGIN_ANNOTATION) {
+        if let Some(text) = annotations.get(RENEWAL_SAFETY_MARGIN) {
             match crate::duration::parse(text) {
                 Some(margin) => policy.margin = margin,
                 None => error(
-                    MARGIN_ANNOTATION,
+                    RENEWAL_SAFETY_MARGIN,
                     format!("{text:?}: not a duration; use a Go duration such as 24h or 90m"),
                 ),
             }
@@ -1351,7 +1349,7 @@ mod tests {
     fn each_annotation_overrides_its_field() {
         let defaults = custom_defaults();
         assert_eq!(
-            Policy::of(&annotations(&[(ROLLOUT_ANNOTATION, "Auto")]), &defaults),
+            Policy::of(&annotations(&[(RENEWAL_ROLLOUT, "Auto")]), &defaults),
             Ok(Policy {
                 rollout: Rollout::Auto,
                 ..custom_defaults()
@@ -1359,7 +1357,7 @@ mod tests {
         );
         assert_eq!(
             Policy::of(
-                &annotations(&[(WINDOW_ANNOTATION, "Sun 03:00-05:00")]),
+                &annotations(&[(MAINTENANCE_WINDOW, "Sun 03:00-05:00")]),
                 &defaults
             ),
             Ok(Policy {
@@ -1368,14 +1366,14 @@ mod tests {
             })
         );
         assert_eq!(
-            Policy::of(&annotations(&[(MARGIN_ANNOTATION, "90m")]), &defaults),
+            Policy::of(&annotations(&[(RENEWAL_SAFETY_MARGIN, "90m")]), &defaults),
             Ok(Policy {
                 margin: Duration::from_secs(90 * 60),
                 ..custom_defaults()
             })
         );
         assert_eq!(
-            Policy::of(&annotations(&[(MARGIN_ANNOTATION, "0")]), &defaults),
+            Policy::of(&annotations(&[(RENEWAL_SAFETY_MARGIN, "0")]), &defaults),
             Ok(Policy {
                 margin: Duration::ZERO,
                 ..custom_defaults()
@@ -1384,9 +1382,9 @@ mod tests {
         assert_eq!(
             Policy::of(
                 &annotations(&[
-                    (ROLLOUT_ANNOTATION, "Manual"),
-                    (WINDOW_ANNOTATION, "Sat,Sun 22:00-02:00 America/New_York"),
-                    (MARGIN_ANNOTATION, "48h"),
+                    (RENEWAL_ROLLOUT, "Manual"),
+                    (MAINTENANCE_WINDOW, "Sat,Sun 22:00-02:00 America/New_York"),
+                    (RENEWAL_SAFETY_MARGIN, "48h"),
                 ]),
                 &Policy::default()
             ),
@@ -1401,9 +1399,9 @@ mod tests {
     #[test]
     fn every_bad_annotation_is_reported_on_its_field() {
         let bad = annotations(&[
-            (ROLLOUT_ANNOTATION, "auto"),
-            (WINDOW_ANNOTATION, "Mo 22:00-02:00"),
-            (MARGIN_ANNOTATION, "banana"),
+            (RENEWAL_ROLLOUT, "auto"),
+            (MAINTENANCE_WINDOW, "Mo 22:00-02:00"),
+            (RENEWAL_SAFETY_MARGIN, "banana"),
         ]);
         let expected = vec![
             FieldError::new(
@@ -1424,7 +1422,7 @@ mod tests {
         assert_eq!(check_annotations(&bad), expected);
         for margin in ["-1h", "24", "1d", ""] {
             assert_eq!(
-                check_annotations(&annotations(&[(MARGIN_ANNOTATION, margin)])),
+                check_annotations(&annotations(&[(RENEWAL_SAFETY_MARGIN, margin)])),
                 [FieldError::new(
                     "metadata.annotations[mssql-operator.dev/renewal-safety-margin]",
                     format!("{margin:?}: not a duration; use a Go duration such as 24h or 90m"),
@@ -1438,9 +1436,9 @@ mod tests {
         assert_eq!(check_annotations(&BTreeMap::new()), []);
         assert_eq!(
             check_annotations(&annotations(&[
-                (ROLLOUT_ANNOTATION, "Manual"),
-                (WINDOW_ANNOTATION, "* 00:00-24:00"),
-                (MARGIN_ANNOTATION, "0"),
+                (RENEWAL_ROLLOUT, "Manual"),
+                (MAINTENANCE_WINDOW, "* 00:00-24:00"),
+                (RENEWAL_SAFETY_MARGIN, "0"),
             ])),
             []
         );

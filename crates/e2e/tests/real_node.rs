@@ -25,9 +25,11 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, ResourceExt};
+use mssql_api::annotations::RENEWAL_ROLLOUT as ROLLOUT;
 use mssql_api::condition::find;
+use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING;
 use mssql_api::phase::PAUSED;
-use mssql_api::renewal::ROLLOUT_ANNOTATION as ROLLOUT;
+use mssql_api::pods::is_ready;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
@@ -41,8 +43,6 @@ use mssql_e2e::renewal::{
 };
 use mssql_e2e::tds::{encryption_answer, leaf_der, login, served};
 use mssql_e2e::{example_in, kubectl, kubectl_ok};
-use mssql_operator::provisioner::is_ready;
-use mssql_operator::provisioner::renewal::CONDITION;
 use mssql_sqlserver_double::datafile::{self, DataFile};
 use mssql_sqlserver_double::faults;
 use mssql_sqlserver_double::openssl;
@@ -650,7 +650,7 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
     let message = eventually("the rollout to wait for a person", SHORT, || async {
         let db = t.api::<MssqlServer>().get(db.name).await.unwrap();
         let conditions = db.status.unwrap_or_default().conditions;
-        match find(&conditions, CONDITION) {
+        match find(&conditions, CERTIFICATE_ROLLOUT_PENDING) {
             Some(c) if c.reason.as_deref() == Some("ManualRollout") => {
                 Ok(c.message.clone().unwrap_or_default())
             }

@@ -10,7 +10,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{Timestamp, ToSpan};
 use kube::ResourceExt;
+use mssql_api::annotations::{
+    MAINTENANCE_WINDOW as WINDOW, RENEWAL_NEW_SERIALS, RENEWAL_OLD_SERIALS, RENEWAL_REASON,
+    RENEWAL_ROLLOUT, RENEWAL_SAFETY_MARGIN as MARGIN,
+};
 use mssql_api::condition;
+use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING as CONDITION;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, evicted, summary, wait_ops, wait_step};
@@ -19,17 +24,11 @@ use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_renewal_request,
 };
 use mssql_e2e::scrape::{self, free_port};
-use mssql_operator::provisioner::renewal::{
-    CONDITION, NEW_SERIALS_ANNOTATION, OLD_SERIALS_ANNOTATION, REASON_ANNOTATION,
-};
 use serde_json::{Value, json};
 
 const DB: &str = "mssql-standalone-tls";
 const POD: &str = "mssql-standalone-tls-0";
 const SECRET: &str = "mssql-standalone-tls-server-cert";
-const ROLLOUT: &str = "mssql-operator.dev/renewal-rollout";
-const WINDOW: &str = "mssql-operator.dev/maintenance-window";
-const MARGIN: &str = "mssql-operator.dev/renewal-safety-margin";
 // On fake nodes a restart can wait for a PodDisruptionBudget (docs/testing.md).
 const OPS_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -226,14 +225,14 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
     let name = request.name_any();
     let annotations = request.annotations();
     assert!(
-        annotations[REASON_ANNOTATION].contains("plus the safety margin"),
+        annotations[RENEWAL_REASON].contains("plus the safety margin"),
         "{annotations:?}"
     );
     let new: BTreeMap<String, String> =
-        serde_json::from_str(&annotations[NEW_SERIALS_ANNOTATION]).unwrap();
+        serde_json::from_str(&annotations[RENEWAL_NEW_SERIALS]).unwrap();
     assert_eq!(new["server"], renewed);
     let old: BTreeMap<String, BTreeMap<String, String>> =
-        serde_json::from_str(&annotations[OLD_SERIALS_ANNOTATION]).unwrap();
+        serde_json::from_str(&annotations[RENEWAL_OLD_SERIALS]).unwrap();
     assert_ne!(old[POD]["server"], renewed);
     assert_eq!(request.spec.type_, "Restart");
     assert_eq!(
@@ -258,7 +257,11 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
     );
 
     // 3. Manual: a Warning, the condition and the metric; no request, no restart.
-    annotate(&t, json!({ ROLLOUT: "Manual", MARGIN: null, WINDOW: null })).await;
+    annotate(
+        &t,
+        json!({ RENEWAL_ROLLOUT: "Manual", MARGIN: null, WINDOW: null }),
+    )
+    .await;
     let uid = pod_uid(&t).await;
     let renewed = renew_server_certificate(&t, DB).await;
     let message = wait_rollout(&t, "ManualRollout").await;
@@ -290,7 +293,7 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
     // kill may fall between its decision and the request's creation, or after it), then the
     // moment its request appears.
     drop(operator);
-    annotate(&t, json!({ ROLLOUT: "Auto" })).await;
+    annotate(&t, json!({ RENEWAL_ROLLOUT: "Auto" })).await;
     for after in [Duration::from_millis(300), Duration::from_millis(700)] {
         let started = start_operator(&t, &log);
         tokio::time::sleep(after).await;

@@ -4,10 +4,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use mssql_api::labels::{selector, selector_string};
+use mssql_api::names;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::cert_manager::{Certificate, CertificateCondition, ClusterIssuer, Issuer};
-use mssql_operator::build::labels::{selector, selector_string};
-use mssql_operator::build::workload::arbiter_name;
 
 use crate::Error;
 use crate::request::{IssuerChoice, IssuerState};
@@ -99,7 +99,7 @@ pub async fn observe(client: &Client, db: &MssqlServer) -> Result<Observed, Erro
             observed.secrets.insert(planned.secret, s);
         }
     }
-    for sts in [name.clone(), arbiter_name(&name)] {
+    for sts in [name.clone(), names::arbiter(&name)] {
         let what = format!("reading StatefulSet {namespace}/{sts}");
         observed
             .statefulsets

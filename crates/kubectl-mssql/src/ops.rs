@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use mssql_api::MssqlServerOpsRequest;
+use mssql_api::annotations;
 use mssql_api::condition::{Condition, find};
-use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
-use mssql_operator::ops::PODS_ANNOTATION;
-use mssql_operator::ops::machine::texts::{CHECK_POD_RUNNING, FAILED, GET_POD, SKIPPED, pod_step};
-use mssql_operator::ops::machine::{PHASE_FAILED, PHASE_SKIPPED, PHASE_SUCCESSFUL};
+use mssql_api::ops::{PHASE_FAILED, PHASE_SKIPPED, PHASE_SUCCESSFUL};
+use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
+use mssql_api::steps::{CHECK_POD_RUNNING, FAILED, GET_POD, SKIPPED, pod_step};
 use serde::Serialize;
 
 use crate::text::age;
@@ -69,24 +69,16 @@ pub struct Restarts {
 pub fn operation(ops: &MssqlServerOpsRequest) -> String {
     let spec = &ops.spec;
     match (spec.type_.as_str(), spec.tls.as_ref()) {
-        (TYPE_RECONFIGURE_TLS, Some(tls)) => {
-            let issuer = tls
-                .issuer_ref
-                .as_ref()
-                .map(|i| format!("{}/{}", i.kind, i.name));
-            if tls.remove == Some(true) {
-                "remove TLS".to_owned()
-            } else if tls.rotate_certificates == Some(true) {
-                "rotate certificates".to_owned()
-            } else if let Some(issuer) = issuer {
-                match tls.client_tls {
-                    Some(true) => format!("add TLS ({issuer})"),
-                    _ => format!("set issuer {issuer}"),
-                }
-            } else {
-                "update certificates".to_owned()
-            }
-        }
+        // What the operator will do, decided by the same code.
+        (TYPE_RECONFIGURE_TLS, Some(tls)) => match spec.tls_change() {
+            TlsChange::Rotate => "rotate certificates".to_owned(),
+            TlsChange::Remove => "remove TLS".to_owned(),
+            TlsChange::Update => match (&tls.issuer_ref, tls.client_tls) {
+                (Some(i), Some(true)) => format!("add TLS ({}/{})", i.kind, i.name),
+                (Some(i), _) => format!("set issuer {}/{}", i.kind, i.name),
+                (None, _) => "update certificates".to_owned(),
+            },
+        },
         (TYPE_RESTART, _) => "restart pods".to_owned(),
         (other, _) => other.to_owned(),
     }
@@ -156,7 +148,7 @@ fn condition_row(c: &Condition) -> ConditionRow {
 /// Restart progress, once the ops-manager has recorded the pods it restarts.
 pub fn restarts(ops: &MssqlServerOpsRequest) -> Option<Restarts> {
     let recorded: BTreeMap<String, String> =
-        serde_json::from_str(ops.annotations().get(PODS_ANNOTATION)?).ok()?;
+        serde_json::from_str(ops.annotations().get(annotations::PODS_BEFORE_RESTART)?).ok()?;
     let conditions = conditions(ops);
     let step_true = |step: &str, pod: &str| {
         find(conditions, &pod_step(step, pod)).is_some_and(Condition::is_true)
@@ -307,7 +299,7 @@ mod tests {
     fn recorded(ops: &mut MssqlServerOpsRequest, pods: &[&str]) {
         let map: BTreeMap<&str, &str> = pods.iter().map(|p| (*p, "uid")).collect();
         ops.annotations_mut().insert(
-            PODS_ANNOTATION.to_owned(),
+            annotations::PODS_BEFORE_RESTART.to_owned(),
             serde_json::to_string(&map).unwrap(),
         );
     }
@@ -329,6 +321,12 @@ mod tests {
             (
                 tls(json!({"certificates": [{"alias": "client"}]})),
                 "update certificates",
+            ),
+            // Refused by validation today, but a request made before that rule is shown as what
+            // the operator does with it (it rotates).
+            (
+                tls(json!({"rotateCertificates": true, "remove": true})),
+                "rotate certificates",
             ),
             (json!({"type": "ReconfigureTLS"}), "ReconfigureTLS"),
             (json!({"type": "Restart", "restart": {}}), "restart pods"),
@@ -432,8 +430,10 @@ mod tests {
     fn no_restart_progress_before_the_pods_are_recorded() {
         let mut ops = request("r", "db", NOW, json!({"type": "Restart"}));
         assert_eq!(restarts(&ops), None);
-        ops.annotations_mut()
-            .insert(PODS_ANNOTATION.to_owned(), "not json".to_owned());
+        ops.annotations_mut().insert(
+            annotations::PODS_BEFORE_RESTART.to_owned(),
+            "not json".to_owned(),
+        );
         assert_eq!(restarts(&ops), None);
         recorded(&mut ops, &["db-0"]);
         assert_eq!(

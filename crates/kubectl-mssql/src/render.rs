@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mssql_operator::ops::machine::texts::{FAILED, SKIPPED};
+use mssql_api::steps::{FAILED, SKIPPED};
 
 use crate::ops::{Change, OpsDetail, OpsRow, Restarts};
 use crate::status::{CertificateStatus, TlsStatus};

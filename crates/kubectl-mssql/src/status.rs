@@ -6,15 +6,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
+use mssql_api::annotations;
+use mssql_api::annotations::{MAINTENANCE_WINDOW, RENEWAL_ROLLOUT, RENEWAL_SAFETY_MARGIN};
 use mssql_api::condition;
 use mssql_api::defaults::default_tls;
-use mssql_api::renewal::{MARGIN_ANNOTATION, ROLLOUT_ANNOTATION, WINDOW_ANNOTATION};
+use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING;
+use mssql_api::pods::{is_ready, started_with};
 use mssql_api::{ALIAS_SERVER, MssqlServer, TOPOLOGY_AVAILABILITY_GROUP, names};
 use mssql_certs::cert_manager::{Certificate, KIND_ISSUER};
 use mssql_certs::inspect::parse_certificate;
-use mssql_operator::build::pod::RESTART_HASH_ANNOTATION;
-use mssql_operator::build::start::started_with;
-use mssql_operator::provisioner::{is_ready, renewal};
 use serde::Serialize;
 
 use crate::text::timestamp;
@@ -205,14 +205,14 @@ pub fn tls_status(db: &MssqlServer, observed: &Observed, now_unix: i64) -> TlsSt
             .iter()
             .filter(|p| p.serves.as_ref().is_some_and(|s| s.outdated))
             .count(),
-        renewal_policy: [ROLLOUT_ANNOTATION, WINDOW_ANNOTATION, MARGIN_ANNOTATION]
+        renewal_policy: [RENEWAL_ROLLOUT, MAINTENANCE_WINDOW, RENEWAL_SAFETY_MARGIN]
             .into_iter()
             .filter_map(|key| Some((key.to_owned(), db.annotations().get(key)?.clone())))
             .collect(),
         rollout: db
             .status
             .as_ref()
-            .and_then(|s| condition::find(&s.conditions, renewal::CONDITION))
+            .and_then(|s| condition::find(&s.conditions, CERTIFICATE_ROLLOUT_PENDING))
             .filter(|c| c.is_true())
             .map(|c| PendingRollout {
                 reason: c.reason.clone().unwrap_or_default(),
@@ -301,7 +301,7 @@ fn pod_status(pod: &Pod, statefulsets: &[StatefulSet], secret_serial: Option<&st
         name: pod.name_any(),
         ready: is_ready(pod),
         current: revision.is_some() && revision == update_revision,
-        restart_hash: pod.annotations().get(RESTART_HASH_ANNOTATION).cloned(),
+        restart_hash: pod.annotations().get(annotations::RESTART_HASH).cloned(),
         revision,
         update_revision,
         serves: started_with(pod)
@@ -325,8 +325,6 @@ mod tests {
     };
     use pretty_assertions::assert_eq;
     use serde_json::json;
-
-    use mssql_operator::build::start::CERTIFICATES_ANNOTATION;
 
     use super::*;
     use crate::testdata::{self, NOW};
@@ -405,7 +403,7 @@ mod tests {
                 labels: Some([(REVISION_LABEL.to_owned(), revision.to_owned())].into()),
                 annotations: Some(
                     [(
-                        RESTART_HASH_ANNOTATION.to_owned(),
+                        annotations::RESTART_HASH.to_owned(),
                         format!("hash-{revision}"),
                     )]
                     .into(),
@@ -619,7 +617,7 @@ mod tests {
         let started = |serial: &str| {
             let mut pod = pod("db-0", "db", "db-new", true);
             pod.annotations_mut().insert(
-                CERTIFICATES_ANNOTATION.to_owned(),
+                annotations::CERTIFICATES.to_owned(),
                 format!(r#"{{"server":{{"serial":"{serial}","notAfter":1790000000}}}}"#),
             );
             pod

@@ -8,8 +8,8 @@ use mssql_certs::cert_manager::{
     self, Certificate, CertificateSpec, IssuerRef, PrivateKey, SecretTemplate,
 };
 
-use super::labels;
-use super::services::{governing_service, secondary_service};
+use mssql_api::{labels, names};
+
 use super::workload::owned_meta;
 
 /// The cluster's DNS domain. Kubernetes' default; the `<svc>.<ns>.svc` names work on any cluster.
@@ -32,9 +32,9 @@ pub fn server_dns_names(server: &Server, user: &[String]) -> Vec<String> {
     };
     let mut names = forms(&server.name);
     if matches!(server.topology, Topology::AvailabilityGroup { .. }) {
-        names.extend(forms(&secondary_service(&server.name)));
+        names.extend(forms(&names::secondary_service(&server.name)));
     }
-    let pods = governing_service(&server.name);
+    let pods = names::governing_service(&server.name);
     names.extend(forms(&pods));
     names.push(format!("*.{pods}.{ns}.svc"));
     names.push(format!("*.{pods}.{ns}.svc.{CLUSTER_DOMAIN}"));

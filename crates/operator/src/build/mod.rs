@@ -3,7 +3,6 @@
 
 pub mod certificates;
 pub mod config;
-pub mod labels;
 pub mod pod;
 pub mod secrets;
 pub mod services;

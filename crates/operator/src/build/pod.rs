@@ -22,18 +22,16 @@ use mssql_api::{
 };
 use serde_json::Value;
 
+use mssql_api::annotations;
+use mssql_api::labels::{self, Labels};
+
 use super::config::TLS_DIR;
-use super::labels::{self, Labels};
-use super::start::{CERTIFICATES_ANNOTATION, Start};
+use super::start::Start;
 
 pub const PORT_DB: i32 = 1433;
 pub const PORT_MIRROR: i32 = 5022;
 pub const PORT_NAME_DB: &str = "db";
 pub const PORT_NAME_MIRROR: &str = "mirror";
-
-/// Hash of the certificates and config a pod starts with: a change makes a new StatefulSet
-/// revision, so "restarted" always means "runs the new material".
-pub const RESTART_HASH_ANNOTATION: &str = "mssql-operator.dev/restart-hash";
 
 pub const DATA_DIR: &str = "/var/opt/mssql";
 pub const ENDPOINT_CERT_DIR: &str = "/var/opt/mssql/endpoint-cert";
@@ -349,12 +347,12 @@ pub fn pod_template(server: &Server, config_secret: &str, start: &Start) -> PodT
     pod_labels.extend(labels::offshoot(server));
     let mut annotations: BTreeMap<String, String> = user_meta.annotations.unwrap_or_default();
     annotations.insert(
-        RESTART_HASH_ANNOTATION.to_owned(),
+        annotations::RESTART_HASH.to_owned(),
         start.restart_hash.clone(),
     );
     if !start.certificates.is_empty() {
         annotations.insert(
-            CERTIFICATES_ANNOTATION.to_owned(),
+            annotations::CERTIFICATES.to_owned(),
             start.certificates_annotation(),
         );
     }

@@ -6,20 +6,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use mssql_api::names;
+use mssql_api::validate::CONFIG_KEY;
 use mssql_api::validated::Server;
 
 use super::workload::owned_meta;
 
-pub const CONFIG_KEY: &str = "mssql.conf";
-
-/// The operator's config Secret of a database (KubeDB before 2026: `<db>-config`).
-pub fn config_secret_name(db: &str) -> String {
-    mssql_api::names::with_suffix(db, "config")
-}
-
 pub fn config_secret(server: &Server, owner: &OwnerReference, mssql_conf: &str) -> Secret {
     Secret {
-        metadata: owned_meta(server, &config_secret_name(&server.name), owner),
+        metadata: owned_meta(server, &names::config_secret(&server.name), owner),
         type_: Some("Opaque".to_owned()),
         data: Some(BTreeMap::from([(
             CONFIG_KEY.to_owned(),

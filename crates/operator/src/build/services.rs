@@ -4,20 +4,13 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mssql_api::labels::{self, ROLE, ROLE_PRIMARY, ROLE_SECONDARY};
+use mssql_api::names;
 use mssql_api::validated::{Server, Topology};
 use serde_json::Value;
 
-use super::labels::{self, ROLE, ROLE_PRIMARY, ROLE_SECONDARY};
 use super::pod::{PORT_DB, PORT_MIRROR, PORT_NAME_DB, PORT_NAME_MIRROR};
 use super::workload::owned_meta;
-
-pub fn governing_service(db: &str) -> String {
-    mssql_api::names::with_suffix(db, "pods")
-}
-
-pub fn secondary_service(db: &str) -> String {
-    mssql_api::names::with_suffix(db, "secondary")
-}
 
 fn port(name: &str, number: i32, target: &str) -> ServicePort {
     ServicePort {
@@ -63,7 +56,7 @@ pub fn services(server: &Server, owner: &OwnerReference) -> Vec<Service> {
         server,
         owner,
         "",
-        &governing_service(&server.name),
+        &names::governing_service(&server.name),
         ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             // Pods must resolve each other while they start, before they are Ready.
@@ -79,7 +72,7 @@ pub fn services(server: &Server, owner: &OwnerReference) -> Vec<Service> {
             server,
             owner,
             "secondary",
-            &secondary_service(&server.name),
+            &names::secondary_service(&server.name),
             ServiceSpec {
                 selector: Some(role_selector(ROLE_SECONDARY)),
                 ports: Some(vec![port("secondary", PORT_DB, PORT_NAME_DB)]),

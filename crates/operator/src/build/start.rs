@@ -5,15 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Secret;
+use mssql_api::pods::StartedCertificate;
 use mssql_api::{ALIAS_CLIENT, ALIAS_ENDPOINT, ALIAS_SERVER};
-use serde::{Deserialize, Serialize};
 
 use super::secrets;
-
-/// The pod template's record of [`StartedCertificate`]s, by alias (JSON).
-pub const CERTIFICATES_ANNOTATION: &str = "mssql-operator.dev/certificates";
 
 /// The pods' start-up material.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,16 +17,6 @@ pub struct Start {
     pub restart_hash: String,
     /// By alias.
     pub certificates: BTreeMap<String, StartedCertificate>,
-}
-
-/// The certificate of one alias a pod loads at start-up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StartedCertificate {
-    /// Hex, uppercase, as `kubectl mssql tls status` and the request's messages show serials.
-    pub serial: String,
-    /// Unix seconds.
-    pub not_after: i64,
 }
 
 /// The certificate one pod of a database runs for one alias (what it loaded at start-up).
@@ -80,13 +66,4 @@ impl Start {
     pub fn certificates_annotation(&self) -> String {
         serde_json::to_string(&self.certificates).unwrap_or_default()
     }
-}
-
-/// What `pod` recorded it started with; empty when it records nothing (TLS off, or a pod made
-/// before this record existed).
-pub fn started_with(pod: &Pod) -> BTreeMap<String, StartedCertificate> {
-    pod.annotations()
-        .get(CERTIFICATES_ANNOTATION)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default()
 }

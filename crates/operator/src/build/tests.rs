@@ -7,13 +7,15 @@ use mssql_api::validated::{Server, validated};
 use mssql_api::{MssqlServer, catalog};
 use serde_json::{Value, json};
 
+use mssql_api::annotations;
+use mssql_api::labels;
+use mssql_api::pods::{StartedCertificate, started_with};
+
 use super::certificates::{certificates, server_dns_names};
 use super::config::mssql_conf;
-use super::labels;
-use super::pod::RESTART_HASH_ANNOTATION;
 use super::secrets::{check_auth_secret, config_secret, password, restart_hash};
 use super::services::services;
-use super::start::{CERTIFICATES_ANNOTATION, Start, StartedCertificate, started_with};
+use super::start::Start;
 use super::workload::{arbiter, pod_disruption_budget, service_account, statefulset};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kubedb-docs");
@@ -101,7 +103,10 @@ fn statefulset_runs_sql_server_restarting_only_on_delete() {
 
     let template = spec.template;
     let meta = template.metadata.unwrap();
-    assert_eq!(meta.annotations.unwrap()[RESTART_HASH_ANNOTATION], "abc123");
+    assert_eq!(
+        meta.annotations.unwrap()[annotations::RESTART_HASH],
+        "abc123"
+    );
     let pod_labels = meta.labels.unwrap();
     assert_eq!(
         pod_labels["app.kubernetes.io/name"],
@@ -652,7 +657,7 @@ fn pods_record_the_certificates_they_start_with() {
         .template;
     let meta = template.metadata.unwrap();
     assert_eq!(
-        meta.annotations.as_ref().unwrap()[CERTIFICATES_ANNOTATION],
+        meta.annotations.as_ref().unwrap()[annotations::CERTIFICATES],
         r#"{"server":{"serial":"0A1B","notAfter":1798761600}}"#
     );
     let pod = Pod {
@@ -667,7 +672,7 @@ fn pods_record_the_certificates_they_start_with() {
         .template;
     let annotations = plain.metadata.unwrap().annotations.unwrap();
     assert!(
-        !annotations.contains_key(CERTIFICATES_ANNOTATION),
+        !annotations.contains_key(annotations::CERTIFICATES),
         "nothing to record: no annotation"
     );
 }

@@ -7,9 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mssql_api::validated::Server;
 
-use super::labels::{self, Labels};
+use mssql_api::labels::{self, Labels};
+use mssql_api::names;
+
 use super::pod::pod_template;
-use super::services::governing_service;
 use super::start::Start;
 
 /// Metadata of an object the database owns.
@@ -52,7 +53,7 @@ pub fn statefulset(
         metadata: meta,
         spec: Some(StatefulSetSpec {
             replicas: Some(server.replicas),
-            service_name: Some(governing_service(&server.name)),
+            service_name: Some(names::governing_service(&server.name)),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(&server.name)),
                 ..LabelSelector::default()
@@ -71,12 +72,6 @@ pub fn statefulset(
     }
 }
 
-pub const ROLE_ARBITER: &str = "arbiter";
-
-pub fn arbiter_name(db: &str) -> String {
-    mssql_api::names::with_suffix(db, ROLE_ARBITER)
-}
-
 /// `<db>-arbiter`: the quorum witness of an even-sized availability group, one pod with the
 /// arbiter's resources, node selector and tolerations, and a small volume of its own.
 pub fn arbiter(
@@ -87,10 +82,10 @@ pub fn arbiter(
 ) -> Option<StatefulSet> {
     let spec = server.arbiter.as_ref()?;
     let mut sts = statefulset(server, owner, config_secret, start);
-    let name = arbiter_name(&server.name);
+    let name = names::arbiter(&server.name);
     sts.metadata.name = Some(name);
     let mut role = labels::selector(&server.name);
-    role.insert(labels::ROLE.to_owned(), ROLE_ARBITER.to_owned());
+    role.insert(labels::ROLE.to_owned(), labels::ROLE_ARBITER.to_owned());
     let resources = spec.resources.clone().unwrap_or_default();
     let sts_spec = sts.spec.as_mut()?;
     sts_spec.replicas = Some(1);

@@ -10,94 +10,12 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::condition::{Condition, find};
-use mssql_api::ops::{APPLY_ALWAYS, TYPE_RECONFIGURE_TLS, TYPE_RESTART};
+use mssql_api::ops::{APPLY_ALWAYS, PHASE_PENDING, TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
+use mssql_api::steps::*;
 use mssql_api::validate::validate_ops_request;
-
-/// Condition types, reasons and messages, as KubeDB writes them.
-pub mod texts {
-    pub const RECONFIGURE_TLS_MESSAGE: &str =
-        "MSSQLServer ops-request has started to reconfigure tls for mssqlserver nodes";
-    pub const RESTART_MESSAGE: &str =
-        "MSSQLServerOpsRequest has started to restart MSSQLServer nodes";
-    pub const PAUSE_SUCCEEDED: &str = "DatabasePauseSucceeded";
-    pub const PAUSED_MESSAGE: &str = "Successfully paused database";
-    pub const ISSUED: &str = "IssueCertificatesSucceeded";
-    pub const ISSUED_MESSAGE: &str = "successfully add issuing condition to all the certificates";
-    pub const SYNCED: &str = "CertificateSynced";
-    pub const SYNCED_MESSAGE: &str = "Successfully synced all certificates";
-    pub const GET_CERTIFICATE: &str = "GetCertificate";
-    pub const CHECK_READY: &str = "CheckReadyCondition";
-    pub const ISSUING: &str = "IssuingCondition";
-    pub const UPDATE_PETSETS: &str = "UpdatePetSets";
-    pub const UPDATE_PETSETS_MESSAGE: &str =
-        "successfully reconciled the MSSQLServer with tls configuration";
-    /// Not KubeDB's (its Restart has no such step).
-    pub const UPDATE_PETSETS_RESTART_MESSAGE: &str =
-        "successfully reconciled the MSSQLServer with its current certificates and configuration";
-    pub const RESTART_NODES: &str = "RestartNodes";
-    pub const RESTART_NODES_TLS_MESSAGE: &str = "Successfully restarted all nodes";
-    pub const RESTART_NODES_MESSAGE: &str = "Successfully restarted MSSQLServer nodes";
-    pub const SUCCESSFUL: &str = "Successful";
-    pub const SUCCESSFUL_TLS_MESSAGE: &str =
-        "Successfully completed reconfigureTLS for mssqlserver.";
-    pub const SUCCESSFUL_RESTART_MESSAGE: &str =
-        "Controller has successfully restart the MSSQLServer replicas";
-    pub const FAILED: &str = "Failed";
-    /// The reason of the `Failed` condition of a request whose spec breaks a rule `check` knows.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const SKIPPED: &str = "Skipped";
-    pub const GET_POD: &str = "GetPod";
-    pub const EVICT_POD: &str = "EvictPod";
-    pub const CHECK_POD_RUNNING: &str = "CheckPodRunning";
-    /// Not KubeDB's: the restarted pod serves the certificate of its Secret (ops/served.rs).
-    pub const CHECK_SERVED_CERTIFICATE: &str = "CheckServedCertificate";
-    /// Not KubeDB's: at the end, every pod runs the current revision and certificates.
-    pub const CHECK_PODS_CURRENT: &str = "CheckPodsCurrent";
-
-    /// KubeDB's retry-step message: `get pod; ConditionStatus:True; PodName:<pod>`.
-    pub fn step_message(step: &str, status: bool, pod: Option<&str>) -> String {
-        let words = match step {
-            super::texts::GET_CERTIFICATE => "get certificate",
-            super::texts::CHECK_READY => "check ready condition",
-            super::texts::ISSUING => "issuing condition",
-            super::texts::GET_POD => "get pod",
-            super::texts::EVICT_POD => "evict pod",
-            super::texts::CHECK_POD_RUNNING => "check pod running",
-            super::texts::CHECK_SERVED_CERTIFICATE => "check served certificate",
-            other => other,
-        };
-        let status = if status { "True" } else { "False" };
-        match pod {
-            Some(pod) => format!("{words}; ConditionStatus:{status}; PodName:{pod}"),
-            None => format!("{words}; ConditionStatus:{status}"),
-        }
-    }
-
-    /// `EvictPod--<pod>`.
-    pub fn pod_step(step: &str, pod: &str) -> String {
-        format!("{step}--{pod}")
-    }
-}
-
-use texts::*;
-
-pub const PHASE_PENDING: &str = "Pending";
-pub const PHASE_PROGRESSING: &str = "Progressing";
-pub const PHASE_SUCCESSFUL: &str = "Successful";
-pub const PHASE_FAILED: &str = "Failed";
-pub const PHASE_SKIPPED: &str = "Skipped";
 
 /// Each step's limit when the request sets no `timeout` (KubeDB retries 500 times, 5 s apart).
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// What a ReconfigureTLS request does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsChange {
-    Rotate,
-    Remove,
-    /// New issuer or certificate fields (add TLS is this with `clientTLS: true`).
-    Update,
-}
 
 /// One certificate of the target TLS spec, as observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -292,35 +210,8 @@ fn timed_out(ops: &MssqlServerOpsRequest, conditions: &[Condition], now: Timesta
     elapsed > parse_timeout(ops)
 }
 
-/// The TLS change a ReconfigureTLS request asks for.
-pub fn tls_change(ops: &MssqlServerOpsRequest) -> TlsChange {
-    let tls = ops.spec.tls.as_ref();
-    if tls.and_then(|t| t.rotate_certificates) == Some(true) {
-        TlsChange::Rotate
-    } else if tls.and_then(|t| t.remove) == Some(true) {
-        TlsChange::Remove
-    } else {
-        TlsChange::Update
-    }
-}
-
-/// The first condition of a running request: its type, and KubeDB's message.
-pub fn start_condition(type_: &str) -> (&'static str, &'static str) {
-    if type_ == TYPE_RESTART {
-        ("Restart", RESTART_MESSAGE)
-    } else {
-        ("ReconfigureTLS", RECONFIGURE_TLS_MESSAGE)
-    }
-}
-
-/// Whether the request has ended: nothing it does changes any more.
-pub fn is_finished(ops: &MssqlServerOpsRequest) -> bool {
-    let phase = ops.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some(PHASE_SUCCESSFUL | PHASE_FAILED | PHASE_SKIPPED))
-}
-
 pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
-    if is_finished(ops) {
+    if ops.is_finished() {
         return Step::Done;
     }
     let status = ops.status.clone().unwrap_or_default();
@@ -400,7 +291,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
 
     // Progressing.
     let tls = type_ == TYPE_RECONFIGURE_TLS;
-    let change = tls_change(ops);
+    let change = ops.spec.tls_change();
     let expired = timed_out(ops, conditions, observed.now);
     let timeout = parse_timeout(ops);
 
@@ -594,7 +485,7 @@ fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> St
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use mssql_api::ops::{OpsRequestSpec, OpsRequestStatus, OpsTlsSpec};
+    use mssql_api::ops::{OpsRequestSpec, OpsRequestStatus, OpsTlsSpec, PHASE_PROGRESSING};
 
     use super::*;
 

@@ -28,23 +28,19 @@ use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use self::machine::texts::*;
-use self::machine::{
-    PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, Step,
-    next_step,
+use mssql_api::annotations::{PODS_BEFORE_RESTART, REVISIONS_BEFORE_ROTATION};
+use mssql_api::ops::{
+    PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL,
 };
+use mssql_api::steps::*;
+
+use self::machine::{Step, next_step};
 use crate::metrics::{self, Metrics};
 use crate::provisioner;
 use crate::provisioner::apply::{patch_params, post_params};
 
 /// Keeps a request until the database it paused is resumed.
 pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
-
-/// The certificate revisions recorded before a rotation, to tell a re-issued certificate.
-pub const REVISIONS_ANNOTATION: &str = "mssql-operator.dev/revisions-before-rotation";
-
-/// The uids of the pods that ran when the restarts began: a pod with another uid was replaced.
-pub const PODS_ANNOTATION: &str = "mssql-operator.dev/pods-before-restart";
 
 /// How often a running request looks again while it waits for pods, cert-manager or a disruption
 /// budget. Each change of those wakes it at once (`wake`); this is only the backstop.
@@ -266,7 +262,7 @@ async fn execute(
             return Ok(Action::requeue(after));
         }
         Step::StartProgressing => {
-            let (type_, message) = machine::start_condition(&ops.spec.type_);
+            let (type_, message) = start_condition(&ops.spec.type_);
             record.phase(PHASE_PROGRESSING);
             record.set(Condition::new(
                 type_,
@@ -363,7 +359,7 @@ async fn execute(
             record_once(
                 client,
                 ops,
-                PODS_ANNOTATION,
+                PODS_BEFORE_RESTART,
                 serde_json::to_string(&pods).unwrap_or_default(),
             )
             .await?;
@@ -590,7 +586,7 @@ async fn request_reissue(
     let annotated = record_once(
         client,
         ops,
-        REVISIONS_ANNOTATION,
+        REVISIONS_BEFORE_ROTATION,
         serde_json::Value::Object(revisions).to_string(),
     )
     .await?;

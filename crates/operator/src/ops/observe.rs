@@ -15,15 +15,18 @@ use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
 use mssql_certs::cert_manager::{Certificate, ClusterIssuer, ISSUING, Issuer, KIND_CLUSTER_ISSUER};
 use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret, parse_certificate};
 
-use super::machine::texts::RESTART_NODES;
-use super::machine::{CertificateState, Observed, PHASE_PENDING, PHASE_PROGRESSING, PodState};
+use mssql_api::annotations;
+use mssql_api::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
+use mssql_api::names;
+use mssql_api::ops::{PHASE_PENDING, PHASE_PROGRESSING};
+use mssql_api::pods::started_with;
+use mssql_api::steps::RESTART_NODES;
+
+use super::machine::{CertificateState, Observed, PodState};
 use super::target::target_database;
-use super::{Error, PODS_ANNOTATION, REVISIONS_ANNOTATION, kube};
+use super::{Error, kube};
 use crate::build::certificates::certificates;
-use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
-use crate::build::start::started_with;
-use crate::build::workload::arbiter_name;
-use crate::provisioner::apply::{APPLIED_HASH_ANNOTATION, applied_hash};
+use crate::provisioner::apply::applied_hash;
 
 /// The database as the request wants it, and the Certificates of that database with their aliases.
 pub async fn target(
@@ -191,7 +194,7 @@ async fn certificate_states(
     let (_, desired) = target(client, ops).await?;
     let before: BTreeMap<String, i64> = ops
         .annotations()
-        .get(REVISIONS_ANNOTATION)
+        .get(annotations::REVISIONS_BEFORE_ROTATION)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
     let certificates: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
@@ -228,7 +231,7 @@ async fn certificate_states(
                 .and_then(|r| r.message.clone()),
             revision: current.status.as_ref().and_then(|s| s.revision),
             revision_before_rotation: before.get(&name).copied(),
-            spec_is_target: current.annotations().get(APPLIED_HASH_ANNOTATION)
+            spec_is_target: current.annotations().get(annotations::APPLIED_HASH)
                 == Some(&applied_hash(&wanted)),
             secret_problems,
             missing_issuer,
@@ -343,7 +346,7 @@ async fn pod_states(
     let name = db.name_any();
     let recorded: Option<BTreeMap<String, String>> = ops
         .annotations()
-        .get(PODS_ANNOTATION)
+        .get(annotations::PODS_BEFORE_RESTART)
         .and_then(|text| serde_json::from_str(text).ok());
 
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
@@ -355,7 +358,7 @@ async fn pod_states(
     let mut states = Vec::new();
     for (sts_name, replicas) in [
         (name.clone(), db.spec.replicas.unwrap_or(1)),
-        (arbiter_name(&name), 1),
+        (names::arbiter(&name), 1),
     ] {
         let Some(sts) = statefulsets
             .get_opt(&sts_name)
@@ -371,7 +374,7 @@ async fn pod_states(
             states.push(PodState {
                 exists: pod.is_some(),
                 terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
-                ready: pod.is_some_and(crate::provisioner::is_ready),
+                ready: pod.is_some_and(mssql_api::pods::is_ready),
                 role: pod.and_then(|p| p.labels().get(ROLE).cloned()),
                 on_target_revision: pod.and_then(|p| p.labels().get("controller-revision-hash"))
                     == target_revision.as_ref(),

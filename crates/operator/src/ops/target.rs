@@ -6,7 +6,7 @@ use mssql_api::MssqlServer;
 use mssql_api::mssql::TlsConfig;
 use mssql_api::ops::MssqlServerOpsRequest;
 
-use super::machine::{TlsChange, tls_change};
+use mssql_api::ops::TlsChange;
 
 /// The database with the requested TLS spec. An `Update` replaces the issuer if one is given and,
 /// alias by alias, the certificate entries the request lists (the others are kept); `clientTLS`
@@ -18,7 +18,7 @@ pub fn target_database(db: &MssqlServer, ops: &MssqlServerOpsRequest) -> MssqlSe
     let Some(request) = ops.spec.tls.as_ref() else {
         return target;
     };
-    match tls_change(ops) {
+    match ops.spec.tls_change() {
         TlsChange::Rotate => {}
         TlsChange::Remove => tls.client_tls = Some(false),
         TlsChange::Update => {

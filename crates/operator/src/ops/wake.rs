@@ -11,8 +11,6 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 
-use super::machine::is_finished;
-
 /// Handed to the provisioner's watches: each change of a database's object wakes its requests.
 #[derive(Clone)]
 pub struct Waker(UnboundedSender<ObjectRef<MssqlServer>>);
@@ -54,7 +52,7 @@ fn open_requests(
         .filter(|ops| {
             ops.namespace() == database.namespace
                 && ops.spec.database_ref.name == database.name
-                && !is_finished(ops)
+                && !ops.is_finished()
         })
         .map(|ops| ObjectRef::from_obj(ops.as_ref()))
         .collect()

@@ -9,6 +9,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use mssql_api::annotations;
+
 use crate::build::secrets::restart_hash;
 
 /// The field manager of every write of this operator.
@@ -29,9 +31,6 @@ pub fn patch_params() -> PatchParams {
         ..PatchParams::default()
     }
 }
-
-/// The hash of what was last applied to an object.
-pub const APPLIED_HASH_ANNOTATION: &str = "mssql-operator.dev/applied-hash";
 
 /// What applying did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +57,7 @@ where
     let hash = applied_hash(&object);
     object
         .annotations_mut()
-        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash.clone());
+        .insert(annotations::APPLIED_HASH.to_owned(), hash.clone());
 
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.name_any();
@@ -66,7 +65,7 @@ where
     let existing = api.get_metadata_opt(&name).await?;
     if existing
         .as_ref()
-        .is_some_and(|e| e.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash))
+        .is_some_and(|e| e.annotations().get(annotations::APPLIED_HASH) == Some(&hash))
     {
         return Ok(Applied::Unchanged);
     }

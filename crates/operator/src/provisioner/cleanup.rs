@@ -18,10 +18,9 @@ use mssql_api::{MssqlServer, names};
 use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
 
+use mssql_api::labels::{self, selector_string};
+
 use super::apply::{delete_if_present, patch_params};
-use crate::build::labels::{self, selector_string};
-use crate::build::secrets::config_secret_name;
-use crate::build::services::{governing_service, secondary_service};
 
 /// What halting or deleting a database touches. Taken from the defaulted spec, valid or not: a
 /// database whose spec is broken must still be deletable.
@@ -88,13 +87,12 @@ pub fn do_not_terminate_message(namespace: &str, name: &str) -> String {
 pub async fn halt(client: &Client, target: &Target) -> kube::Result<()> {
     let (ns, name) = (&target.namespace, &target.name);
     delete_if_present::<StatefulSet>(client, ns, name).await?;
-    delete_if_present::<StatefulSet>(client, ns, &crate::build::workload::arbiter_name(name))
-        .await?;
+    delete_if_present::<StatefulSet>(client, ns, &names::arbiter(name)).await?;
     delete_if_present::<PodDisruptionBudget>(client, ns, name).await?;
     for service in [
         name.clone(),
-        governing_service(name),
-        secondary_service(name),
+        names::governing_service(name),
+        names::secondary_service(name),
     ] {
         delete_if_present::<Service>(client, ns, &service).await?;
     }
@@ -111,7 +109,7 @@ pub async fn halt(client: &Client, target: &Target) -> kube::Result<()> {
 pub async fn before_deletion(client: &Client, target: &Target) -> kube::Result<()> {
     let (ns, name) = (&target.namespace, &target.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let kept = [target.auth_secret.clone(), config_secret_name(name)];
+    let kept = [target.auth_secret.clone(), names::config_secret(name)];
     match target.policy {
         DeletionPolicy::DoNotTerminate => return Ok(()),
         DeletionPolicy::Halt | DeletionPolicy::Delete => {

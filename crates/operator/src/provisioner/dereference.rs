@@ -11,7 +11,9 @@ use mssql_api::validated::{IssuerRef, Server};
 use mssql_api::{MssqlServer, MssqlServerVersion};
 use mssql_certs::cert_manager::{ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
 
-use crate::build::secrets::{CONFIG_KEY, check_auth_secret};
+use mssql_api::validate::CONFIG_KEY;
+
+use crate::build::secrets::check_auth_secret;
 
 /// What the user referred to, read from the API.
 pub struct References {

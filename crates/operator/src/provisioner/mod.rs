@@ -28,13 +28,16 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use mssql_api::labels::{self, ROLE_PRIMARY, selector_string};
+use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING;
 use mssql_api::phase::PAUSED;
+use mssql_api::pods::{StartedCertificate, is_ready, role, started_with};
 use mssql_api::renewal::{Policy, Why};
 use mssql_api::validate::CONFIG_KEY;
 use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server, Topology, validated};
 use mssql_api::{MssqlServer, MssqlServerStatus};
-use mssql_api::{condition, conf};
+use mssql_api::{condition, conf, names};
 use mssql_certs::cert_manager::Certificate;
 use tracing::{debug, info, warn};
 
@@ -42,8 +45,7 @@ use self::apply::{Applied, apply, create_once};
 use self::cleanup::Target;
 use self::renewal::{Plan, Rollout, Stale};
 use self::status::Observed;
-use crate::build::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
-use crate::build::start::{Start, StartedCertificate, started_with};
+use crate::build::start::Start;
 use crate::build::{certificates, config, secrets, services, workload};
 use crate::client::scoped;
 use crate::events::Events;
@@ -540,7 +542,7 @@ async fn observed_status(
             .map(Rollout::reason),
     );
     let text = |status: &MssqlServerStatus| {
-        condition::find(&status.conditions, renewal::CONDITION)
+        condition::find(&status.conditions, CERTIFICATE_ROLLOUT_PENDING)
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
     let replicas = |status: &MssqlServerStatus| {
@@ -710,7 +712,7 @@ async fn observe(
     let primary_ready = (server.topology != Topology::Standalone).then(|| {
         pods.items
             .iter()
-            .any(|p| p.labels().get(ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && is_ready(p))
+            .any(|p| role(p) == Some(ROLE_PRIMARY) && is_ready(p))
     });
     let started = pods
         .items
@@ -723,7 +725,7 @@ async fn observe(
     let arbiter = server
         .arbiter
         .as_ref()
-        .map(|_| workload::arbiter_name(&server.name));
+        .map(|_| names::arbiter(&server.name));
     let workloads = [(server.name.clone(), server.replicas)]
         .into_iter()
         .chain(arbiter.map(|name| (name, 1)));
@@ -791,13 +793,6 @@ async fn creation_failure(
         })
         .max_by_key(|e| when(e))
         .and_then(|e| e.message.clone()))
-}
-
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Records why a database cannot be provisioned; nothing is created. A fixed spec resumes at once,

@@ -20,19 +20,9 @@ use mssql_api::ops::{APPLY_IF_READY, DatabaseRef, TYPE_RESTART};
 use mssql_api::renewal::{Decision, Policy, Why, decide};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest, OpsRequestSpec};
 
+use mssql_api::{annotations, labels};
+
 use super::status::Observed;
-use crate::build::labels;
-use crate::ops::machine::is_finished;
-
-/// The database's condition while some of its pods run older certificates than their Secrets.
-pub const CONDITION: &str = "CertificateRolloutPending";
-
-/// On a request the operator created for a renewal: why, and the serials before and after.
-pub const REASON_ANNOTATION: &str = "mssql-operator.dev/renewal-reason";
-/// `{"<pod>": {"<alias>": "<serial>"}}`: what the stale pods ran.
-pub const OLD_SERIALS_ANNOTATION: &str = "mssql-operator.dev/renewal-old-serials";
-/// `{"<alias>": "<serial>"}`: what the Secrets hold.
-pub const NEW_SERIALS_ANNOTATION: &str = "mssql-operator.dev/renewal-new-serials";
 
 /// Pods that run older certificates than their Secrets hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +151,7 @@ impl Rollout {
             Plan::Manual => format!(
                 "the rollout is Manual ({}): restart them with an MSSQLServerOpsRequest of type \
                  Restart before {}",
-                mssql_api::renewal::ROLLOUT_ANNOTATION,
+                mssql_api::annotations::RENEWAL_ROLLOUT,
                 self.stale.expiry()
             ),
             Plan::Ended { request, phase } => format!(
@@ -219,7 +209,7 @@ pub fn next(
     let name = stale.request_name(db);
     if let Some(ours) = requests.iter().find(|r| r.name_any() == name) {
         let phase = ours.status.as_ref().and_then(|s| s.phase.clone());
-        return Next::Keep(if is_finished(ours) {
+        return Next::Keep(if ours.is_finished() {
             Plan::Ended {
                 request: name,
                 phase: phase.unwrap_or_default(),
@@ -230,7 +220,7 @@ pub fn next(
     }
     if let Some(open) = requests
         .iter()
-        .find(|r| r.spec.database_ref.name == db && !is_finished(r))
+        .find(|r| r.spec.database_ref.name == db && !r.is_finished())
     {
         return Next::Keep(Plan::AfterRequest {
             request: open.name_any(),
@@ -255,15 +245,15 @@ pub fn restart_request(db: &MssqlServer, stale: &Stale, why: &Why) -> MssqlServe
     let name = db.name_any();
     let annotations = [
         (
-            REASON_ANNOTATION,
+            annotations::RENEWAL_REASON,
             format!("certificate renewal rolled out: {why}"),
         ),
         (
-            OLD_SERIALS_ANNOTATION,
+            annotations::RENEWAL_OLD_SERIALS,
             serde_json::to_string(&stale.pods).unwrap_or_default(),
         ),
         (
-            NEW_SERIALS_ANNOTATION,
+            annotations::RENEWAL_NEW_SERIALS,
             serde_json::to_string(&stale.current).unwrap_or_default(),
         ),
     ]
@@ -336,7 +326,7 @@ mod tests {
     use mssql_api::renewal::{Rollout as Mode, Window};
 
     use super::*;
-    use crate::build::start::StartedCertificate;
+    use mssql_api::pods::StartedCertificate;
 
     fn cert(serial: &str, not_after: i64) -> StartedCertificate {
         StartedCertificate {
@@ -464,15 +454,15 @@ mod tests {
         assert_eq!((owner.name.as_str(), owner.uid.as_str()), ("db", "uid-1"));
         let annotations = request.annotations();
         assert_eq!(
-            annotations[REASON_ANNOTATION],
+            annotations[annotations::RENEWAL_REASON],
             "certificate renewal rolled out: no maintenance window is set, so any time is fine"
         );
         assert_eq!(
-            annotations[OLD_SERIALS_ANNOTATION],
+            annotations[annotations::RENEWAL_OLD_SERIALS],
             r#"{"db-0":{"server":"0A"},"db-1":{"server":"0A"}}"#
         );
         assert_eq!(
-            annotations[NEW_SERIALS_ANNOTATION],
+            annotations[annotations::RENEWAL_NEW_SERIALS],
             r#"{"client":"C1","server":"0B"}"#
         );
     }

@@ -7,19 +7,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use mssql_api::condition::{self, Condition};
 use mssql_api::phase::{
-    self, ACCEPTING_CONNECTION, HALTED, PHASE_NOT_READY, PROVISIONED, PROVISIONING_STARTED, READY,
-    REPLICA_READY,
+    self, ACCEPTING_CONNECTION, AG_PRIMARY_REPLICA_READY, CERTIFICATE_ROLLOUT_PENDING, HALTED,
+    PHASE_NOT_READY, PROVISIONED, PROVISIONING_STARTED, READY, REPLICA_READY, SPEC_VALID,
 };
 use mssql_api::{MssqlServerStatus, PodCertificate};
 
 use super::health::NotReady;
-use super::renewal::{self, Plan, Rollout};
-use crate::build::start::{RunningCertificate, StartedCertificate};
+use super::renewal::{Plan, Rollout};
+use mssql_api::pods::StartedCertificate;
 
-/// KubeDB's condition of an availability group whose primary is up.
-pub const AG_PRIMARY_REPLICA_READY: &str = "AGPrimaryReplicaReady";
-/// This operator's condition for input it cannot act on (KubeDB rejects such input in a webhook).
-pub const SPEC_VALID: &str = "SpecValid";
+use crate::build::start::RunningCertificate;
 
 /// What the provisioner saw of the database's pods.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -217,7 +214,7 @@ pub fn provisioned(
                 Condition {
                     severity: person.then(|| "Warning".to_owned()),
                     ..new(
-                        renewal::CONDITION,
+                        CERTIFICATE_ROLLOUT_PENDING,
                         true,
                         rollout.reason(),
                         rollout.message(),
@@ -225,7 +222,7 @@ pub fn provisioned(
                 },
             );
         }
-        None => condition::remove(&mut conditions, renewal::CONDITION),
+        None => condition::remove(&mut conditions, CERTIFICATE_ROLLOUT_PENDING),
     }
     finish(conditions, generation, observed.pod_certificates())
 }
@@ -268,7 +265,7 @@ pub fn halted(
 ) -> MssqlServerStatus {
     let mut conditions = status.conditions.clone();
     // Its pods are gone, and with them what they ran.
-    condition::remove(&mut conditions, renewal::CONDITION);
+    condition::remove(&mut conditions, CERTIFICATE_ROLLOUT_PENDING);
     condition::set(
         &mut conditions,
         Condition::new(

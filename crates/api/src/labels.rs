@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mssql_api::validated::Server;
+use crate::validated::Server;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -19,6 +19,7 @@ pub const MANAGED_BY_VALUE: &str = "kubedb.com";
 pub const COMPONENT_DATABASE: &str = "database";
 pub const ROLE_PRIMARY: &str = "primary";
 pub const ROLE_SECONDARY: &str = "secondary";
+pub const ROLE_ARBITER: &str = "arbiter";
 
 /// The labels that select everything of one database (and its pods).
 pub fn selector(db: &str) -> Labels {
