@@ -59,6 +59,12 @@ NODE_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.forwarding vm.overcommit_mem
 # kube-proxy did not translate): traffic to them is refused on the host rather than routed out.
 NODE_REFUSED_DESTINATIONS=(10.0.0.1/32 10.244.0.0/16 10.96.0.0/16)
 
+# The plane's components, in start order (up), the reverse of stop order (down), and what status
+# lists: etcd, the API server, then the API server's clients, started and checked once it answers
+# /readyz.
+PLANE_CLIENTS=(kube-controller-manager kube-scheduler kwok cert-manager)
+PLANE_COMPONENTS=(etcd kube-apiserver "${PLANE_CLIENTS[@]}")
+
 # Where kube-apiserver listens: loopback, or the node's bridge so that pods reach it.
 apiserver_host() { if [ "$REAL_NODE" = 1 ]; then echo "$NODE_GATEWAY"; else echo "$CLUSTER_HOST"; fi; }
 

@@ -3,7 +3,7 @@
 //! created, add TLS and rotate with `--watch`, the status after each, `ops list`/`describe`, and
 //! a request that fails while watched.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use kube::api::PostParams;
 use mssql_api::MssqlServerOpsRequest;
@@ -43,6 +43,20 @@ fn plugin(args: &[&str]) -> Output {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Runs the plugin with its output a pipe that is closed before it writes.
+fn closed_output(args: &[&str]) -> std::process::Output {
+    let binary = built_binary("kubectl-mssql", "kubectl-mssql", "KUBECTL_MSSQL_BIN");
+    let mut child = Command::new(&binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", binary.display()));
+    // It reads the request from the API server first: the pipe is closed long before it writes.
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
 }
 
 /// Runs the plugin in namespace `ns` and expects success.
@@ -294,6 +308,10 @@ async fn the_plugin_adds_rotates_and_reports_tls() {
     }
     let list = ok(ns, &["ops", "list", "--database", DB]);
     assert!(list.starts_with("NAME "), "{list}");
+    // A reader that goes away (`| head -0`) ends the command quietly, without a panic.
+    let closed = closed_output(&["ops", "describe", &rotate_name, "-n", ns]);
+    assert_eq!(closed.status.code(), Some(141), "{closed:?}");
+    assert!(closed.stderr.is_empty(), "{closed:?}");
     assert!(
         list.contains(&rotate_name) && list.contains("rotate certificates"),
         "{list}"

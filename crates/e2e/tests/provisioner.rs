@@ -481,7 +481,19 @@ async fn a_paused_database_is_left_alone_until_resumed() {
 
     let patch = json!({"spec": {"podTemplate": {"metadata": {"labels": {"paused-test": "yes"}}}}});
     t.patch_database("ms-standalone", &patch).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The provisioner has looked at the changed spec (it records the generation it saw), and
+    // changed nothing: not a fixed wait, which passes as well when nothing ran.
+    let changed = api.get("ms-standalone").await.unwrap().metadata.generation;
+    eventually("the provisioner to observe the change", SHORT, || async {
+        let seen = api.get("ms-standalone").await.map_err(|e| e.to_string())?;
+        match seen.status.and_then(|s| s.observed_generation) {
+            observed if observed == changed => Ok(()),
+            observed => Err(format!(
+                "observedGeneration {observed:?}, spec at {changed:?}"
+            )),
+        }
+    })
+    .await;
     let labels_of = |sts: StatefulSet| {
         sts.spec
             .unwrap()

@@ -30,4 +30,16 @@ pub enum Error {
     Skipped { name: String, message: String },
     #[error("cannot print the report: {0}")]
     Output(String),
+    /// Whoever read the output closed it.
+    #[error("the output was closed")]
+    Closed,
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::BrokenPipe => Self::Closed,
+            _ => Self::Output(error.to_string()),
+        }
+    }
 }

@@ -152,6 +152,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`kubectl mssql ops list | head`): stop quietly, with the status
+        // of a tool that SIGPIPE ended (128 + 13), as other command-line tools do.
+        Err(Error::Closed) => ExitCode::from(141),
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -232,8 +235,15 @@ fn print<T: Serialize>(
             serde_saphyr::to_string(report).map_err(|e| Error::Output(e.to_string()))?
         }
     };
-    print!("{text}");
-    Ok(())
+    emit(&text)
+}
+
+/// Writes `text` to the command's output. Not `print!`, which panics when the reader has gone.
+fn emit(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::from)
 }
 
 /// Checks, creates and (with --watch) follows one ReconfigureTLS request.
@@ -261,15 +271,16 @@ async fn tls(
     }
     let created = cluster::create(&client, &request).await?;
     let name = created.name_any();
-    println!(
-        "MSSQLServerOpsRequest {namespace}/{name} created: {} on MSSQLServer {namespace}/{database}",
+    emit(&format!(
+        "MSSQLServerOpsRequest {namespace}/{name} created: {} on MSSQLServer {namespace}/{database}\n",
         ops::operation(&created)
-    );
+    ))?;
     if args.watch {
         watch(&client, &namespace, &name).await
     } else {
-        println!("Follow it with: kubectl mssql ops describe {name} -n {namespace}");
-        Ok(())
+        emit(&format!(
+            "Follow it with: kubectl mssql ops describe {name} -n {namespace}\n"
+        ))
     }
 }
 
@@ -302,21 +313,18 @@ async fn watch(client: &Client, namespace: &str, name: &str) -> Result<(), Error
         };
         failures = 0;
         let elapsed = render::elapsed(start.elapsed().as_secs());
-        let mut out = std::io::stdout().lock();
         if terminal {
             // Clears the status line drawn last time.
-            let _ = write!(out, "\r\x1b[2K");
+            emit("\r\x1b[2K")?;
         }
         for change in tracker.update(&ops) {
-            let _ = writeln!(out, "{elapsed}{}", render::change(&change));
+            emit(&format!("{elapsed}{}\n", render::change(&change)))?;
         }
         match outcome(&ops) {
             Some(Outcome::Successful) => {
-                let _ = writeln!(
-                    out,
-                    "{elapsed}MSSQLServerOpsRequest {namespace}/{name} is Successful"
-                );
-                return Ok(());
+                return emit(&format!(
+                    "{elapsed}MSSQLServerOpsRequest {namespace}/{name} is Successful\n"
+                ));
             }
             Some(Outcome::Failed(message)) => {
                 return Err(Error::Failed {
@@ -339,10 +347,8 @@ async fn watch(client: &Client, namespace: &str, name: &str) -> Result<(), Error
                 false => format!("phase {phase}"),
             };
             let bar = restarts(&ops).map(|r| format!(" {}", render::restart_text(&r)));
-            let _ = write!(out, "{elapsed}{phase}{}", bar.unwrap_or_default());
+            emit(&format!("{elapsed}{phase}{}", bar.unwrap_or_default()))?;
         }
-        let _ = out.flush();
-        drop(out);
         tokio::time::sleep(POLL).await;
     }
 }
