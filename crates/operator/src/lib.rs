@@ -4,10 +4,9 @@
 
 pub mod admission;
 pub mod build;
-pub mod cache;
 pub mod check;
 pub mod client;
-pub mod events;
+pub mod controller;
 pub mod leader;
 pub mod metrics;
 pub mod ops;
@@ -42,7 +41,7 @@ pub async fn run_controllers(
         settings.namespaces.iter().cloned().map(Some).collect()
     };
     let pairs = scopes.into_iter().map(|namespace| {
-        let (waker, wakes) = ops::wake::channel();
+        let (waker, wakes) = controller::wake::channel();
         let (client, metrics, settings) = (client.clone(), metrics.clone(), settings.clone());
         async move {
             let namespace = namespace.as_deref();

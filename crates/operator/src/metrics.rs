@@ -30,6 +30,13 @@ struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    /// The step that failed (`crate::controller::ReconcileError::category`).
+    category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpsLabels {
     r#type: String,
     phase: String,
@@ -86,7 +93,7 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     reconciliations: Family<ControllerLabels, Counter>,
-    reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histograms<ControllerLabels>,
     ops_requests: Family<OpsLabels, Gauge>,
     ops_step_duration: Histograms<StepLabels>,
@@ -213,10 +220,20 @@ impl Metrics {
         text
     }
 
-    pub fn reconciled(&self, controller: &'static str, took: Duration, ok: bool) {
+    /// One reconcile of `controller`; `error`: the category of the error it ended with.
+    pub fn reconciled(
+        &self,
+        controller: &'static str,
+        took: Duration,
+        error: Option<&'static str>,
+    ) {
         let labels = ControllerLabels { controller };
         self.reconciliations.get_or_create(&labels).inc();
-        if !ok {
+        if let Some(category) = error {
+            let labels = ErrorLabels {
+                controller,
+                category,
+            };
             self.reconcile_errors.get_or_create(&labels).inc();
         }
         self.reconcile_duration
@@ -397,9 +414,9 @@ mod tests {
     #[test]
     fn reconciliations_and_errors_are_counted_per_controller() {
         let m = Metrics::new();
-        m.reconciled(PROVISIONER, Duration::from_millis(3), true);
-        m.reconciled(PROVISIONER, Duration::from_millis(5), false);
-        m.reconciled(OPS_MANAGER, Duration::from_millis(1), true);
+        m.reconciled(PROVISIONER, Duration::from_millis(3), None);
+        m.reconciled(PROVISIONER, Duration::from_millis(5), Some("apply"));
+        m.reconciled(OPS_MANAGER, Duration::from_millis(1), None);
         assert_eq!(
             lines_with(&m, "mssql_operator_reconciliations_total"),
             [
@@ -408,12 +425,10 @@ mod tests {
             ]
         );
         let text = m.render();
-        assert!(
-            text.contains("mssql_operator_reconcile_errors_total{controller=\"provisioner\"} 1")
-        );
-        assert!(
-            !text.contains("mssql_operator_reconcile_errors_total{controller=\"ops-manager\"}")
-        );
+        assert!(text.contains(
+            "mssql_operator_reconcile_errors_total{controller=\"provisioner\",category=\"apply\"} 1"
+        ));
+        assert!(!text.contains("mssql_operator_reconcile_errors_total{controller=\"ops-manager\""));
         assert!(text.contains(
             "mssql_operator_reconcile_duration_seconds_count{controller=\"provisioner\"} 2"
         ));

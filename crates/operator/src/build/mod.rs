@@ -4,6 +4,7 @@
 pub mod certificates;
 pub mod config;
 pub mod pod;
+pub mod resources;
 pub mod secrets;
 pub mod services;
 pub mod start;

@@ -102,6 +102,8 @@ pub struct Observed {
     /// Each restarted pod must be seen serving its Secret's certificate: the database serves
     /// client TLS once the request is done, and verification is on (`run`'s flag).
     pub verify_served: bool,
+    /// Before it starts: what makes the database as the request wants it invalid, if anything.
+    pub target_invalid: Option<String>,
     /// Once every pod was restarted: the serial each alias's Secret holds now (`None` for a
     /// Secret that does not exist or holds no certificate).
     pub current_serials: BTreeMap<String, Option<String>>,
@@ -253,6 +255,14 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     };
 
     if phase == PHASE_PENDING {
+        if let Some(problem) = observed.target_invalid.as_ref() {
+            return Step::Fail {
+                step: INVALID_SPEC.to_owned(),
+                message: format!(
+                    "the database's target spec is not valid: {problem}. The database was not touched"
+                ),
+            };
+        }
         if let Some(newer) = observed.superseded_by.as_ref() {
             return Step::Skip {
                 message: newer.clone(),
@@ -696,6 +706,29 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        // A target the provisioner would refuse fails before anything, certificates included,
+        // is changed; a running request goes on to its end.
+        let adding = ops("ReconfigureTLS", add(), "Pending", &[], 0);
+        let target_invalid = Observed {
+            target_invalid: Some(
+                "spec.tls.certificates[0].duration: \"90days\" is not a duration".to_owned(),
+            ),
+            ..observed(1)
+        };
+        match next_step(&adding, &target_invalid) {
+            Step::Fail { step, message } => {
+                assert_eq!(step, "InvalidSpec");
+                assert_eq!(
+                    message,
+                    "the database's target spec is not valid: spec.tls.certificates[0].duration: \
+                     \"90days\" is not a duration. The database was not touched"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut started = adding.clone();
+        started.status.as_mut().unwrap().phase = Some(PHASE_PROGRESSING.to_owned());
+        assert_eq!(next_step(&started, &target_invalid), Step::PauseDatabase);
         // Already running: it goes on (the rules may be newer than the request).
         let mut running = banana.clone();
         running.status.as_mut().unwrap().phase = Some(PHASE_PROGRESSING.to_owned());

@@ -6,27 +6,25 @@ pub mod machine;
 pub mod observe;
 pub mod served;
 pub mod target;
-pub mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{EvictParams, Patch};
-use kube::runtime::controller::{self, Action};
+use kube::runtime::controller::{self as runtime, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Client, Resource, ResourceExt};
 use mssql_api::condition::{self, Condition};
 use mssql_api::ops::TYPE_RESTART;
 use mssql_api::phase::PAUSED;
-use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_api::{MssqlServer, MssqlServerOpsRequest, OpsRequestStatus};
 use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, info, info_span};
 
 use mssql_api::annotations::{PODS_BEFORE_RESTART, REVISIONS_BEFORE_ROTATION};
 use mssql_api::ops::{
@@ -35,9 +33,10 @@ use mssql_api::ops::{
 use mssql_api::steps::*;
 
 use self::machine::{Step, next_step};
+use crate::controller::apply::{patch_params, post_params};
+use crate::controller::{self, ReconcileError, finalizer_category, finalizer_conflict, key, now};
 use crate::metrics::{self, Metrics};
 use crate::provisioner;
-use crate::provisioner::apply::{patch_params, post_params};
 
 /// Keeps a request until the database it paused is resumed.
 pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
@@ -46,19 +45,53 @@ pub const FINALIZER: &str = "ops.kubedb.com/finalizer";
 /// budget. Each change of those wakes it at once (`wake`); this is only the backstop.
 const POLL: Duration = Duration::from_secs(10);
 
+/// Why a step failed: reading the snapshot, acting, or recording the outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
-    Kube { what: String, source: kube::Error },
+    Observe { what: String, source: kube::Error },
+    #[error("{what}: {source}")]
+    Act { what: String, source: kube::Error },
+    #[error("writing the request's status: {0}")]
+    Status(kube::Error),
     #[error(transparent)]
     Provisioner(#[from] provisioner::Error),
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
 
-pub(crate) fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Self::Observe { .. } => "observe",
+            Self::Act { .. } => "act",
+            Self::Status(_) => "status",
+            Self::Provisioner(error) => error.category(),
+            Self::Finalizer(error) => finalizer_category(error),
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        match self {
+            Self::Observe { source, .. } | Self::Act { source, .. } | Self::Status(source) => {
+                controller::is_conflict(source)
+            }
+            Self::Provisioner(error) => error.is_conflict(),
+            Self::Finalizer(error) => finalizer_conflict(error, Self::is_conflict),
+        }
+    }
+}
+
+/// A failed read (`what`: "reading …").
+pub(crate) fn reading(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
-    move |source| Error::Kube { what, source }
+    move |source| Error::Observe { what, source }
+}
+
+/// A step's failed write (`what`: "evicting …").
+fn acting(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Act { what, source }
 }
 
 pub struct Context {
@@ -86,7 +119,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(provisioner::event_note(note.clone())),
+            note: Some(controller::event_note(note.clone())),
             // Events are aggregated by reason and action: the note's first words keep "Successfully
             // paused" and "Successfully resumed" apart.
             action: note
@@ -109,7 +142,7 @@ impl Context {
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    wakes: wake::Wakes,
+    wakes: controller::wake::Wakes,
     verify_served_certificates: bool,
     namespace: Option<&str>,
 ) {
@@ -118,34 +151,21 @@ pub async fn run(
         verify_served_certificates,
     });
     let requests = crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace);
-    let controller = crate::cache::controller(requests);
-    let requests = controller.store();
-    controller
-        .with_config(controller::Config::default().concurrency(provisioner::CONCURRENCY))
+    let runtime = controller::cache::controller(requests);
+    let requests = runtime.store();
+    runtime
+        .with_config(runtime::Config::default().concurrency(controller::CONCURRENCY))
         .reconcile_on(wakes.requests(requests))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move { provisioner::log_outcome(result) })
+        .for_each(|result| async move { controller::log_outcome(result) })
         .await;
 }
 
-impl Error {
-    /// A write lost a race with another writer: see `provisioner::Error::is_conflict`.
-    fn is_conflict(&self) -> bool {
-        match self {
-            Self::Kube { source, .. } => provisioner::is_conflict(source),
-            Self::Provisioner(error) => error.is_conflict(),
-            Self::Finalizer(error) => provisioner::finalizer_conflict(error, Self::is_conflict),
-        }
-    }
-}
-
-fn error_policy(ops: Arc<MssqlServerOpsRequest>, error: &Error, _context: Arc<Context>) -> Action {
+fn error_policy(_: Arc<MssqlServerOpsRequest>, error: &Error, _: Arc<Context>) -> Action {
     if error.is_conflict() {
-        debug!(request = %ops.name_any(), %error, "lost a write race; again at once");
-        return Action::requeue(provisioner::REQUEUE_CONFLICT);
+        return Action::requeue(controller::REQUEUE_CONFLICT);
     }
-    warn!(request = %ops.name_any(), %error, "will retry");
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -154,11 +174,16 @@ async fn reconcile(
     context: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_request(ops, &context).await;
-    context.metrics().reconciled(
+    let key = key(ops.as_ref());
+    let result = reconcile_request(ops, &context)
+        .instrument(info_span!("reconcile", request = %key))
+        .await;
+    controller::reconciled(
+        context.metrics(),
         metrics::OPS_MANAGER,
-        started.elapsed(),
-        result.as_ref().map_or_else(Error::is_conflict, |_| true),
+        &key,
+        started,
+        result.as_ref(),
     );
     result
 }
@@ -167,7 +192,7 @@ async fn reconcile_request(
     ops: Arc<MssqlServerOpsRequest>,
     context: &Context,
 ) -> Result<Action, Error> {
-    let key = format!("{}/{}", ops.namespace().unwrap_or_default(), ops.name_any());
+    let key = key(ops.as_ref());
     let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
     context
         .metrics()
@@ -193,10 +218,6 @@ async fn reconcile_request(
     .map_err(|error| Error::Finalizer(Box::new(error)))
 }
 
-fn now() -> Time {
-    Time(Timestamp::now())
-}
-
 /// One step: observe, decide, act, record.
 async fn step(cached: &MssqlServerOpsRequest, context: &Context) -> Result<Action, Error> {
     // Decided on the request as stored, not as cached: the cache may not have this operator's
@@ -209,7 +230,7 @@ async fn step(cached: &MssqlServerOpsRequest, context: &Context) -> Result<Actio
     let Some(ops) = api
         .get_opt(&cached.name_any())
         .await
-        .map_err(kube("reading the request"))?
+        .map_err(reading("reading the request"))?
     else {
         return Ok(Action::await_change());
     };
@@ -303,9 +324,9 @@ async fn execute(
         Step::UpdateCertificates => {
             let (_, certificates) = observe::target(client, ops).await?;
             for (_, certificate) in certificates {
-                crate::provisioner::apply::apply(client, &namespace, certificate)
+                crate::controller::apply::apply(client, &namespace, certificate)
                     .await
-                    .map_err(kube("applying a certificate"))?;
+                    .map_err(acting("applying a certificate"))?;
             }
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
@@ -328,7 +349,7 @@ async fn execute(
         Step::UpdateStatefulSet => {
             let (target, _) = observe::target(client, ops).await?;
             match provisioner::apply_database(&target, &context.provisioner).await? {
-                Ok(None) => {
+                provisioner::Applied::Done => {
                     let message = if ops.spec.type_ == TYPE_RESTART {
                         UPDATE_PETSETS_RESTART_MESSAGE
                     } else {
@@ -339,11 +360,11 @@ async fn execute(
                         .event(ops, EventType::Normal, UPDATE_PETSETS, message.to_owned())
                         .await;
                 }
-                Ok(Some(waiting)) => {
+                provisioner::Applied::Waiting(waiting) => {
                     info!(request = %ops.name_any(), %waiting, "waiting before updating the statefulset");
                     return Ok(Action::requeue(POLL));
                 }
-                Err(problem) => {
+                provisioner::Applied::Invalid(problem) => {
                     return fail(
                         ops,
                         context,
@@ -376,7 +397,7 @@ async fn execute(
                     record.write(client, context).await?;
                     return Ok(Action::requeue(POLL));
                 }
-                Err(error) => return Err(kube(format!("evicting pod {pod}"))(error)),
+                Err(error) => return Err(acting(format!("evicting pod {pod}"))(error)),
             }
         }
         Step::WaitForPod { pod, why } => {
@@ -421,7 +442,7 @@ async fn execute(
             Api::<MssqlServer>::namespaced(client.clone(), &namespace)
                 .patch(&db_name, &patch_params(), &Patch::Merge(&patch))
                 .await
-                .map_err(kube("updating the database's TLS spec"))?;
+                .map_err(acting("updating the database's TLS spec"))?;
             // No condition: the next look sees the database's spec is the target.
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
@@ -475,7 +496,7 @@ async fn resume_database(ops: &MssqlServerOpsRequest, context: &Context) -> Resu
     let Some(current) = api
         .get_opt(db)
         .await
-        .map_err(kube("reading the database"))?
+        .map_err(reading("reading the database"))?
     else {
         return Ok(());
     };
@@ -517,7 +538,7 @@ async fn set_paused(
 ) -> Result<(), Error> {
     let api: Api<MssqlServer> = Api::namespaced(client.clone(), namespace);
     for _ in 0..10 {
-        let mut current = api.get(db).await.map_err(kube("reading the database"))?;
+        let mut current = api.get(db).await.map_err(reading("reading the database"))?;
         let status = current.status.get_or_insert_with(Default::default);
         match by {
             Some(ops) => condition::set(
@@ -543,10 +564,10 @@ async fn set_paused(
         match api.replace_status(db, &post_params(), &current).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(error) => return Err(kube("writing the database's Paused condition")(error)),
+            Err(error) => return Err(acting("writing the database's Paused condition")(error)),
         }
     }
-    Err(Error::Kube {
+    Err(Error::Act {
         what: "writing the database's Paused condition".to_owned(),
         source: kube::Error::Api(Box::new(kube::core::Status::failure(
             "too many conflicting writes",
@@ -572,7 +593,7 @@ async fn request_reissue(
         let current = api
             .get(&name)
             .await
-            .map_err(kube(format!("reading certificate {name}")))?;
+            .map_err(reading(format!("reading certificate {name}")))?;
         let revision = current
             .status
             .as_ref()
@@ -600,7 +621,7 @@ async fn request_reissue(
         let patch = json!({"status": {"conditions": conditions}});
         api.patch_status(&name, &patch_params(), &Patch::Merge(&patch))
             .await
-            .map_err(kube(format!("asking cert-manager to re-issue {name}")))?;
+            .map_err(acting(format!("asking cert-manager to re-issue {name}")))?;
     }
     Ok(annotated)
 }
@@ -623,13 +644,15 @@ async fn record_once(
     Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &ops.namespace().unwrap_or_default())
         .replace(&ops.name_any(), &post_params(), &annotated)
         .await
-        .map_err(kube(format!("recording {key}")))
+        .map_err(acting(format!("recording {key}")))
 }
 
 /// The request's status as it is being changed by one step; written once, against the
 /// resourceVersion read, so two operators can never both record a step.
 struct Record {
     ops: MssqlServerOpsRequest,
+    /// The status as read: a record that changes nothing is not written.
+    before: Option<OpsRequestStatus>,
     events: Vec<(String, String)>,
     /// Steps finished by this write, with how long each took, for the metrics once written.
     finished: Vec<(String, Duration)>,
@@ -637,12 +660,14 @@ struct Record {
 
 impl Record {
     fn new(ops: &MssqlServerOpsRequest) -> Self {
+        let before = ops.status.clone();
         let mut ops = ops.clone();
         ops.status
             .get_or_insert_with(Default::default)
             .observed_generation = ops.metadata.generation;
         Self {
             ops,
+            before,
             events: Vec::new(),
             finished: Vec::new(),
         }
@@ -712,12 +737,21 @@ impl Record {
         }
     }
 
+    /// Whether the record says anything the stored status does not (a step still waiting, say,
+    /// records the same conditions again: conditions keep their time while their status holds).
+    fn changed(&self) -> bool {
+        self.ops.status != self.before
+    }
+
     async fn write(self, client: &Client, context: &Context) -> Result<(), Error> {
+        if !self.changed() {
+            return Ok(());
+        }
         let api: Api<MssqlServerOpsRequest> =
             Api::namespaced(client.clone(), &self.ops.namespace().unwrap_or_default());
         api.replace_status(&self.ops.name_any(), &post_params(), &self.ops)
             .await
-            .map_err(kube("writing the request's status"))?;
+            .map_err(Error::Status)?;
         for (step, took) in &self.finished {
             context
                 .metrics()
@@ -729,5 +763,42 @@ impl Record {
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_api::ops::OpsRequestSpec;
+
+    use super::*;
+
+    fn request(status: Option<OpsRequestStatus>) -> MssqlServerOpsRequest {
+        let mut ops = MssqlServerOpsRequest::new("r", OpsRequestSpec::default());
+        ops.metadata.generation = Some(1);
+        ops.status = status;
+        ops
+    }
+
+    #[test]
+    fn a_step_that_records_what_the_status_already_says_writes_nothing() {
+        // A request waiting for cert-manager, as the first wait recorded it.
+        let mut first = Record::new(&request(None));
+        first.retry_step(GET_CERTIFICATE, true, None);
+        first.retry_step(CHECK_READY, false, None);
+        assert!(first.changed());
+        let stored = request(first.ops.status.clone());
+
+        // The next poll finds the same: nothing to write, and no Event.
+        let mut again = Record::new(&stored);
+        again.retry_step(GET_CERTIFICATE, true, None);
+        again.retry_step(CHECK_READY, false, None);
+        assert!(!again.changed());
+        assert!(again.events.is_empty());
+
+        // Until something changes.
+        let mut ready = Record::new(&stored);
+        ready.retry_step(CHECK_READY, true, None);
+        assert!(ready.changed());
+        assert_eq!(ready.events.len(), 1);
     }
 }

@@ -24,9 +24,9 @@ use mssql_api::steps::RESTART_NODES;
 
 use super::machine::{CertificateState, Observed, PodState};
 use super::target::target_database;
-use super::{Error, kube};
+use super::{Error, reading};
 use crate::build::certificates::certificates;
-use crate::provisioner::apply::applied_hash;
+use crate::controller::apply::applied_hash;
 
 /// The database as the request wants it, and the Certificates of that database with their aliases.
 pub async fn target(
@@ -37,12 +37,12 @@ pub async fn target(
     let db = Api::<MssqlServer>::namespaced(client.clone(), &namespace)
         .get(&ops.spec.database_ref.name)
         .await
-        .map_err(kube("reading the database"))?;
+        .map_err(reading("reading the database"))?;
     let target = target_database(&db, ops);
     let version = Api::<MssqlServerVersion>::all(client.clone())
         .get_opt(&db.spec.version)
         .await
-        .map_err(kube("reading the MSSQLServerVersion"))?;
+        .map_err(reading("reading the MSSQLServerVersion"))?;
     let certificates = match (
         validated(&target, version.as_ref()),
         db.controller_owner_ref(&()),
@@ -70,7 +70,7 @@ pub async fn observe(
     let Some(db) = Api::<MssqlServer>::namespaced(client.clone(), &namespace)
         .get_opt(db_name)
         .await
-        .map_err(kube("reading the database"))?
+        .map_err(reading("reading the database"))?
     else {
         return Ok(Observed {
             now,
@@ -90,6 +90,18 @@ pub async fn observe(
         verify_served && target.spec.tls.as_ref().and_then(|t| t.client_tls) == Some(true);
 
     let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
+    if phase.as_deref() == Some(PHASE_PENDING) && ops.spec.type_ == TYPE_RECONFIGURE_TLS {
+        // Judged before the database is touched: a target the provisioner would refuse fails the
+        // request at once, not after its certificates were changed.
+        let version = Api::<MssqlServerVersion>::all(client.clone())
+            .get_opt(&db.spec.version)
+            .await
+            .map_err(reading("reading the MSSQLServerVersion"))?;
+        if let Err(errors) = validated(&target, version.as_ref()) {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            observed.target_invalid = Some(errors.join("; "));
+        }
+    }
     if phase.as_deref() != Some(PHASE_PROGRESSING) {
         return Ok(observed);
     }
@@ -119,7 +131,7 @@ async fn current_serials(
         let secret = secrets
             .get_opt(&certificate.spec.secret_name)
             .await
-            .map_err(kube("reading a TLS secret"))?;
+            .map_err(reading("reading a TLS secret"))?;
         let serial = secret
             .and_then(|s| s.data)
             .and_then(|d| d.get("tls.crt").cloned())
@@ -141,7 +153,7 @@ async fn serialization(
     let all = Api::<MssqlServerOpsRequest>::namespaced(client.clone(), &namespace)
         .list(&ListParams::default())
         .await
-        .map_err(kube("listing ops requests"))?;
+        .map_err(reading("listing ops requests"))?;
     let same_db: Vec<&MssqlServerOpsRequest> = all
         .items
         .iter()
@@ -205,7 +217,7 @@ async fn certificate_states(
         let Some(current) = certificates
             .get_opt(&name)
             .await
-            .map_err(kube(format!("reading certificate {name}")))?
+            .map_err(reading(format!("reading certificate {name}")))?
         else {
             states.push(CertificateState {
                 alias,
@@ -218,7 +230,7 @@ async fn certificate_states(
         let secret = secrets
             .get_opt(&wanted.spec.secret_name)
             .await
-            .map_err(kube("reading a TLS secret"))?;
+            .map_err(reading("reading a TLS secret"))?;
         let secret_problems = secret_problems(&wanted, secret.as_ref(), now);
         let missing_issuer = missing_issuer(client, &namespace, &wanted).await?;
         states.push(CertificateState {
@@ -260,7 +272,7 @@ async fn missing_issuer(
             .await
             .map(|i| i.is_some())
     }
-    .map_err(kube("reading an issuer"))?;
+    .map_err(reading("reading an issuer"))?;
     Ok((!exists).then(|| {
         let place = if cluster {
             issuer.name.clone()
@@ -328,7 +340,7 @@ pub async fn running_pods(
     let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(kube("listing pods"))?;
+        .map_err(reading("listing pods"))?;
     Ok(pods
         .items
         .iter()
@@ -354,7 +366,7 @@ async fn pod_states(
     let listed = pods
         .list(&ListParams::default().labels(&selector_string(&labels::selector(&name))))
         .await
-        .map_err(kube("listing pods"))?;
+        .map_err(reading("listing pods"))?;
     let mut states = Vec::new();
     for (sts_name, replicas) in [
         (name.clone(), db.spec.replicas.unwrap_or(1)),
@@ -363,7 +375,7 @@ async fn pod_states(
         let Some(sts) = statefulsets
             .get_opt(&sts_name)
             .await
-            .map_err(kube("reading a statefulset"))?
+            .map_err(reading("reading a statefulset"))?
         else {
             continue;
         };

@@ -18,7 +18,7 @@ use mssql_tds::probe::{Mode, ProbeError, Served, probe};
 use tracing::info;
 
 use super::machine::ServedCheck;
-use super::{Error, kube, observe};
+use super::{Error, observe, reading};
 use crate::build::pod::PORT_DB;
 
 /// Bounds the connect and each read of one probe; a busy server answers well within it.
@@ -44,7 +44,7 @@ pub async fn check(
     let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
         .get_opt(secret_name)
         .await
-        .map_err(kube("reading the server certificate's secret"))?;
+        .map_err(reading("reading the server certificate's secret"))?;
     let data = secret.and_then(|s| s.data).unwrap_or_default();
     let (Some(crt), ca) = (data.get("tls.crt"), data.get("ca.crt")) else {
         return Ok((
@@ -56,7 +56,7 @@ pub async fn check(
     let address = Api::<Pod>::namespaced(client.clone(), &namespace)
         .list(&ListParams::default().fields(&format!("metadata.name={pod}")))
         .await
-        .map_err(kube(format!("reading pod {pod}")))?
+        .map_err(reading(format!("reading pod {pod}")))?
         .items
         .into_iter()
         .next()

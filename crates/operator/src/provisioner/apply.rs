@@ -1,128 +1,142 @@
-//! Apply: server-side apply of what the builders made, skipped when the object already is what
-//! was last applied, so an idle database costs reads only, never writes.
-
-use std::fmt::Debug;
+//! Apply: every object of the database's typed set, in a fixed order (what the pods mount and run
+//! as, then their workload), each skipped when it is as last applied; then the objects an earlier
+//! shape of the database left behind are deleted.
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use mssql_api::annotations;
+use super::Error;
+use crate::build::resources::{Orphans, Resources, Workload};
+use crate::controller::apply::{Applied, apply, create_once, delete_if_present};
 
-use crate::build::secrets::restart_hash;
-
-/// The field manager of every write of this operator.
-pub const FIELD_MANAGER: &str = "mssql-operator";
-
-/// Parameters of a create or replace by this operator.
-pub fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PostParams::default()
-    }
+/// What applying the set did.
+#[derive(Default)]
+pub struct Outcome {
+    /// The objects created, each for an Event of its own: `(what, reference)`.
+    pub created: Vec<(String, ObjectReference)>,
 }
 
-/// Parameters of a (non-apply) patch by this operator.
-pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    }
-}
-
-/// What applying did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-/// The hash `apply` records on an object: of the object exactly as built.
-pub fn applied_hash<K: Serialize>(object: &K) -> String {
-    restart_hash(&[&serde_json::to_vec(object).unwrap_or_default()])
-}
-
-/// Server-side applies `object` in `namespace` unless it is already as last applied.
-pub async fn apply<K>(client: &Client, namespace: &str, mut object: K) -> kube::Result<Applied>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let hash = applied_hash(&object);
-    object
-        .annotations_mut()
-        .insert(annotations::APPLIED_HASH.to_owned(), hash.clone());
-
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = object.name_any();
-    // Metadata only: the annotation is all that is compared, and a secret's data stays put.
-    let existing = api.get_metadata_opt(&name).await?;
-    if existing
-        .as_ref()
-        .is_some_and(|e| e.annotations().get(annotations::APPLIED_HASH) == Some(&hash))
-    {
-        return Ok(Applied::Unchanged);
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await?;
-    Ok(if existing.is_some() {
-        Applied::Updated
-    } else {
-        Applied::Created
-    })
-}
-
-/// Creates `object` unless one of its name exists; never overwrites (a generated password must
-/// not change under a running database). Looks first (metadata only), so a database that already
-/// has it costs a read, not a refused write.
-pub async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> kube::Result<Applied>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    if api.get_metadata_opt(&object.name_any()).await?.is_some() {
-        return Ok(Applied::Unchanged);
-    }
-    match api.create(&post_params(), object).await {
-        Ok(_) => Ok(Applied::Created),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Applied::Unchanged),
-        Err(error) => Err(error),
-    }
-}
-
-/// Deletes the object `name` if it exists.
-pub async fn delete_if_present<K>(
+/// Applies `resources` in `namespace`; deletes `orphans` once the pods' StatefulSet changed (a
+/// new shape of the database is what leaves objects behind, and an unchanged one costs nothing).
+pub async fn apply_all(
     client: &Client,
     namespace: &str,
-    name: &str,
-) -> kube::Result<bool>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api
-        .delete(name, &kube::api::DeleteParams::background())
-        .await
+    resources: Resources,
+    orphans: &Orphans,
+) -> Result<Outcome, Error> {
+    // Every field, named: a kind added to the set does not compile until it is applied here.
+    let Resources {
+        auth_secret,
+        certificates,
+        config_secret,
+        service_account,
+        services,
+        disruption_budget,
+        workload,
+    } = resources;
+    let mut pass = Pass {
+        client,
+        namespace,
+        outcome: Outcome::default(),
+    };
+    if let Some(secret) = auth_secret {
+        let applied = create_once(client, namespace, &secret)
+            .await
+            .map_err(applying(&secret))?;
+        pass.note(&secret, applied);
+    }
+    for certificate in certificates {
+        pass.apply(certificate).await?;
+    }
+    pass.apply(config_secret).await?;
+    if let Some(account) = service_account {
+        pass.apply(account).await?;
+    }
+    for service in services {
+        pass.apply(service).await?;
+    }
+    pass.apply(disruption_budget).await?;
+    if let Some(Workload {
+        statefulset,
+        arbiter,
+    }) = workload
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(error) => Err(error),
+        let changed = pass.apply(statefulset).await? != Applied::Unchanged;
+        if let Some(arbiter) = arbiter {
+            pass.apply(arbiter).await?;
+        }
+        if changed {
+            delete_orphans(client, namespace, orphans).await?;
+        }
+    }
+    Ok(pass.outcome)
+}
+
+async fn delete_orphans(client: &Client, namespace: &str, orphans: &Orphans) -> Result<(), Error> {
+    let Orphans {
+        statefulsets,
+        services,
+    } = orphans;
+    let deleting = |what: String| move |source| Error::Apply { what, source };
+    for name in statefulsets {
+        delete_if_present::<StatefulSet>(client, namespace, name)
+            .await
+            .map_err(deleting(format!("deleting statefulset {name}")))?;
+    }
+    for name in services {
+        delete_if_present::<Service>(client, namespace, name)
+            .await
+            .map_err(deleting(format!("deleting service {name}")))?;
+    }
+    Ok(())
+}
+
+/// `statefulset ms-0`: an object as messages name it.
+fn describe<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{} {}",
+        K::kind(&()).to_lowercase(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn applying<K: Resource<DynamicType = ()>>(object: &K) -> impl FnOnce(kube::Error) -> Error {
+    let what = format!("applying {}", describe(object));
+    move |source| Error::Apply { what, source }
+}
+
+/// One pass of applies, noting what it created.
+struct Pass<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    outcome: Outcome,
+}
+
+impl Pass<'_> {
+    fn note<K: Resource<DynamicType = ()>>(&mut self, object: &K, applied: Applied) {
+        if applied == Applied::Created {
+            self.outcome
+                .created
+                .push((describe(object), object.object_ref(&())));
+        }
+    }
+
+    async fn apply<K>(&mut self, object: K) -> Result<Applied, Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let applied = apply(self.client, self.namespace, object.clone())
+            .await
+            .map_err(applying(&object))?;
+        self.note(&object, applied);
+        Ok(applied)
     }
 }

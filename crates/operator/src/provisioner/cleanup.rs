@@ -20,7 +20,7 @@ use serde_json::json;
 
 use mssql_api::labels::{self, selector_string};
 
-use super::apply::{delete_if_present, patch_params};
+use crate::controller::apply::{delete_if_present, patch_params};
 
 /// What halting or deleting a database touches. Taken from the defaulted spec, valid or not: a
 /// database whose spec is broken must still be deletable.

@@ -1,6 +1,7 @@
-//! Dereference: read what a database refers to (its catalog entry, issuers, user secrets) and
-//! what it needs before pods can start (the TLS secrets). Problems the user must fix come back as
-//! field errors; API failures as errors to retry.
+//! Dereference and validate: read what a database refers to (its catalog entry, issuers, user
+//! secrets), validate the spec with it (`mssql_api::validated`, the rules `check` and admission
+//! run), and read what its pods need before they can start (the TLS secrets). Problems the user
+//! must fix come back as field errors; API failures as errors to retry.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,77 @@ use mssql_certs::cert_manager::{ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
 
 use mssql_api::validate::CONFIG_KEY;
 
+use mssql_api::conf;
+use mssql_api::validated::validated;
+
+use super::Error;
+use crate::build::config;
 use crate::build::secrets::check_auth_secret;
+
+fn reading(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Dereference { what, source }
+}
+
+/// A database read, validated and with everything it refers to checked.
+pub enum Prepared {
+    Valid {
+        server: Box<Server>,
+        mssql_conf: String,
+    },
+    /// The spec breaks a rule: only a change of the database can fix it.
+    Invalid(Vec<FieldError>),
+    /// What it refers to (its catalog entry, an issuer, a user's Secret) is missing or wrong: it
+    /// may be created or fixed at any moment, and none of those is watched.
+    Unresolved(Vec<FieldError>),
+}
+
+/// Dereference and validate: everything the builders need, or every problem with the input.
+pub async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Error> {
+    let references = version(client, db)
+        .await
+        .map_err(reading("the MSSQLServerVersion"))?;
+    let server = match validated(db, references.version.as_ref()) {
+        Ok(server) => server,
+        Err(errors) if references.version.is_none() => return Ok(Prepared::Unresolved(errors)),
+        Err(errors) => return Ok(Prepared::Invalid(errors)),
+    };
+    let user_config = match check_references(client, &server)
+        .await
+        .map_err(reading("what the database refers to"))?
+    {
+        Ok(config) => config,
+        Err(errors) => return Ok(Prepared::Unresolved(errors)),
+    };
+    let version = references.version.as_ref().map(|v| v.spec.version.as_str());
+    let user_config = match user_config
+        .as_deref()
+        .map(|text| conf::check_user(text, version))
+    {
+        None => None,
+        Some(Ok(ini)) => Some(ini),
+        Some(Err(problems)) => {
+            // Inline text was checked by validation; what is left is a config Secret's.
+            let field = match server.config.secret.as_deref() {
+                Some(secret) => format!("spec.configuration.secretName ({secret})"),
+                None => format!("spec.configuration.inline[{CONFIG_KEY}]"),
+            };
+            let errors = problems
+                .into_iter()
+                .map(|problem| FieldError::new(field.clone(), problem))
+                .collect();
+            return Ok(Prepared::Unresolved(errors));
+        }
+    };
+    let mssql_conf = config::mssql_conf(
+        server.tls.client_tls,
+        conf::tls_protocols(version.unwrap_or_default()),
+        user_config.as_ref(),
+    );
+    Ok(Prepared::Valid {
+        server: Box::new(server),
+        mssql_conf,
+    })
+}
 
 /// What the user referred to, read from the API.
 pub struct References {

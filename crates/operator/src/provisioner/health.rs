@@ -6,7 +6,7 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
-use super::is_ready;
+use mssql_api::pods::is_ready;
 
 /// One pod that is not Ready, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,15 @@ pub struct Events {
 }
 
 impl Events {
+    /// Events reported as `mssql-operator`, and this pod when `POD_NAME` is set.
+    pub fn of_operator(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: super::NAME.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self::new(client, reporter)
+    }
+
     pub fn new(client: Client, reporter: Reporter) -> Self {
         Self {
             warnings: Recorder::new(client.clone(), reporter.clone()),

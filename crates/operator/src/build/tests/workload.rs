@@ -1,0 +1,72 @@
+//! The disruption budget, the ServiceAccount and the arbiter's StatefulSet.
+
+use super::*;
+
+#[test]
+fn pdb_and_service_account() {
+    let server = server_from(example("mssql-ag-cluster"));
+    let pdb = to_json(&pod_disruption_budget(&server, &owner()).spec);
+    assert_eq!(pdb["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["selector"]["matchLabels"],
+        to_json(&labels::selector("mssql-ag-cluster"))
+    );
+    let account = service_account(&server, &owner()).unwrap();
+    assert_eq!(account.metadata.name.as_deref(), Some("mssql-ag-cluster"));
+    let mut value = example("ms-standalone");
+    value["spec"]["podTemplate"]["spec"]["serviceAccountName"] = json!("mine");
+    let server = server_from(value);
+    assert!(
+        service_account(&server, &owner()).is_none(),
+        "the user's own account is not created"
+    );
+    assert_eq!(
+        pod_spec(&server).service_account_name.as_deref(),
+        Some("mine")
+    );
+}
+
+#[test]
+fn an_even_availability_group_gets_an_arbiter() {
+    assert!(
+        arbiter(
+            &server_from(example("mssql-ag-cluster")),
+            &owner(),
+            "cfg",
+            &start("h")
+        )
+        .is_none(),
+        "3 replicas: no arbiter"
+    );
+    let mut value = example("mssql-ag-cluster");
+    value["spec"]["replicas"] = json!(2);
+    let server = server_from(value);
+    let sts = arbiter(&server, &owner(), "cfg", &start("h")).unwrap();
+    assert_eq!(
+        sts.metadata.name.as_deref(),
+        Some("mssql-ag-cluster-arbiter")
+    );
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.selector.match_labels.as_ref().unwrap()["kubedb.com/role"],
+        "arbiter"
+    );
+    assert_eq!(
+        spec.template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap()["kubedb.com/role"],
+        "arbiter"
+    );
+    let claim = to_json(&spec.volume_claim_templates.unwrap()[0].spec);
+    assert_eq!(claim["resources"]["requests"]["storage"], "2Gi");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        to_json(&pod.containers[0].resources),
+        json!({"limits": {"memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}})
+    );
+}
