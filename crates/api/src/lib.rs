@@ -19,6 +19,7 @@ pub mod names;
 pub mod ops;
 pub mod phase;
 pub mod pods;
+pub mod progress;
 pub mod quantity;
 pub mod renewal;
 mod schema;

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::annotations;
-use mssql_api::condition::{Condition, find};
-use mssql_api::ops::{PHASE_FAILED, PHASE_SKIPPED, PHASE_SUCCESSFUL};
+use mssql_api::condition::Condition;
 use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
-use mssql_api::steps::{CHECK_POD_RUNNING, FAILED, GET_POD, SKIPPED, pod_step};
+use mssql_api::progress::{Ended, Progress};
 use serde::Serialize;
 
 use crate::text::age;
@@ -149,23 +148,15 @@ fn condition_row(c: &Condition) -> ConditionRow {
 pub fn restarts(ops: &MssqlServerOpsRequest) -> Option<Restarts> {
     let recorded: BTreeMap<String, String> =
         serde_json::from_str(ops.annotations().get(annotations::PODS_BEFORE_RESTART)?).ok()?;
-    let conditions = conditions(ops);
-    let step_true = |step: &str, pod: &str| {
-        find(conditions, &pod_step(step, pod)).is_some_and(Condition::is_true)
-    };
+    let progress = Progress::of(ops);
     let done = recorded
         .keys()
-        .filter(|pod| step_true(CHECK_POD_RUNNING, pod))
+        .filter(|pod| progress.pod(pod).running)
         .count();
-    // The pod being restarted is the last one whose restart has begun and not yet ended.
-    let current = conditions.iter().rev().find_map(|c| {
-        let pod = c.type_.strip_prefix(GET_POD)?.strip_prefix("--")?;
-        (!step_true(CHECK_POD_RUNNING, pod)).then(|| pod.to_owned())
-    });
     Some(Restarts {
         done,
         total: recorded.len(),
-        current,
+        current: progress.restarting,
     })
 }
 
@@ -178,17 +169,11 @@ pub enum Outcome {
 }
 
 pub fn outcome(ops: &MssqlServerOpsRequest) -> Option<Outcome> {
-    let message = |type_: &str| {
-        find(conditions(ops), type_)
-            .and_then(|c| c.message.clone())
-            .unwrap_or_else(|| "no message recorded".to_owned())
-    };
-    match phase(ops).as_str() {
-        PHASE_SUCCESSFUL => Some(Outcome::Successful),
-        PHASE_FAILED => Some(Outcome::Failed(message(FAILED))),
-        PHASE_SKIPPED => Some(Outcome::Skipped(message(SKIPPED))),
-        _ => None,
-    }
+    Some(match Progress::of(ops).ended? {
+        Ended::Successful => Outcome::Successful,
+        Ended::Failed { message, .. } => Outcome::Failed(message),
+        Ended::Skipped { message } => Outcome::Skipped(message),
+    })
 }
 
 /// Remembers what `--watch` has shown, so each condition change and phase is shown once.

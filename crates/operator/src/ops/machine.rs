@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use mssql_api::MssqlServerOpsRequest;
-use mssql_api::condition::{Condition, find};
 use mssql_api::ops::{APPLY_ALWAYS, PHASE_PENDING, TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
+use mssql_api::progress::Progress;
 use mssql_api::steps::*;
 use mssql_api::validate::validate_ops_request;
 
@@ -40,9 +40,13 @@ pub struct CertificateState {
 }
 
 impl CertificateState {
+    /// cert-manager issued it again since the rotation asked for it.
+    fn reissued(&self) -> bool {
+        matches!((self.revision, self.revision_before_rotation), (Some(now), Some(before)) if now > before)
+    }
+
     fn synced(&self, change: TlsChange) -> bool {
-        let reissued = change != TlsChange::Rotate
-            || matches!((self.revision, self.revision_before_rotation), (Some(now), Some(before)) if now > before);
+        let reissued = change != TlsChange::Rotate || self.reissued();
         self.exists
             && self.spec_is_target
             && self.ready_at_generation
@@ -142,6 +146,10 @@ pub enum Step {
     UpdateCertificates,
     /// Record the sub-step conditions and wait for cert-manager.
     WaitForCertificates {
+        /// Every certificate is Ready at its generation (`CheckReadyCondition`).
+        ready: bool,
+        /// No certificate is being issued (`IssuingCondition`).
+        issued: bool,
         problems: Vec<String>,
     },
     CertificatesSynced,
@@ -181,10 +189,6 @@ pub enum Step {
     },
 }
 
-fn has_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(Condition::is_true)
-}
-
 fn parse_timeout(ops: &MssqlServerOpsRequest) -> Duration {
     ops.spec
         .timeout
@@ -193,18 +197,11 @@ fn parse_timeout(ops: &MssqlServerOpsRequest) -> Duration {
         .unwrap_or(DEFAULT_STEP_TIMEOUT)
 }
 
-/// When the current step began: the moment the last step before it finished.
-fn step_started(conditions: &[Condition]) -> Option<Timestamp> {
-    conditions
-        .iter()
-        .filter(|c| c.is_true())
-        .map(|c| c.last_transition_time.0)
-        .max()
-}
-
-fn timed_out(ops: &MssqlServerOpsRequest, conditions: &[Condition], now: Timestamp) -> bool {
+/// Whether the current step (begun when the last one finished, or when the request was created,
+/// `step_started: None`) has run longer than the request's timeout.
+fn timed_out(ops: &MssqlServerOpsRequest, step_started: Option<Timestamp>, now: Timestamp) -> bool {
     let Some(started) =
-        step_started(conditions).or_else(|| ops.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        step_started.or_else(|| ops.metadata.creation_timestamp.as_ref().map(|t| t.0))
     else {
         return false;
     };
@@ -216,9 +213,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     if ops.is_finished() {
         return Step::Done;
     }
-    let status = ops.status.clone().unwrap_or_default();
-    let conditions = &status.conditions;
-    let phase = status.phase.as_deref().unwrap_or("");
+    let phase = ops.phase();
     let type_ = ops.spec.type_.as_str();
     if phase.is_empty() {
         return Step::MarkPending;
@@ -269,7 +264,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
             };
         }
         let wait = |why: String| {
-            if timed_out(ops, &[], observed.now) {
+            if timed_out(ops, None, observed.now) {
                 Step::Fail {
                     step: "Pending".to_owned(),
                     message: format!("{why}, and the timeout of {:?} ran out", parse_timeout(ops)),
@@ -302,16 +297,17 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     // Progressing.
     let tls = type_ == TYPE_RECONFIGURE_TLS;
     let change = ops.spec.tls_change();
-    let expired = timed_out(ops, conditions, observed.now);
+    let progress = Progress::of(ops);
+    let expired = timed_out(ops, progress.step_started, observed.now);
     let timeout = parse_timeout(ops);
 
-    if !has_true(conditions, PAUSE_SUCCEEDED) {
+    if !progress.paused {
         return Step::PauseDatabase;
     }
-    if tls && change == TlsChange::Rotate && !has_true(conditions, ISSUED) {
+    if tls && change == TlsChange::Rotate && !progress.reissue_requested {
         return Step::RequestReissue;
     }
-    if tls && change != TlsChange::Remove && !has_true(conditions, SYNCED) {
+    if tls && change != TlsChange::Remove && !progress.certificates_synced {
         if observed
             .certificates
             .iter()
@@ -334,28 +330,31 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                     problems.join("; ")
                 ),
             },
-            (false, false) => Step::WaitForCertificates { problems },
+            (false, false) => Step::WaitForCertificates {
+                ready: observed.certificates.iter().all(|c| c.ready_at_generation),
+                issued: !observed.certificates.iter().any(|c| c.issuing),
+                problems,
+            },
         };
     }
     // A Restart applies the workload too: its pods come back on what the Secrets hold now, even
     // when they changed while the database was paused (by this request or the one before).
-    if !has_true(conditions, UPDATE_PETSETS) {
+    if !progress.workload_updated {
         return Step::UpdateStatefulSet;
     }
-    if !has_true(conditions, RESTART_NODES) {
+    if !progress.pods_restarted {
         if !observed.pods_recorded {
             return Step::RecordPods;
         }
         for pod in &observed.pods {
-            let running = pod_step(CHECK_POD_RUNNING, &pod.name);
+            let recorded = progress.pod(&pod.name);
             if pod.restarted() {
-                if !has_true(conditions, &running) {
+                if !recorded.running {
                     return Step::PodRunning {
                         pod: pod.name.clone(),
                     };
                 }
-                let served = pod_step(CHECK_SERVED_CERTIFICATE, &pod.name);
-                if observed.verify_served && !has_true(conditions, &served) {
+                if observed.verify_served && !recorded.served {
                     return Step::VerifyServed {
                         pod: pod.name.clone(),
                     };
@@ -378,7 +377,7 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
             };
             return if expired {
                 Step::Fail {
-                    step: running,
+                    step: pod_step(CHECK_POD_RUNNING, &pod.name),
                     message: format!("pod {} did not restart within {timeout:?}: {why}", pod.name),
                 }
             } else {
@@ -446,11 +445,7 @@ pub fn served_outcome(
     check: ServedCheck,
 ) -> Step {
     let step = pod_step(CHECK_SERVED_CERTIFICATE, pod);
-    let conditions = ops
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let started = Progress::of(ops).step_started;
     match check {
         ServedCheck::Verified => Step::ServedVerified {
             pod: pod.to_owned(),
@@ -459,7 +454,7 @@ pub fn served_outcome(
             step,
             message: format!("pod {pod} {why}; no further pod was restarted"),
         },
-        ServedCheck::Unreachable(why) if timed_out(ops, conditions, now) => Step::Fail {
+        ServedCheck::Unreachable(why) if timed_out(ops, started, now) => Step::Fail {
             step,
             message: format!(
                 "pod {pod} was not seen serving its certificate within {:?}: {why}",
@@ -484,8 +479,7 @@ fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> St
     if certificate.issuing {
         reasons.push("still being issued".to_owned());
     }
-    let reissued = matches!((certificate.revision, certificate.revision_before_rotation), (Some(now), Some(before)) if now > before);
-    if change == TlsChange::Rotate && !reissued {
+    if change == TlsChange::Rotate && !certificate.reissued() {
         reasons.push("not re-issued yet".to_owned());
     }
     reasons.extend(certificate.secret_problems.iter().cloned());
@@ -495,6 +489,7 @@ fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> St
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use mssql_api::condition::Condition;
     use mssql_api::ops::{OpsRequestSpec, OpsRequestStatus, OpsTlsSpec, PHASE_PROGRESSING};
 
     use super::*;
@@ -576,6 +571,42 @@ mod tests {
             describe_certificate(&cert, TlsChange::Update),
             "server certificate: Issuer demo/x does not exist, not Ready: cert-manager's words"
         );
+    }
+
+    #[test]
+    fn waiting_certificates_say_which_sub_steps_hold_from_their_state_not_their_words() {
+        let step = ops(
+            "ReconfigureTLS",
+            add(),
+            "Progressing",
+            &["ReconfigureTLS", PAUSE_SUCCEEDED],
+            0,
+        );
+        let issuing = CertificateState {
+            issuing: true,
+            ..synced_cert("server")
+        };
+        // cert-manager's own message happens to contain the words a text scan looked for.
+        let unready = CertificateState {
+            ready_at_generation: false,
+            not_ready_message: Some("Issuing certificate as Secret does not exist".to_owned()),
+            ..synced_cert("client")
+        };
+        let waiting = |certificates| Observed {
+            certificates,
+            ..observed(1)
+        };
+        match next_step(
+            &step,
+            &waiting(vec![issuing.clone(), synced_cert("client")]),
+        ) {
+            Step::WaitForCertificates { ready, issued, .. } => assert!(ready && !issued),
+            other => panic!("{other:?}"),
+        }
+        match next_step(&step, &waiting(vec![synced_cert("server"), unready])) {
+            Step::WaitForCertificates { ready, issued, .. } => assert!(!ready && issued),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn synced_cert(alias: &str) -> CertificateState {
@@ -790,6 +821,8 @@ mod tests {
         assert_eq!(
             next_step(&step, &waiting),
             Step::WaitForCertificates {
+                ready: true,
+                issued: true,
                 problems: vec!["server certificate: not re-issued yet".to_owned()]
             }
         );
@@ -836,6 +869,8 @@ mod tests {
         assert_eq!(
             next_step(&step, &observed_bad),
             Step::WaitForCertificates {
+                ready: true,
+                issued: true,
                 problems: vec!["server certificate: tls.crt does not cover DNS name db".to_owned()]
             }
         );

@@ -330,12 +330,14 @@ async fn execute(
             }
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
-        Step::WaitForCertificates { problems } => {
-            let ready = !problems.iter().any(|p| p.contains("not Ready"));
-            let issuing = !problems.iter().any(|p| p.contains("being issued"));
+        Step::WaitForCertificates {
+            ready,
+            issued,
+            problems,
+        } => {
             record.retry_step(GET_CERTIFICATE, true, None);
             record.retry_step(CHECK_READY, ready, None);
-            record.retry_step(ISSUING, issuing, None);
+            record.retry_step(ISSUING, issued, None);
             info!(request = %ops.name_any(), ?problems, "waiting for certificates");
             record.write(client, context).await?;
             return Ok(Action::requeue(POLL));
