@@ -1,0 +1,278 @@
+//! Execute: carries out the step the machine decided, and records its outcome in the request's
+//! status (`record`) before anything else happens.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{EvictParams, Patch};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use mssql_api::annotations::PODS_BEFORE_RESTART;
+use mssql_api::condition::Condition;
+use mssql_api::ops::{
+    PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, TYPE_RESTART,
+};
+use mssql_api::steps::*;
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use serde_json::json;
+use tracing::info;
+
+use super::machine::{self, Step};
+use super::pause::{resume_database, set_paused};
+use super::record::{Record, record_once};
+use super::reissue::request_reissue;
+use super::{Context, Error, POLL, acting, observe, served};
+use crate::controller::apply::patch_params;
+use crate::controller::now;
+use crate::provisioner;
+
+pub(super) async fn execute(
+    ops: &MssqlServerOpsRequest,
+    context: &Context,
+    next: Step,
+) -> Result<Action, Error> {
+    let client = context.client();
+    let namespace = ops.namespace().unwrap_or_default();
+    let db_name = ops.spec.database_ref.name.clone();
+    let restart = ops.spec.type_ == TYPE_RESTART;
+    let mut record = Record::new(ops);
+    match next {
+        Step::Done => return Ok(Action::await_change()),
+        Step::MarkPending => {
+            record.phase(PHASE_PENDING);
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Starting",
+                    format!(
+                        "Start processing for MSSQLServerOpsRequest: {namespace}/{}",
+                        ops.name_any()
+                    ),
+                )
+                .await;
+        }
+        Step::Skip { message } => {
+            record.phase(PHASE_SKIPPED);
+            record.set(Condition::new(
+                SKIPPED,
+                true,
+                SKIPPED,
+                message,
+                ops.metadata.generation,
+                now(),
+            ));
+        }
+        Step::WaitToStart { why, after } => {
+            info!(request = %ops.name_any(), %why, "waiting to start");
+            return Ok(Action::requeue(after));
+        }
+        Step::StartProgressing => {
+            let (type_, message) = start_condition(&ops.spec.type_);
+            record.phase(PHASE_PROGRESSING);
+            record.set(Condition::new(
+                type_,
+                true,
+                type_,
+                message,
+                ops.metadata.generation,
+                now(),
+            ));
+        }
+        Step::PauseDatabase => {
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Starting",
+                    format!("Pausing MSSQLServer database: {namespace}/{db_name}"),
+                )
+                .await;
+            set_paused(client, &namespace, &db_name, Some(ops)).await?;
+            context
+                .event(
+                    ops,
+                    EventType::Normal,
+                    "Successful",
+                    format!("Successfully paused MSSQLServer database: {namespace}/{db_name} for MSSQLServerOpsRequest: {}", ops.name_any()),
+                )
+                .await;
+            record.done(PAUSE_SUCCEEDED, PAUSED_MESSAGE);
+        }
+        Step::RequestReissue => {
+            // Recorded on the request as annotation: its status is written against that version,
+            // else the write conflicts and the step (and the re-issue) runs twice.
+            let annotated = request_reissue(client, ops).await?;
+            record = Record::new(&annotated);
+            record.done(ISSUED, ISSUED_MESSAGE);
+        }
+        Step::UpdateCertificates => {
+            let (_, certificates) = observe::target(client, ops).await?;
+            for (_, certificate) in certificates {
+                crate::controller::apply::apply(client, &namespace, certificate)
+                    .await
+                    .map_err(acting("applying a certificate"))?;
+            }
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+        Step::WaitForCertificates {
+            ready,
+            issued,
+            problems,
+        } => {
+            record.retry_step(GET_CERTIFICATE, true, None);
+            record.retry_step(CHECK_READY, ready, None);
+            record.retry_step(ISSUING, issued, None);
+            info!(request = %ops.name_any(), ?problems, "waiting for certificates");
+            record.write(client, context).await?;
+            return Ok(Action::requeue(POLL));
+        }
+        Step::CertificatesSynced => {
+            for sub in [GET_CERTIFICATE, CHECK_READY, ISSUING] {
+                record.retry_step(sub, true, None);
+            }
+            record.done(SYNCED, SYNCED_MESSAGE);
+        }
+        Step::UpdateStatefulSet => {
+            let (target, _) = observe::target(client, ops).await?;
+            match provisioner::apply_database(&target, &context.provisioner).await? {
+                provisioner::Applied::Done => {
+                    let message = if ops.spec.type_ == TYPE_RESTART {
+                        UPDATE_PETSETS_RESTART_MESSAGE
+                    } else {
+                        UPDATE_PETSETS_MESSAGE
+                    };
+                    record.done(UPDATE_PETSETS, message);
+                    context
+                        .event(ops, EventType::Normal, UPDATE_PETSETS, message.to_owned())
+                        .await;
+                }
+                provisioner::Applied::Waiting(waiting) => {
+                    info!(request = %ops.name_any(), %waiting, "waiting before updating the statefulset");
+                    return Ok(Action::requeue(POLL));
+                }
+                provisioner::Applied::Invalid(problem) => {
+                    return fail(
+                        ops,
+                        context,
+                        UPDATE_PETSETS,
+                        &format!("the database's target spec is not valid: {problem}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        Step::RecordPods => {
+            let pods = observe::running_pods(client, ops).await?;
+            record_once(
+                client,
+                ops,
+                PODS_BEFORE_RESTART,
+                serde_json::to_string(&pods).unwrap_or_default(),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+        Step::EvictPod { pod } => {
+            record.retry_step(GET_POD, true, Some(&pod));
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            match pods.evict(&pod, &EvictParams::default()).await {
+                Ok(_) => record.retry_step(EVICT_POD, true, Some(&pod)),
+                // The PodDisruptionBudget says not now, or the pod is already gone: look again.
+                Err(kube::Error::Api(status)) if [404, 429].contains(&status.code) => {
+                    record.retry_step(EVICT_POD, false, Some(&pod));
+                    record.write(client, context).await?;
+                    return Ok(Action::requeue(POLL));
+                }
+                Err(error) => return Err(acting(format!("evicting pod {pod}"))(error)),
+            }
+        }
+        Step::WaitForPod { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for a pod");
+            return Ok(Action::requeue(POLL));
+        }
+        Step::PodRunning { pod } => record.retry_step(CHECK_POD_RUNNING, true, Some(&pod)),
+        Step::VerifyServed { pod } => {
+            let (check, verified) = served::check(client, ops, &pod).await?;
+            if let Some(line) = verified {
+                context
+                    .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
+                    .await;
+            }
+            // The finding is judged by the pure machine; its step is then carried out as any.
+            let outcome = machine::served_outcome(ops, Timestamp::now(), &pod, check);
+            return Box::pin(execute(ops, context, outcome)).await;
+        }
+        Step::WaitForServed { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for the pod to serve its certificate");
+            record.retry_step_because(CHECK_SERVED_CERTIFICATE, &pod, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        Step::ServedVerified { pod } => {
+            record.retry_step(CHECK_SERVED_CERTIFICATE, true, Some(&pod))
+        }
+        Step::AllPodsRestarted => {
+            let message = if restart {
+                RESTART_NODES_MESSAGE
+            } else {
+                RESTART_NODES_TLS_MESSAGE
+            };
+            record.done(RESTART_NODES, message);
+            context
+                .event(ops, EventType::Normal, RESTART_NODES, message.to_owned())
+                .await;
+        }
+        Step::UpdateDatabase => {
+            let (target, _) = observe::target(client, ops).await?;
+            let patch = json!({"spec": {"tls": target.spec.tls}});
+            Api::<MssqlServer>::namespaced(client.clone(), &namespace)
+                .patch(&db_name, &patch_params(), &Patch::Merge(&patch))
+                .await
+                .map_err(acting("updating the database's TLS spec"))?;
+            // No condition: the next look sees the database's spec is the target.
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+        Step::Succeed => {
+            resume_database(ops, context).await?;
+            let message = if restart {
+                SUCCESSFUL_RESTART_MESSAGE
+            } else {
+                SUCCESSFUL_TLS_MESSAGE
+            };
+            record.done(SUCCESSFUL, message);
+            record.phase(PHASE_SUCCESSFUL);
+        }
+        Step::Fail { step, message } => return fail(ops, context, &step, &message).await,
+    }
+    record.write(client, context).await?;
+    Ok(Action::requeue(Duration::from_millis(200)))
+}
+
+/// Ends the request as Failed, with the step and the reason, and resumes the database.
+pub(super) async fn fail(
+    ops: &MssqlServerOpsRequest,
+    context: &Context,
+    step: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    resume_database(ops, context).await?;
+    let mut record = Record::new(ops);
+    record.set(Condition {
+        severity: Some("Error".to_owned()),
+        ..Condition::new(FAILED, false, step, message, ops.metadata.generation, now())
+    });
+    record.phase(PHASE_FAILED);
+    context
+        .event(
+            ops,
+            EventType::Warning,
+            FAILED,
+            format!("{step}: {message}"),
+        )
+        .await;
+    record.write(context.client(), context).await?;
+    Ok(Action::await_change())
+}
