@@ -7,6 +7,8 @@ pub mod build;
 pub mod check;
 pub mod client;
 pub mod controller;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod ops;

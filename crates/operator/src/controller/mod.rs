@@ -6,6 +6,8 @@
 pub mod apply;
 pub mod cache;
 pub mod events;
+#[cfg(test)]
+pub mod mock;
 pub mod wake;
 
 use std::time::{Duration, Instant};

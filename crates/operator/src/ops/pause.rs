@@ -101,3 +101,49 @@ pub(super) async fn set_paused(
         ))),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mssql_api::OpsRequestSpec;
+
+    use super::*;
+    use crate::controller::mock;
+    use crate::fixtures::{DATABASE, NAMESPACE, database};
+
+    #[tokio::test]
+    async fn pausing_reads_again_and_retries_when_the_provisioner_wrote_in_between() {
+        let writes = AtomicUsize::new(0);
+        let (client, calls) = mock::client(move |call| match call.method.as_str() {
+            "GET" => (200, serde_json::to_value(database()).unwrap()),
+            // The provisioner's status write came first: the first write is refused.
+            _ if writes.fetch_add(1, Ordering::SeqCst) == 0 => (409, mock::status(409, "Conflict")),
+            _ => (200, call.body.clone()),
+        });
+        let mut ops = MssqlServerOpsRequest::new("rotate", OpsRequestSpec::default());
+        ops.metadata.namespace = Some(NAMESPACE.to_owned());
+        set_paused(&client, NAMESPACE, DATABASE, Some(&ops))
+            .await
+            .unwrap();
+
+        let status = format!("/apis/kubedb.com/v1alpha2/namespaces/demo/mssqlservers/{DATABASE}");
+        assert_eq!(
+            calls.lines(),
+            [
+                format!("GET {status}"),
+                format!("PUT {status}/status"),
+                format!("GET {status}"),
+                format!("PUT {status}/status"),
+            ]
+        );
+        let written: MssqlServer = serde_json::from_value(calls.all()[3].body.clone()).unwrap();
+        let paused = condition::find(&written.status.unwrap().conditions, PAUSED).cloned();
+        let paused = paused.expect("the Paused condition is written");
+        assert!(paused.is_true());
+        assert_eq!(
+            paused.message.as_deref(),
+            Some("Paused by MSSQLServerOpsRequest demo/rotate")
+        );
+    }
+}

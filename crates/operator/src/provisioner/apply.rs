@@ -20,8 +20,8 @@ pub struct Outcome {
     pub created: Vec<(String, ObjectReference)>,
 }
 
-/// Applies `resources` in `namespace`; deletes `orphans` once the pods' StatefulSet changed (a
-/// new shape of the database is what leaves objects behind, and an unchanged one costs nothing).
+/// Applies `resources` in `namespace`; deletes `orphans` when the pods' StatefulSet was updated (a
+/// new shape of the database is what leaves objects behind; a new or unchanged one costs nothing).
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
@@ -65,11 +65,11 @@ pub async fn apply_all(
         arbiter,
     }) = workload
     {
-        let changed = pass.apply(statefulset).await? != Applied::Unchanged;
+        let updated = pass.apply(statefulset).await? == Applied::Updated;
         if let Some(arbiter) = arbiter {
             pass.apply(arbiter).await?;
         }
-        if changed {
+        if updated {
             delete_orphans(client, namespace, orphans).await?;
         }
     }

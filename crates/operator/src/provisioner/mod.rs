@@ -613,11 +613,119 @@ async fn delete(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use kube::core::Status;
+    use serde_json::{Value, json};
 
     use super::*;
+    use crate::controller::mock::{self, Call, Calls};
+    use crate::fixtures::{self, database};
+
+    /// What a pass reads (`fixtures::references`) exists; the objects it applies do not yet.
+    fn cluster(call: &Call) -> (u16, Value) {
+        if let Some(answer) = fixtures::references(call) {
+            return answer;
+        }
+        let path = call.path.split('?').next().unwrap_or_default();
+        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []});
+        match call.method.as_str() {
+            "GET" if path.ends_with("/pods") || path.ends_with("/events") => (200, list),
+            "GET" => (404, mock::status(404, "NotFound")),
+            "POST" => (201, call.body.clone()),
+            _ => (200, call.body.clone()),
+        }
+    }
+
+    fn status_writes(calls: &Calls) -> Vec<Call> {
+        calls
+            .all()
+            .into_iter()
+            .filter(|c| {
+                c.line()
+                    .ends_with("/mssqlservers/mssql-standalone-tls/status")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pass_writes_the_status_once_and_an_unchanged_one_not_at_all() {
+        let (client, calls) = mock::client(cluster);
+        let context = Context::new(client, Arc::new(Metrics::new()));
+        let new = database();
+        provision(&new, &context).await.unwrap();
+        // A first pass used to write ProvisioningStarted and then its observations, both against
+        // the resourceVersion it read: the second write was refused (409) every time.
+        let writes = status_writes(&calls);
+        assert_eq!(writes.len(), 1, "{:#?}", calls.lines());
+        // Every object in a fixed order, what the pods mount before their StatefulSet; nothing
+        // deleted for a new database; then the Events of what was created, and the status.
+        let changes: Vec<String> = calls
+            .lines()
+            .into_iter()
+            .filter(|line| !line.starts_with("GET") && !line.contains("/events"))
+            .map(|line| line.replace("/namespaces/demo", ""))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "POST /api/v1/secrets",
+                "PATCH /apis/cert-manager.io/v1/certificates/mssql-standalone-tls-server-cert",
+                "PATCH /apis/cert-manager.io/v1/certificates/mssql-standalone-tls-client-cert",
+                "PATCH /api/v1/secrets/mssql-standalone-tls-config",
+                "PATCH /api/v1/serviceaccounts/mssql-standalone-tls",
+                "PATCH /api/v1/services/mssql-standalone-tls",
+                "PATCH /api/v1/services/mssql-standalone-tls-pods",
+                "PATCH /apis/policy/v1/poddisruptionbudgets/mssql-standalone-tls",
+                "PATCH /apis/apps/v1/statefulsets/mssql-standalone-tls",
+                "PUT /apis/kubedb.com/v1alpha2/mssqlservers/mssql-standalone-tls/status",
+            ]
+        );
+        assert_eq!(writes[0].method, "PUT");
+        let written: MssqlServerStatus =
+            serde_json::from_value(writes[0].body["status"].clone()).unwrap();
+        assert!(condition::find(&written.conditions, "ProvisioningStarted").is_some());
+
+        // The next pass observes the same: nothing to write.
+        let (client, calls) = mock::client(cluster);
+        let context = Context::new(client, Arc::new(Metrics::new()));
+        let mut stored = database();
+        stored.status = Some(written);
+        provision(&stored, &context).await.unwrap();
+        assert_eq!(status_writes(&calls).len(), 0, "{:#?}", calls.lines());
+    }
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[tokio::test]
+    async fn an_updated_workload_deletes_what_the_databases_shape_no_longer_needs() {
+        let (client, calls) = mock::client(|call| {
+            let path = call.path.split('?').next().unwrap_or_default();
+            match call.method.as_str() {
+                // The StatefulSet exists, applied from another spec.
+                "GET" if path.ends_with("/statefulsets/mssql-standalone-tls") => (
+                    200,
+                    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                           "metadata": {"name": "mssql-standalone-tls", "namespace": "demo",
+                               "annotations": {"mssql-operator.dev/applied-hash": "before"}}}),
+                ),
+                "DELETE" => (200, mock::status(200, "Success")),
+                _ => cluster(call),
+            }
+        });
+        let context = Context::new(client, Arc::new(Metrics::new()));
+        provision(&database(), &context).await.unwrap();
+        let deleted: Vec<String> = calls
+            .lines()
+            .into_iter()
+            .filter(|line| line.starts_with("DELETE"))
+            .collect();
+        assert_eq!(
+            deleted,
+            [
+                "DELETE /apis/apps/v1/namespaces/demo/statefulsets/mssql-standalone-tls-arbiter",
+                "DELETE /api/v1/namespaces/demo/services/mssql-standalone-tls-secondary",
+            ]
+        );
     }
 
     #[test]
