@@ -475,6 +475,15 @@ pub fn validate_deletion(db: &MssqlServer) -> Option<FieldError> {
     })
 }
 
+/// KubeDB's words for a request whose database does not exist.
+pub fn database_not_found(ops: &MssqlServerOpsRequest) -> String {
+    let namespace = ops.metadata.namespace.as_deref().unwrap_or("default");
+    format!(
+        "spec.databaseRef {namespace}/{}, is invalid or not found",
+        ops.spec.database_ref.name
+    )
+}
+
 /// Every problem of an ops request. `database_exists` is `None` when it cannot be known (an
 /// offline check of a file without the database in it).
 pub fn validate_ops_request(
@@ -494,14 +503,7 @@ pub fn validate_ops_request(
         ));
     }
     if database_exists == Some(false) {
-        let namespace = ops.metadata.namespace.as_deref().unwrap_or("default");
-        errors.push(FieldError::new(
-            "spec.databaseRef",
-            format!(
-                "spec.databaseRef {namespace}/{}, is invalid or not found",
-                spec.database_ref.name
-            ),
-        ));
+        errors.push(FieldError::new("spec.databaseRef", database_not_found(ops)));
     }
     if let Some(apply) = spec.apply.as_deref()
         && !["IfReady", "Always"].contains(&apply)

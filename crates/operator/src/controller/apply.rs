@@ -13,6 +13,25 @@ use mssql_api::annotations;
 
 use crate::build::secrets::restart_hash;
 
+/// A kind of namespaced object the operator writes.
+pub trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
+
 /// The field manager of every write of this operator.
 pub const FIELD_MANAGER: &str = "mssql-operator";
 
@@ -48,11 +67,7 @@ pub fn applied_hash<K: Serialize>(object: &K) -> String {
 /// Server-side applies `object` in `namespace` unless it is already as last applied.
 pub async fn apply<K>(client: &Client, namespace: &str, mut object: K) -> kube::Result<Applied>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Namespaced,
 {
     let hash = applied_hash(&object);
     object
@@ -87,11 +102,7 @@ where
 /// has it costs a read, not a refused write.
 pub async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> kube::Result<Applied>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     if api.get_metadata_opt(&object.name_any()).await?.is_some() {
@@ -105,17 +116,11 @@ where
 }
 
 /// Deletes the object `name` if it exists.
-pub async fn delete_if_present<K>(
+pub async fn delete_if_present<K: Namespaced>(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> kube::Result<bool>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
+) -> kube::Result<bool> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api
         .delete(name, &kube::api::DeleteParams::background())

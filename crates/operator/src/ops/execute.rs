@@ -144,10 +144,7 @@ pub(super) async fn execute(
                     } else {
                         UPDATE_PETSETS_MESSAGE
                     };
-                    record.done(UPDATE_PETSETS, message);
-                    context
-                        .event(ops, EventType::Normal, UPDATE_PETSETS, message.to_owned())
-                        .await;
+                    record.done_and_tell(UPDATE_PETSETS, message);
                 }
                 provisioner::Applied::Waiting(waiting) => {
                     info!(request = %ops.name_any(), %waiting, "waiting before updating the statefulset");
@@ -220,10 +217,7 @@ pub(super) async fn execute(
             } else {
                 RESTART_NODES_TLS_MESSAGE
             };
-            record.done(RESTART_NODES, message);
-            context
-                .event(ops, EventType::Normal, RESTART_NODES, message.to_owned())
-                .await;
+            record.done_and_tell(RESTART_NODES, message);
         }
         Step::UpdateDatabase => {
             let (target, _) = observe::target(client, ops).await?;

@@ -22,7 +22,7 @@ use mssql_api::ops::{PHASE_PENDING, PHASE_PROGRESSING};
 use mssql_api::pods::started_with;
 use mssql_api::steps::RESTART_NODES;
 
-use super::machine::{CertificateState, Observed, PodState};
+use super::machine::{CertificateState, Database, Observed, PodState};
 use super::target::target_database;
 use super::{Error, reading};
 use crate::build::certificates::certificates;
@@ -80,7 +80,9 @@ pub async fn observe(
     let status = db.status.clone().unwrap_or_default();
     let mut observed = Observed {
         now,
-        database_phase: Some(status.phase.clone()),
+        database: Database::Exists {
+            phase: status.phase.clone(),
+        },
         ..Observed::default()
     };
     serialization(client, ops, &mut observed).await?;

@@ -97,6 +97,12 @@ impl Record {
         });
     }
 
+    /// A finished step that is also told in a Normal Event (reason: the step), once written.
+    pub(super) fn done_and_tell(&mut self, type_: &str, message: &str) {
+        self.done(type_, message);
+        self.events.push((type_.to_owned(), message.to_owned()));
+    }
+
     /// A retried sub-step (`GetPod--<pod>`…): no reason, KubeDB's message; each change of its
     /// status is also an Event. KubeDB makes those Warnings; here they are Normal, as a pod not
     /// back yet is progress: Warnings are kept for what needs a person (a failed request).

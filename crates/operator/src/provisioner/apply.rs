@@ -2,16 +2,13 @@
 //! as, then their workload), each skipped when it is as last applied; then the objects an earlier
 //! shape of the database left behind are deleted.
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::Error;
 use crate::build::resources::{Orphans, Resources, Workload};
-use crate::controller::apply::{Applied, apply, create_once, delete_if_present};
+use crate::controller::apply::{Applied, Namespaced, apply, create_once, delete_if_present};
 
 /// What applying the set did.
 #[derive(Default)]
@@ -125,14 +122,7 @@ impl Pass<'_> {
         }
     }
 
-    async fn apply<K>(&mut self, object: K) -> Result<Applied, Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + std::fmt::Debug,
-    {
+    async fn apply<K: Namespaced>(&mut self, object: K) -> Result<Applied, Error> {
         let applied = apply(self.client, self.namespace, object.clone())
             .await
             .map_err(applying(&object))?;

@@ -20,6 +20,7 @@ use mssql_api::validated::validated;
 use super::Error;
 use crate::build::config;
 use crate::build::secrets::check_auth_secret;
+use crate::build::start::Start;
 
 fn reading(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Dereference { what, source }
@@ -40,22 +41,25 @@ pub enum Prepared {
 
 /// Dereference and validate: everything the builders need, or every problem with the input.
 pub async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Error> {
-    let references = version(client, db)
+    let catalog_entry = Api::<MssqlServerVersion>::all(client.clone())
+        .get_opt(&db.spec.version)
         .await
         .map_err(reading("the MSSQLServerVersion"))?;
-    let server = match validated(db, references.version.as_ref()) {
+    let server = match validated(db, catalog_entry.as_ref()) {
         Ok(server) => server,
-        Err(errors) if references.version.is_none() => return Ok(Prepared::Unresolved(errors)),
+        Err(errors) if catalog_entry.is_none() => return Ok(Prepared::Unresolved(errors)),
         Err(errors) => return Ok(Prepared::Invalid(errors)),
     };
-    let user_config = match check_references(client, &server)
+    let References {
+        user_config,
+        problems,
+    } = check_references(client, &server)
         .await
-        .map_err(reading("what the database refers to"))?
-    {
-        Ok(config) => config,
-        Err(errors) => return Ok(Prepared::Unresolved(errors)),
-    };
-    let version = references.version.as_ref().map(|v| v.spec.version.as_str());
+        .map_err(reading("what the database refers to"))?;
+    if !problems.is_empty() {
+        return Ok(Prepared::Unresolved(problems));
+    }
+    let version = catalog_entry.as_ref().map(|v| v.spec.version.as_str());
     let user_config = match user_config
         .as_deref()
         .map(|text| conf::check_user(text, version))
@@ -86,24 +90,17 @@ pub async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Erro
     })
 }
 
-/// What the user referred to, read from the API.
-pub struct References {
-    pub version: Option<MssqlServerVersion>,
-}
-
-pub async fn version(client: &Client, db: &MssqlServer) -> kube::Result<References> {
-    let api: Api<MssqlServerVersion> = Api::all(client.clone());
-    Ok(References {
-        version: api.get_opt(&db.spec.version).await?,
-    })
+/// What the objects a valid spec points at came to.
+struct References {
+    /// The user's `mssql.conf`, if any: a config Secret's, else the inline one.
+    user_config: Option<String>,
+    /// What is missing or wrong: an issuer, a user's auth or config Secret.
+    problems: Vec<FieldError>,
 }
 
 /// Checks the objects a valid spec points at: every issuer, a user's auth secret and config
-/// secret. Returns the user's `mssql.conf`, if any (a config secret's, else the inline one).
-pub async fn check_references(
-    client: &Client,
-    server: &Server,
-) -> kube::Result<Result<Option<String>, Vec<FieldError>>> {
+/// secret.
+async fn check_references(client: &Client, server: &Server) -> kube::Result<References> {
     let mut errors = Vec::new();
     let mut issuers: Vec<(&str, &IssuerRef)> = vec![("spec.tls.issuerRef", &server.tls.issuer)];
     for certificate in &server.tls.certificates {
@@ -158,10 +155,9 @@ pub async fn check_references(
             )),
         }
     }
-    Ok(if errors.is_empty() {
-        Ok(user_config)
-    } else {
-        Err(errors)
+    Ok(References {
+        user_config,
+        problems: errors,
     })
 }
 
@@ -179,16 +175,28 @@ async fn issuer_exists(client: &Client, namespace: &str, issuer: &IssuerRef) -> 
     })
 }
 
-/// The issued TLS secrets of every alias, by alias; `Err` names the first that cert-manager has
-/// not written yet.
-pub async fn tls_secrets(
+/// What the pods start with, once cert-manager has issued every TLS secret.
+pub enum Material {
+    Issued(Start),
+    /// The first TLS secret cert-manager has not written yet.
+    Missing {
+        secret: String,
+    },
+}
+
+/// Reads the TLS secrets of every alias: what the pods would start with (with `mssql_conf`).
+pub async fn material(
     client: &Client,
     server: &Server,
-) -> kube::Result<Result<BTreeMap<String, Secret>, String>> {
+    mssql_conf: &str,
+) -> Result<Material, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &server.namespace);
     let mut found = BTreeMap::new();
     for certificate in &server.tls.certificates {
-        let secret = api.get_opt(&certificate.secret_name).await?;
+        let secret = api
+            .get_opt(&certificate.secret_name)
+            .await
+            .map_err(reading("the TLS secrets"))?;
         let issued = secret
             .as_ref()
             .and_then(|s| s.data.as_ref())
@@ -201,8 +209,12 @@ pub async fn tls_secrets(
             Some(secret) if issued => {
                 found.insert(certificate.alias.clone(), secret);
             }
-            _ => return Ok(Err(certificate.secret_name.clone())),
+            _ => {
+                return Ok(Material::Missing {
+                    secret: certificate.secret_name.clone(),
+                });
+            }
         }
     }
-    Ok(Ok(found))
+    Ok(Material::Issued(Start::of(&found, mssql_conf)))
 }

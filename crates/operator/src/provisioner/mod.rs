@@ -38,7 +38,7 @@ use mssql_certs::cert_manager::Certificate;
 use tracing::{Instrument, info, info_span, warn};
 
 use self::cleanup::Target;
-use self::dereference::{Prepared, prepare};
+use self::dereference::{Material, Prepared, prepare};
 use self::renewal::{Plan, Rollout, Stale};
 use self::status::Observed;
 use crate::build::resources::{self, Inputs};
@@ -360,14 +360,9 @@ async fn observe_paused(
     mssql_conf: &str,
     status: &MssqlServerStatus,
 ) -> Result<Action, Error> {
-    let secrets = match dereference::tls_secrets(&context.client, server)
-        .await
-        .map_err(|source| Error::Dereference {
-            what: "the TLS secrets",
-            source,
-        })? {
-        Ok(tls) => Start::of(&tls, mssql_conf).certificates,
-        Err(_) => BTreeMap::new(),
+    let secrets = match dereference::material(&context.client, server, mssql_conf).await? {
+        Material::Issued(start) => start.certificates,
+        Material::Missing { .. } => BTreeMap::new(),
     };
     let mut observed = observe::observe(context, server, secrets).await?;
     observed.rollout = Stale::of(&observed).map(|stale| Rollout {
@@ -413,13 +408,11 @@ async fn ensure_objects(
     mssql_conf: &str,
 ) -> Result<Ensured, Error> {
     let client = &context.client;
-    let tls = dereference::tls_secrets(client, server)
-        .await
-        .map_err(|source| Error::Dereference {
-            what: "the TLS secrets",
-            source,
-        })?;
-    let start = tls.as_ref().ok().map(|tls| Start::of(tls, mssql_conf));
+    let material = dereference::material(client, server, mssql_conf).await?;
+    let start = match &material {
+        Material::Issued(start) => Some(start),
+        Material::Missing { .. } => None,
+    };
     let owner = db
         .controller_owner_ref(&())
         .expect("a stored MSSQLServer has a name and uid");
@@ -427,7 +420,7 @@ async fn ensure_objects(
     let inputs = Inputs {
         owner: &owner,
         mssql_conf,
-        start: start.as_ref(),
+        start,
         password: &password,
     };
     let set = resources::resources(server, &inputs);
@@ -444,10 +437,11 @@ async fn ensure_objects(
             )
             .await;
     }
-    Ok(match (start, tls) {
-        (Some(start), _) => Ensured::Started(start),
-        (None, Err(missing)) => Ensured::Waiting(format!("cert-manager to issue secret {missing}")),
-        (None, Ok(_)) => unreachable!("a start is made from every issued set of secrets"),
+    Ok(match material {
+        Material::Issued(start) => Ensured::Started(start),
+        Material::Missing { secret } => {
+            Ensured::Waiting(format!("cert-manager to issue secret {secret}"))
+        }
     })
 }
 

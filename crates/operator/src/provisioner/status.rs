@@ -305,6 +305,17 @@ mod tests {
         Time(Timestamp::from_second(1_700_000_000).unwrap())
     }
 
+    /// The status of a database observed for the first time.
+    fn first(db: &str, observed: &Observed) -> MssqlServerStatus {
+        provisioned(&MssqlServerStatus::default(), db, observed, Some(1), &now())
+    }
+
+    fn message<'a>(status: &'a MssqlServerStatus, type_: &str) -> Option<&'a str> {
+        condition::find(&status.conditions, type_)?
+            .message
+            .as_deref()
+    }
+
     fn types(status: &MssqlServerStatus) -> Vec<(&str, &str)> {
         status
             .conditions
@@ -365,20 +376,11 @@ mod tests {
             primary_ready: Some(false),
             ..Observed::default()
         };
-        let status = provisioned(
-            &MssqlServerStatus::default(),
-            "demo/ag",
-            &observed,
-            Some(1),
-            &now(),
-        );
+        let status = first("demo/ag", &observed);
         assert_eq!(status.phase.as_deref(), Some("Provisioning"));
         assert!(condition::find(&status.conditions, PROVISIONED).is_none());
         assert_eq!(
-            condition::find(&status.conditions, REPLICA_READY)
-                .unwrap()
-                .message
-                .as_deref(),
+            message(&status, REPLICA_READY),
             Some("1 of 3 replicas are ready for MSSQLServer demo/ag")
         );
     }
@@ -394,18 +396,9 @@ mod tests {
             }],
             ..Observed::default()
         };
-        let status = provisioned(
-            &MssqlServerStatus::default(),
-            "demo/ag",
-            &observed,
-            Some(1),
-            &now(),
-        );
+        let status = first("demo/ag", &observed);
         assert_eq!(
-            condition::find(&status.conditions, REPLICA_READY)
-                .unwrap()
-                .message
-                .as_deref(),
+            message(&status, REPLICA_READY),
             Some(
                 "1 of 2 replicas are ready for MSSQLServer demo/ag: pod ag-1 cannot be scheduled: 0/3 nodes are available"
             )
@@ -425,13 +418,7 @@ mod tests {
             primary_ready: Some(true),
             ..Observed::default()
         };
-        let status = provisioned(
-            &MssqlServerStatus::default(),
-            "demo/ag",
-            &all_up,
-            Some(1),
-            &now(),
-        );
+        let status = first("demo/ag", &all_up);
         assert_eq!(status.phase.as_deref(), Some("Ready"));
         assert!(
             condition::find(&status.conditions, AG_PRIMARY_REPLICA_READY)
@@ -524,13 +511,7 @@ mod tests {
             secrets: [("server".to_owned(), cert("0B", 1_900_000_000))].into(),
             ..Observed::default()
         };
-        let status = provisioned(
-            &MssqlServerStatus::default(),
-            "demo/db",
-            &observed,
-            Some(1),
-            &now(),
-        );
+        let status = first("demo/db", &observed);
         assert_eq!(
             status.certificates,
             [

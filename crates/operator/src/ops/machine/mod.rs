@@ -12,7 +12,7 @@ use mssql_api::MssqlServerOpsRequest;
 use mssql_api::ops::{APPLY_ALWAYS, PHASE_PENDING, TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
 use mssql_api::progress::Progress;
 use mssql_api::steps::*;
-use mssql_api::validate::validate_ops_request;
+use mssql_api::validate::{database_not_found, validate_ops_request};
 
 /// Each step's limit when the request sets no `timeout` (KubeDB retries 500 times, 5 s apart).
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -84,12 +84,20 @@ impl PodState {
     }
 }
 
+/// The request's database, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Database {
+    #[default]
+    Missing,
+    /// It exists, in this phase (none before the provisioner has written one).
+    Exists { phase: Option<String> },
+}
+
 /// The snapshot `next_step` decides on.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub now: Timestamp,
-    /// The database's phase, if it exists.
-    pub database_phase: Option<Option<String>>,
+    pub database: Database,
     /// The database's `spec.tls` already is the requested one (written at the end).
     pub database_has_target_tls: bool,
     /// Another request of the same database is Progressing.
@@ -238,14 +246,13 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
             };
         }
     }
-    let Some(database_phase) = observed.database_phase.as_ref() else {
-        let namespace = ops.metadata.namespace.as_deref().unwrap_or("default");
+    let Database::Exists {
+        phase: database_phase,
+    } = &observed.database
+    else {
         return Step::Fail {
             step: "DatabaseRef".to_owned(),
-            message: format!(
-                "spec.databaseRef {namespace}/{}, is invalid or not found",
-                ops.spec.database_ref.name
-            ),
+            message: database_not_found(ops),
         };
     };
 

@@ -71,7 +71,9 @@ fn add() -> Option<OpsTlsSpec> {
 fn observed(now: i64) -> Observed {
     Observed {
         now: at(now),
-        database_phase: Some(Some("Ready".to_owned())),
+        database: Database::Exists {
+            phase: Some("Ready".to_owned()),
+        },
         ..Observed::default()
     }
 }

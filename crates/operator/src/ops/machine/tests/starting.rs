@@ -62,7 +62,9 @@ fn pending_requests_wait_their_turn_or_are_skipped() {
 fn if_ready_waits_for_the_database_and_fails_after_the_timeout() {
     let pending = ops("ReconfigureTLS", rotate(), "Pending", &[], 0);
     let not_ready = Observed {
-        database_phase: Some(Some("Provisioning".to_owned())),
+        database: Database::Exists {
+            phase: Some("Provisioning".to_owned()),
+        },
         ..observed(60)
     };
     match next_step(&pending, &not_ready) {
@@ -146,7 +148,7 @@ fn unsupported_types_and_missing_databases_fail_at_once() {
         other => panic!("{other:?}"),
     }
     let gone = Observed {
-        database_phase: None,
+        database: Database::Missing,
         ..observed(1)
     };
     assert!(matches!(
