@@ -722,6 +722,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_refused_deletion_is_told_once_by_its_own_event_and_waits_for_a_change() {
+        let (client, calls) = mock::client(|call| (201, call.body.clone()));
+        let context = Arc::new(Context::new(client, Arc::new(Metrics::new())));
+        let db = Arc::new(database());
+        let refused = Error::Finalizer(Box::new(finalizer::Error::CleanupFailed(Error::Refused(
+            "deletionPolicy is DoNotTerminate".to_owned(),
+        ))));
+        assert_eq!(
+            error_policy(db.clone(), &refused, context.clone()),
+            Action::await_change()
+        );
+        // Any other failure is a Warning Event, and tried again.
+        let failed = Error::Status(api(500));
+        assert_eq!(
+            error_policy(db, &failed, context),
+            Action::requeue(REQUEUE_PROGRESS)
+        );
+        // Events are published by tasks of their own: the refusal's would have been spawned first.
+        let events = || -> Vec<Call> {
+            calls
+                .all()
+                .into_iter()
+                .filter(|c| c.line().ends_with("/events"))
+                .collect()
+        };
+        for _ in 0..500 {
+            if !events().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let events = events();
+        assert_eq!(events.len(), 1, "{:#?}", calls.lines());
+        assert_eq!(events[0].body["reason"], "ReconcileError");
+    }
+
     #[test]
     fn databases_are_rechecked_at_their_own_offset_within_the_spread() {
         let delays: Vec<Duration> = (0..200)
