@@ -87,7 +87,7 @@ pub fn reconciled<E: ReconcileError>(
             None
         }
         Err(error) => {
-            warn!(controller, object = key, category = error.category(), %error, "will retry");
+            warn!(controller, object = key, category = error.category(), %error, "reconcile failed");
             Some(error.category())
         }
     };
