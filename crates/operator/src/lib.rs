@@ -51,14 +51,14 @@ pub async fn run_controllers(
                 provisioner::run(
                     client.clone(),
                     metrics.clone(),
-                    waker,
+                    waker.clone(),
                     settings.renewal,
                     namespace
                 ),
                 ops::run(
                     client,
                     metrics,
-                    wakes,
+                    (waker, wakes),
                     settings.verify_served_certificates,
                     namespace
                 )

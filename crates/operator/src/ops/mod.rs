@@ -136,12 +136,15 @@ impl Context {
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    wakes: controller::wake::Wakes,
+    (waker, wakes): (controller::wake::Waker, controller::wake::Wakes),
     verify_served_certificates: bool,
     namespace: Option<&str>,
 ) {
     let context = Arc::new(Context {
-        provisioner: provisioner::Context::new(client.clone(), metrics),
+        provisioner: provisioner::Context {
+            waker: Some(waker),
+            ..provisioner::Context::new(client.clone(), metrics)
+        },
         verify_served_certificates,
     });
     let requests = crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace);
