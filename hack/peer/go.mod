@@ -1,4 +1,4 @@
-module mssql-operator.invalid/hack/peer
+module mssql-operator.invalid/hack/bench/peer
 
 go 1.26.0
 

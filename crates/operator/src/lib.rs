@@ -51,14 +51,14 @@ pub async fn run_controllers(
                 provisioner::run(
                     client.clone(),
                     metrics.clone(),
-                    waker.clone(),
+                    waker,
                     settings.renewal,
                     namespace
                 ),
                 ops::run(
                     client,
                     metrics,
-                    (waker, wakes),
+                    wakes,
                     settings.verify_served_certificates,
                     namespace
                 )

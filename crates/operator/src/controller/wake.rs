@@ -31,12 +31,6 @@ impl Waker {
 }
 
 impl Wakes {
-    /// The next database woken, if one is waiting (tests).
-    #[cfg(test)]
-    pub fn try_next(&mut self) -> Option<ObjectRef<MssqlServer>> {
-        self.0.try_next().ok().flatten()
-    }
-
     /// The requests to reconcile for each woken database, looked up in the ops-manager's store.
     pub fn requests(
         self,

@@ -136,15 +136,12 @@ impl Context {
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    (waker, wakes): (controller::wake::Waker, controller::wake::Wakes),
+    wakes: controller::wake::Wakes,
     verify_served_certificates: bool,
     namespace: Option<&str>,
 ) {
     let context = Arc::new(Context {
-        provisioner: provisioner::Context {
-            waker: Some(waker),
-            ..provisioner::Context::new(client.clone(), metrics)
-        },
+        provisioner: provisioner::Context::new(client.clone(), metrics),
         verify_served_certificates,
     });
     let requests = crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace);

@@ -138,26 +138,15 @@ impl Record {
         self.ops.status != self.before
     }
 
-    /// Whether this record ends the request (Successful, Failed or Skipped now, not before).
-    fn ends(&self) -> bool {
-        let phase = |status: Option<&OpsRequestStatus>| status.and_then(|s| s.phase.clone());
-        self.ops.is_finished() && phase(self.ops.status.as_ref()) != phase(self.before.as_ref())
-    }
-
     pub(super) async fn write(self, client: &Client, context: &Context) -> Result<(), Error> {
         if !self.changed() {
             return Ok(());
         }
-        let namespace = self.ops.namespace().unwrap_or_default();
-        let api: Api<MssqlServerOpsRequest> = Api::namespaced(client.clone(), &namespace);
+        let api: Api<MssqlServerOpsRequest> =
+            Api::namespaced(client.clone(), &self.ops.namespace().unwrap_or_default());
         api.replace_status(&self.ops.name_any(), &post_params(), &self.ops)
             .await
             .map_err(Error::Status)?;
-        if self.ends() {
-            // The database's next request waits for this one: it starts now, not at its poll.
-            let database = &self.ops.spec.database_ref.name;
-            context.provisioner.wake(&namespace, database);
-        }
         for (step, took) in &self.finished {
             context
                 .metrics()
@@ -206,21 +195,5 @@ mod tests {
         ready.retry_step(CHECK_READY, true, None);
         assert!(ready.changed());
         assert_eq!(ready.events.len(), 1);
-    }
-
-    #[test]
-    fn only_the_record_that_ends_a_request_wakes_the_next_one() {
-        let running = request(Some(OpsRequestStatus {
-            phase: Some("Progressing".to_owned()),
-            ..OpsRequestStatus::default()
-        }));
-        let mut success = Record::new(&running);
-        success.phase("Successful");
-        assert!(success.ends());
-        let mut step = Record::new(&running);
-        step.retry_step(GET_POD, true, Some("db-0"));
-        assert!(!step.ends());
-        let ended = request(success.ops.status.clone());
-        assert!(!Record::new(&ended).ends(), "already ended before");
     }
 }

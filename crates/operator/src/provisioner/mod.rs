@@ -136,8 +136,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The renewal policy of databases whose annotations do not set one (`run`'s flags).
     pub renewal: Policy,
-    /// Wakes a database's ops requests (none where no ops-manager runs, as in unit tests).
-    pub waker: Option<Waker>,
 }
 
 impl Context {
@@ -148,15 +146,6 @@ impl Context {
             client,
             metrics,
             renewal: Policy::default(),
-            waker: None,
-        }
-    }
-
-    /// Wakes the open ops requests of database `name` in `namespace`: one waits for the database
-    /// to be Ready, or for the request before it to end.
-    pub fn wake(&self, namespace: &str, name: &str) {
-        if let Some(waker) = &self.waker {
-            waker.wake(&ObjectRef::new(name).within(namespace));
         }
     }
 
@@ -202,7 +191,6 @@ pub async fn run(
     ));
     let context = Arc::new(Context {
         renewal,
-        waker: Some(waker.clone()),
         ..Context::new(client.clone(), metrics)
     });
     controller::cache::controller(scoped::<MssqlServer>(&client, namespace))
@@ -544,13 +532,7 @@ async fn write_observed(
         info!(database = %key(db), "{note}");
         context.event_about(db, type_, reason, note, request).await;
     }
-    let phase_changed = new.phase != status.phase;
-    write_status(&context.client, db, new).await?;
-    if phase_changed {
-        // A pending request waits for the database to be Ready: it starts now, not at its poll.
-        context.wake(&server.namespace, &server.name);
-    }
-    Ok(())
+    write_status(&context.client, db, new).await
 }
 
 /// Records why a database cannot be provisioned; nothing is created. Then `next`: a spec that
@@ -706,35 +688,6 @@ mod tests {
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
-    }
-
-    #[tokio::test]
-    async fn a_new_phase_wakes_the_databases_requests_and_an_unchanged_one_does_not() {
-        let (waker, mut wakes) = controller::wake::channel();
-        let pass = |db: MssqlServer| {
-            let waker = waker.clone();
-            async move {
-                let (client, calls) = mock::client(cluster);
-                let context = Context {
-                    waker: Some(waker),
-                    ..Context::new(client, Arc::new(Metrics::new()))
-                };
-                provision(&db, &context).await.unwrap();
-                calls
-            }
-        };
-        let calls = pass(database()).await;
-        let woken = wakes.try_next().expect("its requests are woken");
-        assert_eq!(woken.name, "mssql-standalone-tls");
-        assert_eq!(woken.namespace.as_deref(), Some("demo"));
-        assert!(wakes.try_next().is_none(), "once");
-
-        // The next pass finds the same phase: a request waiting for Ready is not woken for it.
-        let mut stored = database();
-        let written = status_writes(&calls)[0].body["status"].clone();
-        stored.status = Some(serde_json::from_value(written).unwrap());
-        pass(stored).await;
-        assert!(wakes.try_next().is_none());
     }
 
     #[tokio::test]
