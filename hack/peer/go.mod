@@ -1,4 +1,4 @@
-module mssql-operator.invalid/hack/bench/peer
+module mssql-operator.invalid/hack/peer
 
 go 1.26.0
 
