@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Client, ResourceExt};
-use kubectl_mssql::ops::{Outcome, Tracker, outcome, restarts};
+use kubectl_mssql::ops::{Tracker, restarts};
 use kubectl_mssql::request::{IssuerChoice, RequestOptions, TlsOp};
 use kubectl_mssql::{Error, cluster, ops, render, request, status};
+use mssql_api::progress::{Ended, Progress};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -320,19 +321,19 @@ async fn watch(client: &Client, namespace: &str, name: &str) -> Result<(), Error
         for change in tracker.update(&ops) {
             emit(&format!("{elapsed}{}\n", render::change(&change)))?;
         }
-        match outcome(&ops) {
-            Some(Outcome::Successful) => {
+        match Progress::of(&ops).ended {
+            Some(Ended::Successful) => {
                 return emit(&format!(
                     "{elapsed}MSSQLServerOpsRequest {namespace}/{name} is Successful\n"
                 ));
             }
-            Some(Outcome::Failed(message)) => {
+            Some(Ended::Failed { message, .. }) => {
                 return Err(Error::Failed {
                     name: format!("{namespace}/{name}"),
                     message,
                 });
             }
-            Some(Outcome::Skipped(message)) => {
+            Some(Ended::Skipped { message }) => {
                 return Err(Error::Skipped {
                     name: format!("{namespace}/{name}"),
                     message,
@@ -341,7 +342,7 @@ async fn watch(client: &Client, namespace: &str, name: &str) -> Result<(), Error
             None => {}
         }
         if terminal {
-            let phase = ops::phase(&ops);
+            let phase = ops.phase();
             let phase = match phase.is_empty() {
                 true => "waiting for the ops-manager".to_owned(),
                 false => format!("phase {phase}"),

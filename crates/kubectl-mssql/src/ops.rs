@@ -7,7 +7,7 @@ use mssql_api::MssqlServerOpsRequest;
 use mssql_api::annotations;
 use mssql_api::condition::Condition;
 use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
-use mssql_api::progress::{Ended, Progress};
+use mssql_api::progress::Progress;
 use serde::Serialize;
 
 use crate::text::age;
@@ -83,17 +83,6 @@ pub fn operation(ops: &MssqlServerOpsRequest) -> String {
     }
 }
 
-pub fn phase(ops: &MssqlServerOpsRequest) -> String {
-    ops.status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default()
-}
-
-fn conditions(ops: &MssqlServerOpsRequest) -> &[Condition] {
-    ops.status.as_ref().map_or(&[], |s| s.conditions.as_slice())
-}
-
 pub fn row(ops: &MssqlServerOpsRequest, now_unix: i64) -> OpsRow {
     let created = ops.metadata.creation_timestamp.as_ref().map(|t| t.0);
     OpsRow {
@@ -102,7 +91,7 @@ pub fn row(ops: &MssqlServerOpsRequest, now_unix: i64) -> OpsRow {
         type_: ops.spec.type_.clone(),
         operation: operation(ops),
         database: ops.spec.database_ref.name.clone(),
-        phase: phase(ops),
+        phase: ops.phase().to_owned(),
         created: created.map(|t| t.to_string()),
         age: created.map_or_else(|| "-".to_owned(), |t| age(now_unix - t.as_second())),
     }
@@ -130,7 +119,7 @@ pub fn detail(ops: &MssqlServerOpsRequest, now_unix: i64) -> OpsDetail {
         timeout: ops.spec.timeout.clone(),
         apply: ops.spec.apply.clone(),
         restarts: restarts(ops),
-        conditions: conditions(ops).iter().map(condition_row).collect(),
+        conditions: ops.conditions().iter().map(condition_row).collect(),
     }
 }
 
@@ -160,22 +149,6 @@ pub fn restarts(ops: &MssqlServerOpsRequest) -> Option<Restarts> {
     })
 }
 
-/// How a request ended, once it has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Successful,
-    Failed(String),
-    Skipped(String),
-}
-
-pub fn outcome(ops: &MssqlServerOpsRequest) -> Option<Outcome> {
-    Some(match Progress::of(ops).ended? {
-        Ended::Successful => Outcome::Successful,
-        Ended::Failed { message, .. } => Outcome::Failed(message),
-        Ended::Skipped { message } => Outcome::Skipped(message),
-    })
-}
-
 /// Remembers what `--watch` has shown, so each condition change and phase is shown once.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -198,7 +171,7 @@ impl Tracker {
     /// What is new in `ops` since the last call, in the order the ops-manager recorded it.
     pub fn update(&mut self, ops: &MssqlServerOpsRequest) -> Vec<Change> {
         let mut changes = Vec::new();
-        for condition in conditions(ops) {
+        for condition in ops.conditions() {
             let key = (
                 condition.status.clone(),
                 condition.message.clone().unwrap_or_default(),
@@ -215,13 +188,13 @@ impl Tracker {
                 changes.push(Change::Restarts(restarts));
             }
         }
-        let phase = phase(ops);
+        let phase = ops.phase().to_owned();
         if !phase.is_empty() && self.phase.as_ref() != Some(&phase) {
             self.phase = Some(phase.clone());
             // A phase the request is in comes before its steps; the phase it ends in, after.
-            match outcome(ops) {
-                Some(_) => changes.push(Change::Phase(phase)),
-                None => changes.insert(0, Change::Phase(phase)),
+            match ops.is_finished() {
+                true => changes.push(Change::Phase(phase)),
+                false => changes.insert(0, Change::Phase(phase)),
             }
         }
         changes
@@ -233,6 +206,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
     use mssql_api::ops::OpsRequestStatus;
+    use mssql_api::progress::Ended;
     use pretty_assertions::assert_eq;
     use serde_json::{Value, json};
 
@@ -433,6 +407,7 @@ mod tests {
 
     #[test]
     fn outcomes_carry_the_failure_message() {
+        let outcome = |ops: &MssqlServerOpsRequest| Progress::of(ops).ended;
         let base = request("r", "db", NOW, tls(json!({"remove": true})));
         assert_eq!(outcome(&base), None);
         assert_eq!(
@@ -441,7 +416,7 @@ mod tests {
         );
         assert_eq!(
             outcome(&with_status(base.clone(), "Successful", vec![])),
-            Some(Outcome::Successful)
+            Some(Ended::Successful)
         );
         let failed = with_status(
             base.clone(),
@@ -453,13 +428,17 @@ mod tests {
                 NOW,
             )],
         );
-        assert_eq!(
-            outcome(&failed),
-            Some(Outcome::Failed("certificates were not synced".to_owned()))
-        );
+        match outcome(&failed) {
+            Some(Ended::Failed { message, .. }) => {
+                assert_eq!(message, "certificates were not synced")
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             outcome(&with_status(base.clone(), "Skipped", vec![])),
-            Some(Outcome::Skipped("no message recorded".to_owned()))
+            Some(Ended::Skipped {
+                message: "no message recorded".to_owned()
+            })
         );
     }
 

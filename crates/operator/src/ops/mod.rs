@@ -187,10 +187,8 @@ async fn reconcile_request(
     context: &Context,
 ) -> Result<Action, Error> {
     let key = key(ops.as_ref());
-    let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
-    context
-        .metrics()
-        .ops_request(&key, &ops.spec.type_, phase.as_deref().unwrap_or_default());
+    let phase = ops.phase().to_owned();
+    context.metrics().ops_request(&key, &ops.spec.type_, &phase);
     let api: Api<MssqlServerOpsRequest> = Api::namespaced(
         context.client().clone(),
         &ops.namespace().unwrap_or_default(),
@@ -200,7 +198,7 @@ async fn reconcile_request(
             finalizer::Event::Apply(ops) => step(&ops, context).await,
             finalizer::Event::Cleanup(ops) => {
                 // Deleted while running: the database must not stay paused.
-                if phase.as_deref() == Some(PHASE_PROGRESSING) {
+                if phase == PHASE_PROGRESSING {
                     pause::resume_database(&ops, context).await?;
                 }
                 context.metrics().ops_request_gone(&key);

@@ -8,19 +8,17 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
-use mssql_api::condition::{Condition, find};
-use mssql_api::ops::{TYPE_RECONFIGURE_TLS, TYPE_RESTART};
-use mssql_api::validated::validated;
-use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
-use mssql_certs::cert_manager::{Certificate, ClusterIssuer, ISSUING, Issuer, KIND_CLUSTER_ISSUER};
-use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret, parse_certificate};
-
 use mssql_api::annotations;
 use mssql_api::labels::{self, ROLE, ROLE_PRIMARY, selector_string};
 use mssql_api::names;
-use mssql_api::ops::{PHASE_PENDING, PHASE_PROGRESSING};
+use mssql_api::ops::{PHASE_PENDING, PHASE_PROGRESSING, TYPE_RECONFIGURE_TLS, TYPE_RESTART};
 use mssql_api::pods::started_with;
-use mssql_api::steps::RESTART_NODES;
+use mssql_api::progress::Progress;
+use mssql_api::validate::FieldError;
+use mssql_api::validated::{Server, validated};
+use mssql_api::{MssqlServer, MssqlServerOpsRequest, MssqlServerVersion};
+use mssql_certs::cert_manager::{Certificate, ClusterIssuer, ISSUING, Issuer, KIND_CLUSTER_ISSUER};
+use mssql_certs::inspect::{Expectations, TlsFiles, check_tls_secret, parse_certificate};
 
 use super::machine::{CertificateState, Database, Observed, PodState};
 use super::target::target_database;
@@ -38,15 +36,8 @@ pub async fn target(
         .get(&ops.spec.database_ref.name)
         .await
         .map_err(reading("reading the database"))?;
-    let target = target_database(&db, ops);
-    let version = Api::<MssqlServerVersion>::all(client.clone())
-        .get_opt(&db.spec.version)
-        .await
-        .map_err(reading("reading the MSSQLServerVersion"))?;
-    let certificates = match (
-        validated(&target, version.as_ref()),
-        db.controller_owner_ref(&()),
-    ) {
+    let (target, valid) = validated_target(client, &db, ops).await?;
+    let certificates = match (valid, db.controller_owner_ref(&())) {
         (Ok(server), Some(owner)) => {
             // `certificates` builds one Certificate per alias, in the order of the spec.
             let aliases = server.tls.certificates.iter().map(|c| c.alias.clone());
@@ -55,6 +46,22 @@ pub async fn target(
         _ => Vec::new(),
     };
     Ok((target, certificates))
+}
+
+/// The database `db` as request `ops` wants it, and that target validated against `db`'s catalog
+/// entry.
+async fn validated_target(
+    client: &Client,
+    db: &MssqlServer,
+    ops: &MssqlServerOpsRequest,
+) -> Result<(MssqlServer, Result<Server, Vec<FieldError>>), Error> {
+    let target = target_database(db, ops);
+    let version = Api::<MssqlServerVersion>::all(client.clone())
+        .get_opt(&db.spec.version)
+        .await
+        .map_err(reading("reading the MSSQLServerVersion"))?;
+    let valid = validated(&target, version.as_ref());
+    Ok((target, valid))
 }
 
 /// `verify_served`: the operator checks served certificates (`run`'s flag); it applies to
@@ -91,20 +98,15 @@ pub async fn observe(
     observed.verify_served =
         verify_served && target.spec.tls.as_ref().and_then(|t| t.client_tls) == Some(true);
 
-    let phase = ops.status.as_ref().and_then(|s| s.phase.clone());
-    if phase.as_deref() == Some(PHASE_PENDING) && ops.spec.type_ == TYPE_RECONFIGURE_TLS {
+    if ops.phase() == PHASE_PENDING && ops.spec.type_ == TYPE_RECONFIGURE_TLS {
         // Judged before the database is touched: a target the provisioner would refuse fails the
         // request at once, not after its certificates were changed.
-        let version = Api::<MssqlServerVersion>::all(client.clone())
-            .get_opt(&db.spec.version)
-            .await
-            .map_err(reading("reading the MSSQLServerVersion"))?;
-        if let Err(errors) = validated(&target, version.as_ref()) {
+        if let (_, Err(errors)) = validated_target(client, &db, ops).await? {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             observed.target_invalid = Some(errors.join("; "));
         }
     }
-    if phase.as_deref() != Some(PHASE_PROGRESSING) {
+    if ops.phase() != PHASE_PROGRESSING {
         return Ok(observed);
     }
     if ops.spec.type_ == TYPE_RECONFIGURE_TLS {
@@ -112,8 +114,7 @@ pub async fn observe(
     }
     if [TYPE_RECONFIGURE_TLS, TYPE_RESTART].contains(&ops.spec.type_.as_str()) {
         (observed.pods, observed.pods_recorded) = pod_states(client, ops, &db).await?;
-        let conditions = ops.status.as_ref().map(|s| s.conditions.as_slice());
-        if find(conditions.unwrap_or_default(), RESTART_NODES).is_some_and(Condition::is_true) {
+        if Progress::of(ops).pods_restarted {
             observed.current_serials = current_serials(client, ops).await?;
         }
     }
@@ -161,15 +162,9 @@ async fn serialization(
         .iter()
         .filter(|o| o.spec.database_ref.name == ops.spec.database_ref.name && o.uid() != ops.uid())
         .collect();
-    let phase = |o: &MssqlServerOpsRequest| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default()
-    };
     let created = |o: &MssqlServerOpsRequest| o.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let waiting = |o: &&&MssqlServerOpsRequest| ["", PHASE_PENDING].contains(&phase(o).as_str());
-    observed.other_progressing = same_db.iter().any(|o| phase(o) == PHASE_PROGRESSING);
+    let waiting = |o: &&&MssqlServerOpsRequest| ["", PHASE_PENDING].contains(&o.phase());
+    observed.other_progressing = same_db.iter().any(|o| o.phase() == PHASE_PROGRESSING);
     // Newer: later creation, or the same second and a name that sorts first (KubeDB's tie-break).
     let newer = |o: &MssqlServerOpsRequest| {
         (created(o), std::cmp::Reverse(o.name_any()))

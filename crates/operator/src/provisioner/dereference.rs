@@ -7,15 +7,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
-use mssql_api::validate::FieldError;
-use mssql_api::validated::{IssuerRef, Server};
+use mssql_api::conf;
+use mssql_api::validate::{CONFIG_KEY, FieldError};
+use mssql_api::validated::{IssuerRef, Server, validated};
 use mssql_api::{MssqlServer, MssqlServerVersion};
 use mssql_certs::cert_manager::{ClusterIssuer, Issuer, KIND_CLUSTER_ISSUER};
-
-use mssql_api::validate::CONFIG_KEY;
-
-use mssql_api::conf;
-use mssql_api::validated::validated;
 
 use super::Error;
 use crate::build::config;

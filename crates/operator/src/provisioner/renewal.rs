@@ -208,11 +208,10 @@ pub fn next(
 ) -> Next {
     let name = stale.request_name(db);
     if let Some(ours) = requests.iter().find(|r| r.name_any() == name) {
-        let phase = ours.status.as_ref().and_then(|s| s.phase.clone());
         return Next::Keep(if ours.is_finished() {
             Plan::Ended {
                 request: name,
-                phase: phase.unwrap_or_default(),
+                phase: ours.phase().to_owned(),
             }
         } else {
             Plan::Requested { request: name }
