@@ -6,10 +6,15 @@
 Inputs per scenario directory (see hack/bench): marks (name epoch), samples.csv (/proc of the
 operator once a second), watch-*.log (epoch, then the fields of a `kubectl get -w` line),
 audit.log.gz (the API server's audit log; only ServiceAccounts are audited, and the operator is
-the only ServiceAccount client), rotate-*.json (a finished rotation request).
+the only ServiceAccount client), rotate-*.json (a finished rotation request), operator.txt (a peer
+operator's scenario, hack/bench --peer: its name, its ServiceAccount's user name, the value of its
+Ready field).
+
+Peer scenarios (peer-N) are left out of our sections and compared with standalone-N in a section of
+their own, with peer.csv and peer.png.
 
 --publish copies summary.json and the CSV tables into DOCS_DIR/bench-results/ and the plot to
-DOCS_DIR/benchmarks.png.
+DOCS_DIR/benchmarks.png (the peer's plot, when there is one, to DOCS_DIR/benchmarks-peer.png).
 """
 
 import argparse
@@ -49,13 +54,22 @@ def read_samples(d):
         ]
 
 
-def read_audit(d):
-    """The operator's requests, one per auditID: time received, verb, resource, name, code."""
+def read_operator(d):
+    """A peer scenario's operator.txt (key=value lines); empty for ours."""
+    path = d / "operator.txt"
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def read_audit(d, user=OPERATOR_USER):
+    """The operator's requests (those of `user`), one per auditID: time received, verb, resource,
+    name, code."""
     requests = {}
     with gzip.open(d / "audit.log.gz", "rt") as f:
         for line in f:
             event = json.loads(line)
-            if event.get("user", {}).get("username") != OPERATOR_USER:
+            if event.get("user", {}).get("username") != user:
                 continue
             ref = event.get("objectRef", {})
             resource = ref.get("resource", event.get("requestURI", "?"))
@@ -217,14 +231,17 @@ def rotation(d, i, requests, marks, clk):
 def scenario(d, clk):
     marks = read_marks(d)
     samples = read_samples(d)
-    requests = read_audit(d)
+    peer = read_operator(d)
+    requests = read_audit(d, peer.get("user", OPERATOR_USER))
     db_watch = read_watch(d, "db")
     out = {"name": d.name}
+    if peer:
+        out["peer"] = peer.get("operator", "?")
     n = len({f[0] for _, f in db_watch})
     out["databases"] = n
     start = marks["operator_started"]
     create = marks["create_start"]
-    ready = all_reached(db_watch, "Ready", n) or marks["ready"]
+    ready = all_reached(db_watch, peer.get("ready", "Ready"), n) or marks["ready"]
     out["seconds_to_create"] = round(marks["created"] - create, 2)
     out["seconds_to_all_ready"] = round(ready - create, 2)
     base = sample_at(samples, create)
@@ -255,6 +272,12 @@ def scenario(d, clk):
             "by_kind_per_minute": {f"{v} {r}": round(c / minutes, 2) for (v, r), c in kinds.most_common()},
         }
 
+    if "queue_empty" in marks:
+        # What was queued while databases waited, run after all were Ready.
+        out["seconds_ready_to_queue_empty"] = round(max(marks["queue_empty"] - ready, 0), 1)
+        out["reconciles_after_ready"] = int(marks["reconciles_at_queue_empty"] - marks["reconciles_at_ready"])
+        _, cats, _ = count(requests, ready, marks["queue_empty"])
+        out["requests_ready_to_queue_empty"] = sum(cats.values())
     if "idle_start" in marks:
         window("idle", marks["idle_start"], marks["idle_end"])
     if "unrelated_idle_start" in marks:
@@ -291,9 +314,28 @@ def scenario(d, clk):
         out["single_rotation"] = [rotation(d, i, requests, marks, clk) for i in repeats]
     out["requests_total"] = len(requests)
     out["forbidden"] = sum(1 for r in requests if r["code"] == 403)
+    if out["forbidden"]:
+        refused = collections.Counter((r["verb"], r["resource"]) for r in requests if r["code"] == 403)
+        out["forbidden_by_kind"] = {f"{v} {res}": c for (v, res), c in refused.most_common()}
+    if peer:
+        out["certificate_keys"] = certificate_keys(d)
     out["peak_rss_mib"] = round(max(s["hwm_kib"] for s in samples) / MIB, 1)
     out["cpu_seconds_total"] = round((samples[-1]["cpu_ticks"] - samples[0]["cpu_ticks"]) / clk, 2)
     return out
+
+
+def certificate_keys(d):
+    """The private key types of the Certificates in objects.json (kept by a peer scenario)."""
+    try:
+        items = json.loads((d / "objects.json").read_text()).get("items", [])
+    except (OSError, ValueError):
+        return []
+    keys = collections.Counter()
+    for item in items:
+        if item.get("kind") == "Certificate":
+            key = item.get("spec", {}).get("privateKey") or {}
+            keys[f"{key.get('algorithm', 'RSA (default)')} {key.get('size', '')}".strip()] += 1
+    return [f"{k} ({c})" for k, c in keys.most_common()]
 
 
 def machine(root):
@@ -315,6 +357,8 @@ def fmt(value):
 
 
 def report(root, info, results):
+    peers = [r for r in results if r.get("peer")]
+    results = [r for r in results if not r.get("peer")]
     out = [f"# Benchmark results ({root.name})", ""]
     out += [
         f"- command: `{info['command']}`",
@@ -341,6 +385,15 @@ def report(root, info, results):
         "CPU s to Ready", "requests to Ready", "per database", "reads/idle min (not Lease)", "object writes/idle min",
         "Lease reads/idle min", "Lease writes/idle min", "Event writes/idle min", "CPU s/idle min",
     ]))
+    drained = [r for r in results if "seconds_ready_to_queue_empty" in r]
+    if drained:
+        out += ["", "After all were Ready, what was queued while they waited ran until the queue was empty "
+                "(no reconcile for 5 s); the idle window starts after that:", ""]
+        out.append(table(
+            [[r["name"], r["seconds_ready_to_queue_empty"], r["reconciles_after_ready"], r["requests_ready_to_queue_empty"]]
+             for r in drained],
+            ["scenario", "s from all Ready to an empty queue", "reconciles in that time", "requests in that time"],
+        ))
     for r in results:
         out += ["", f"### {r['name']}: requests to Ready by verb and resource", ""]
         out.append(table(list(r["requests_to_ready_by_kind"].items()), ["request", "count"]))
@@ -381,7 +434,100 @@ def report(root, info, results):
         for name, x in singles:
             out += ["", f"Pods of {x['request']}: " + ", ".join(
                 f"{p['pod']} evicted at +{p['evicted_at']}s ({p['refused_evictions']} refused before), Ready at +{p['ready_at']}s" for p in x["pods"])]
+    if peers:
+        out += peer_report(info, results, peers)
     return "\n".join(out) + "\n"
+
+
+def per_minute(r, *kinds):
+    return round(sum(r.get("idle", {}).get("per_minute", {}).get(k, 0) for k in kinds), 2) if "idle" in r else None
+
+
+def per_database(r, *kinds):
+    cats = r["requests_to_ready_by_category"]
+    return round(sum(cats.get(k, 0) for k in kinds) / max(r["databases"], 1), 1)
+
+
+# The figures compared, (label, function of a scenario): up to all Ready, then in the idle window.
+TO_READY = [
+    ("s to all Ready (from the first create)", lambda r: r["seconds_to_all_ready"]),
+    ("RSS before create (MiB)", lambda r: r["rss_before_create_mib"]),
+    ("peak RSS to all Ready (MiB, VmHWM)", lambda r: r["peak_rss_to_ready_mib"]),
+    ("CPU s to all Ready (from its start)", lambda r: r["cpu_seconds_to_ready"]),
+    ("requests to all Ready, per database", lambda r: r["requests_to_ready_per_database"]),
+    ("  reads (get, list, watch; not Lease) per database", lambda r: per_database(r, "read")),
+    ("  object writes per database", lambda r: per_database(r, "object write")),
+    ("  Event writes per database", lambda r: per_database(r, "event write")),
+    ("  Lease requests per database", lambda r: per_database(r, "lease read", "lease write")),
+    ("requests refused (403), whole scenario", lambda r: r["forbidden"]),
+]
+IDLE = [
+    ("steady RSS idle (MiB, median)", lambda r: r.get("idle", {}).get("steady_rss_mib")),
+    ("peak RSS through idle (MiB, VmHWM)", lambda r: r["peak_rss_mib_through_idle"]),
+    ("CPU s per idle minute", lambda r: r.get("idle", {}).get("cpu_seconds_per_minute")),
+    ("reads per idle minute (not Lease)", lambda r: per_minute(r, "read")),
+    ("object writes per idle minute", lambda r: per_minute(r, "object write")),
+    ("Event writes per idle minute", lambda r: per_minute(r, "event write")),
+    ("Lease requests per idle minute", lambda r: per_minute(r, "lease read", "lease write")),
+]
+
+
+def ratio(ours, peer):
+    if ours is None or peer is None:
+        return "–"
+    if ours == 0:
+        return "–" if peer == 0 else "∞"
+    return f"{peer / ours:.2f}"
+
+
+def pairs(results, peers):
+    """(N, ours, peer) for each N with both standalone-N and peer-N."""
+    ours = {r["databases"]: r for r in results if r["name"].startswith("standalone-")}
+    return [(p["databases"], ours[p["databases"]], p) for p in sorted(peers, key=lambda p: p["databases"]) if p["databases"] in ours]
+
+
+def peer_report(info, results, peers):
+    name = peers[0]["peer"]
+    out = ["", f"## Peer: {name}", ""]
+    out += [
+        f"- built by hack/peer/build; identity: {info.get('peer_rbac', '?')}, a TokenRequest token in a kubeconfig of its own "
+        f"(ours: {info.get('rbac', '?')}); client-side limit: {info.get('peer_client_limit', '?')} (ours has none)",
+        "- same plane, namespace, CA and Issuer as ours; each MariaDB as ms-standalone: one replica, TLS with server and client "
+        "certificates from that Issuer, 1Gi, 100m CPU; no metrics, no webhook, no leader election (its chart's default)",
+        f"- its Certificates' keys: {', '.join(sorted({k for p in peers for k in p.get('certificate_keys', [])})) or '?'}, fixed by "
+        "the peer (its MariaDB has no key setting); ours set no algorithm, so cert-manager's default, RSA 2048",
+        "- Ready: its MariaDB's Ready condition True (its StatefulSet's replicas ready); ours: phase Ready",
+        "- object writes are every create, update, patch and delete: the audit log is at level Metadata (no request or "
+        "response bodies, so no resourceVersions), which cannot tell a write that changed an object from a no-op one",
+        f"- requests refused with 403 in the peer's scenarios: {sum(p['forbidden'] for p in peers)}",
+    ]
+    rows = []
+    for n, a, b in pairs(results, peers):
+        out += ["", f"### {n} databases: up to all Ready", ""]
+        out.append(table([[label, fmt(f(a)), fmt(f(b)), ratio(f(a), f(b))] for label, f in TO_READY],
+                         ["figure", f"ours ({a['name']})", f"peer ({b['name']})", "peer/ours"]))
+        rows.append((n, a, b))
+    if rows:
+        out += ["", "### Idle (the peer's figures are an artefact of fake pods)", "",
+                "On kwok's fake pods nothing listens at a database's address: after Ready the peer's SQL reconcilers "
+                "(its mariadb.sys User and Grant) cannot connect and requeue, each time patching status and reading again. "
+                "Its idle figures measure that retry loop, not what it does with real databases. Ours waits until its "
+                "reconcile queue is empty before the settle time; the peer has no such counter, so its idle window "
+                "starts after the settle time only.", ""]
+        table_rows = []
+        for n, a, b in rows:
+            table_rows += [[n, label, fmt(f(a)), fmt(f(b)), ratio(f(a), f(b))] for label, f in IDLE]
+        out.append(table(table_rows, ["databases", "figure", "ours", "peer (fake-pod artefact)", "peer/ours"]))
+    for p in peers:
+        out += ["", f"### {p['name']}: requests to Ready by verb and resource", ""]
+        out.append(table(list(p["requests_to_ready_by_kind"].items()), ["request", "count"]))
+        if p.get("idle", {}).get("by_kind_per_minute"):
+            out += ["", f"### {p['name']}: requests per idle minute (fake-pod artefact)", ""]
+            out.append(table(list(p["idle"]["by_kind_per_minute"].items()), ["request", "per minute"]))
+        if p.get("forbidden_by_kind"):
+            out += ["", f"### {p['name']}: requests refused (403)", ""]
+            out.append(table(list(p["forbidden_by_kind"].items()), ["request", "count"]))
+    return out
 
 
 def plot(results, path):
@@ -424,6 +570,38 @@ def plot(results, path):
     fig.savefig(path, dpi=110)
 
 
+def plot_peer(results, peers, path):
+    """Ours and the peer side by side, for each N with both: bars of the figures up to all Ready,
+    and (hatched) the steady idle RSS, whose peer value is a fake-pod artefact."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    both = pairs(results, peers)
+    panels = [
+        ("s to all Ready", lambda r: r["seconds_to_all_ready"]),
+        ("peak RSS to all Ready (MiB)", lambda r: r["peak_rss_to_ready_mib"]),
+        ("CPU s to all Ready", lambda r: r["cpu_seconds_to_ready"]),
+        ("requests per database to all Ready", lambda r: r["requests_to_ready_per_database"]),
+        ("steady RSS idle (MiB; peer: fake-pod artefact)", lambda r: r.get("idle", {}).get("steady_rss_mib") or 0),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.8))
+    xs = range(len(both))
+    width = 0.38
+    for ax, (title, f) in zip(axes, panels):
+        idle = "idle" in title
+        ax.bar([x - width / 2 for x in xs], [f(a) for _, a, _ in both], width, label="mssql-operator", color="C0")
+        ax.bar([x + width / 2 for x in xs], [f(b) for _, _, b in both], width, label=peers[0]["peer"], color="C1",
+               hatch="//" if idle else None)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([f"N={n}" for n, _, _ in both])
+        ax.set_title(title, fontsize=9)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=110)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results")
@@ -440,25 +618,40 @@ def main():
             print(f"bench_report: {d.name} is incomplete ({error!r}); left out", file=sys.stderr)
     results.sort(key=lambda r: (not r["name"].startswith("standalone-"), r["name"].split("-")[0], r["databases"]))
     (root / "summary.json").write_text(json.dumps({"machine": info, "scenarios": results}, indent=1) + "\n")
+    peers = [r for r in results if r.get("peer")]
+    ours = [r for r in results if not r.get("peer")]
     with open(root / "scale.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "databases", "seconds_to_all_ready", "peak_rss_mib", "steady_rss_idle_mib",
                     "cpu_seconds_to_ready", "requests_to_ready", "reads_per_idle_minute", "object_writes_per_idle_minute",
                     "lease_writes_per_idle_minute", "event_writes_per_idle_minute"])
-        for r in results:
+        for r in ours:
             pm = r.get("idle", {}).get("per_minute", {})
             w.writerow([r["name"], r["databases"], r["seconds_to_all_ready"], r["peak_rss_mib_through_idle"],
                         r.get("idle", {}).get("steady_rss_mib"), r["cpu_seconds_to_ready"], r["requests_to_ready"],
                         pm.get("read"), pm.get("object write"), pm.get("lease write"), pm.get("event write")])
     (root / "report.md").write_text(report(root, info, results))
     plot(results, root / "plot.png")
+    published = ["summary.json", "scale.csv", "report.md"]
+    if pairs(ours, peers):
+        with open(root / "peer.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["databases", "figure", "ours", "peer", "peer_over_ours", "peer_fake_pod_artefact"])
+            for n, a, b in pairs(ours, peers):
+                for figures, artefact in ((TO_READY, False), (IDLE, True)):
+                    for label, fn in figures:
+                        w.writerow([n, label.strip(), fn(a), fn(b), ratio(fn(a), fn(b)), artefact])
+        plot_peer(ours, peers, root / "peer.png")
+        published.append("peer.csv")
     print((root / "report.md").read_text())
     if args.publish:
         docs = Path(args.publish)
         (docs / "bench-results").mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "scale.csv", "report.md"):
+        for name in published:
             shutil.copy(root / name, docs / "bench-results" / name)
         shutil.copy(root / "plot.png", docs / "benchmarks.png")
+        if (root / "peer.png").exists() and "peer.csv" in published:
+            shutil.copy(root / "peer.png", docs / "benchmarks-peer.png")
         print(f"published to {docs}/bench-results/ and {docs}/benchmarks.png", file=sys.stderr)
 
 

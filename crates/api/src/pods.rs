@@ -1,4 +1,4 @@
-//! What a database's pod says about itself: whether it is Ready, its role, and the certificates
+//! What a database's pod says about itself: whether it is Ready, and the certificates
 //! it started with. SQL Server reads its certificates only when it starts, so the pod's record,
 //! not the Secret, tells which certificate each pod's server runs.
 
@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations;
-use crate::labels::ROLE;
 
 /// The certificate of one alias a pod loads at start-up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,11 +25,6 @@ pub fn is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The pod's `kubedb.com/role` label: `primary`, `secondary` or `arbiter`.
-pub fn role(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get(ROLE).map(String::as_str)
 }
 
 /// What `pod` recorded it started with, by alias; empty when it records nothing (TLS off, or a

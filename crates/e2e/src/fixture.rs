@@ -314,3 +314,47 @@ pub fn condition_of<'a>(db: &'a MssqlServer, type_: &str) -> &'a Condition {
     condition::find(conditions, type_)
         .unwrap_or_else(|| panic!("no condition {type_} in {:?}", summary(conditions)))
 }
+
+/// A finalizer on a pod: evicted, it stays Terminating until `release`, so an ops request that
+/// restarts it is held at "waiting for it to terminate" for as long as a test needs, whatever
+/// the operator's speed (kwok deletes a terminating pod only once its finalizers are gone).
+/// Dropped unreleased (a failed test), it is released so the namespace can be deleted.
+pub struct PodHold {
+    namespace: String,
+    pod: String,
+    held: bool,
+}
+
+impl PodHold {
+    pub fn on(namespace: &str, pod: &str) -> Self {
+        let hold = Self {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            held: true,
+        };
+        let run = hold.set_finalizers(json!(["e2e.mssql-operator.dev/hold"]));
+        assert!(run.ok, "holding pod {pod}: {}", run.stderr);
+        hold
+    }
+
+    /// Lets the pod go.
+    pub fn release(&mut self) {
+        self.held = false;
+        let run = self.set_finalizers(Value::Null);
+        assert!(run.ok, "releasing pod {}: {}", self.pod, run.stderr);
+    }
+
+    fn set_finalizers(&self, finalizers: Value) -> crate::Run {
+        let patch = json!({"metadata": {"finalizers": finalizers}}).to_string();
+        let pod = ["patch", "pod", &self.pod, "-n", &self.namespace];
+        crate::kubectl(&[&pod[..], &["--type=merge", "-p", &patch]].concat(), None)
+    }
+}
+
+impl Drop for PodHold {
+    fn drop(&mut self) {
+        if self.held {
+            let _ = self.set_finalizers(Value::Null);
+        }
+    }
+}

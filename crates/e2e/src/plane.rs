@@ -14,15 +14,37 @@ pub fn run_dir() -> PathBuf {
     PathBuf::from(dir)
 }
 
-/// Kills component `name` of the plane (`kube-apiserver`, `cert-manager`, …) with SIGKILL, by
-/// the process id in its PID file (whose first line it is).
+/// Kills component `name` of the plane (`kube-apiserver`, `cert-manager`, …) with SIGKILL.
 pub fn kill(name: &str) {
+    signal(name, "KILL");
+}
+
+/// Component `name` of the plane stopped (SIGSTOP) while this lives: it answers nothing and its
+/// watches fall behind, as a component that lags does. Continued (SIGCONT) when dropped, so a
+/// failing test leaves the plane running.
+pub struct Stopped(&'static str);
+
+impl Stopped {
+    pub fn new(name: &'static str) -> Self {
+        signal(name, "STOP");
+        Self(name)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// Sends `signal` to component `name`, by the process id in its PID file (whose first line it is).
+fn signal(name: &str, signal: &str) {
     let file = run_dir().join("pids").join(format!("{name}.pid"));
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("{}: {e}; is the plane up?", file.display()));
     let pid = text.lines().next().unwrap_or_default().trim();
-    let run = command("kill", &["-KILL", pid], None, "kill");
-    assert!(run.ok, "kill -KILL {pid} ({name}): {}", run.stderr);
+    let run = command("kill", &[&format!("-{signal}"), pid], None, "kill");
+    assert!(run.ok, "kill -{signal} {pid} ({name}): {}", run.stderr);
 }
 
 /// `hack/cluster/up`, as the plane was started (with the real node when it has one): it starts

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use mssql_api::MssqlServerOpsRequest;
 use mssql_e2e::cluster::{eventually, wait_ready_replicas};
@@ -73,14 +73,20 @@ async fn label_roles(t: &Setup) {
     t.wait_phase(AG, "Ready", SHORT).await;
 }
 
-/// Sets the database's PodDisruptionBudget (the operator's; it re-applies it only when its own
-/// spec of it changes).
-async fn set_max_unavailable(t: &Setup, pods: i32) {
-    let patch = serde_json::json!({"spec": {"maxUnavailable": pods}});
-    t.api::<PodDisruptionBudget>()
-        .patch(AG, &PatchParams::default(), &Patch::Merge(&patch))
+/// Marks pod `name` Ready or not, as its kubelet would (kwok leaves a running pod's status
+/// alone). The database's PodDisruptionBudget (one pod may be unavailable) then allows no
+/// eviction while it is not Ready. (Editing the budget itself would not do: the operator puts
+/// back an edit of an object it owns.)
+async fn set_ready(t: &Setup, name: &str, ready: bool) {
+    let status = if ready { "True" } else { "False" };
+    let patch = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": status},
+        {"type": "ContainersReady", "status": status},
+    ]}});
+    t.api::<Pod>()
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
-        .expect("the database's PodDisruptionBudget is patched");
+        .expect("the pod's status is patched");
 }
 
 fn conditions(ops: &MssqlServerOpsRequest) -> Vec<String> {
@@ -130,9 +136,9 @@ async fn the_standby_takes_over_a_rotation_when_the_leader_dies() {
     .unwrap();
     assert_eq!(first.metric(&server_expiry).await, issued.not_after as f64);
 
-    // A rotation, held at its first eviction: the PodDisruptionBudget allows no disruption, as
-    // when another pod of the group is down. The leader dies there.
-    set_max_unavailable(&t, 0).await;
+    // A rotation, held at its first eviction: another pod of the group is down, so the
+    // PodDisruptionBudget allows no disruption. The leader dies there.
+    set_ready(&t, &format!("{AG}-1"), false).await;
     let name = create_ops(&t, "msops-ag-rotate", |_| {}).await;
     let requests = t.api::<MssqlServerOpsRequest>();
     let refused = eventually("a refused eviction", Duration::from_secs(120), || async {
@@ -181,10 +187,10 @@ async fn the_standby_takes_over_a_rotation_when_the_leader_dies() {
     );
     assert_eq!(holder, "replica-b");
 
-    // The budget allows one pod again; the new leader restarts all three. On the fake nodes a
-    // restarted pod is back at once, and the disruption controller may hold the budget for up to
-    // two minutes.
-    set_max_unavailable(&t, 1).await;
+    // The pod is back, so the budget allows one pod again; the new leader restarts all three.
+    // On the fake nodes a restarted pod is back at once, and the disruption controller may hold
+    // the budget for up to two minutes.
+    set_ready(&t, &format!("{AG}-1"), true).await;
     let done = wait_ops(&t, &name, "Successful", Duration::from_secs(300)).await;
     let after = conditions(&done);
     for i in 0..3 {

@@ -111,7 +111,9 @@ async fn request_count(t: &Setup) -> usize {
         .len()
 }
 
-/// Checks a `--watch` transcript: every step, the restart bar, the end.
+/// Checks a `--watch` transcript: every step, the restart bar, the end. (Whether it saw the phase
+/// Progressing depends on how far the request got before the watch began: an add on fake pods
+/// can be done within a second.)
 #[track_caller]
 fn assert_watched(out: &str, steps: &[&str]) {
     for step in steps {
@@ -123,7 +125,6 @@ fn assert_watched(out: &str, steps: &[&str]) {
     for line in [
         "ok      CheckPodRunning--ms-standalone-0: check pod running; ConditionStatus:True; PodName:ms-standalone-0",
         "restart [####################] 1/1 pods restarted",
-        "phase Progressing",
         "phase Successful",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");

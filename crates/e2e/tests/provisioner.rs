@@ -161,12 +161,28 @@ async fn standalone_database_becomes_ready_with_kubedbs_objects_and_conditions()
         .unwrap();
     assert_eq!(claims.status.unwrap().phase.as_deref(), Some("Bound"));
 
+    // One Event a pass for what it created: the StatefulSet waits for cert-manager, so it is
+    // usually told apart; every object is named once.
     let events = t.events_of("ms-standalone").await;
-    assert!(
-        events.iter().any(|(reason, message)| reason == "Created"
-            && message == "Created statefulset ms-standalone"),
-        "{events:?}"
-    );
+    let created: Vec<&str> = events
+        .iter()
+        .filter(|(reason, _)| reason == "Created")
+        .flat_map(|(_, message)| message.trim_start_matches("Created ").split(", "))
+        .collect();
+    for object in [
+        "secret ms-standalone-auth",
+        "certificate ms-standalone-server-cert",
+        "secret ms-standalone-config",
+        "service ms-standalone",
+        "poddisruptionbudget ms-standalone",
+        "statefulset ms-standalone",
+    ] {
+        assert_eq!(
+            created.iter().filter(|c| **c == object).count(),
+            1,
+            "{object}: {events:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -670,4 +686,92 @@ async fn a_workload_that_does_not_come_up_says_why() {
         warns_pods_not_ready(&events, "cannot be scheduled"),
         "{events:?}"
     );
+}
+
+/// What a manual edit changed in the object `name` of kind `K`: `current` reads the field.
+async fn edit_and_watch_it_come_back<K>(
+    t: &Setup,
+    name: &str,
+    patch: serde_json::Value,
+    current: impl Fn(&K) -> String,
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api = t.api::<K>();
+    let before = current(&api.get(name).await.unwrap());
+    // As `kubectl edit` or `kubectl patch` would: an update by another field manager.
+    let params = kube::api::PatchParams {
+        field_manager: Some("someone-else".to_owned()),
+        ..Default::default()
+    };
+    let edited = api
+        .patch(name, &params, &kube::api::Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    assert_ne!(current(&edited), before, "the edit changed {name}");
+    let kind = K::kind(&());
+    eventually(
+        &format!("{kind} {name} put back"),
+        Duration::from_secs(15),
+        || async {
+            let now = current(&api.get(name).await.map_err(|e| e.to_string())?);
+            (now == before).then_some(()).ok_or(now)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_edit_of_an_object_the_operator_owns_is_put_back() {
+    let t = Setup::new("drift").await;
+    t.create_example("ms-standalone", |_| {}).await;
+    t.wait_phase("ms-standalone", "Ready", READY_TIMEOUT).await;
+    let pod = t.api::<Pod>().get("ms-standalone-0").await.unwrap();
+
+    edit_and_watch_it_come_back::<StatefulSet>(
+        &t,
+        "ms-standalone",
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": mssql_api::CONTAINER_MSSQL, "image": "example.invalid/other:1"}
+        ]}}}}),
+        |sts| {
+            let spec = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let mssql = spec
+                .containers
+                .iter()
+                .find(|c| c.name == mssql_api::CONTAINER_MSSQL);
+            mssql.unwrap().image.clone().unwrap_or_default()
+        },
+    )
+    .await;
+    edit_and_watch_it_come_back::<Service>(
+        &t,
+        "ms-standalone",
+        json!({"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}}),
+        |service| format!("{:?}", service.spec.as_ref().unwrap().selector),
+    )
+    .await;
+    edit_and_watch_it_come_back::<PodDisruptionBudget>(
+        &t,
+        "ms-standalone",
+        json!({"spec": {"maxUnavailable": 0}}),
+        |budget| format!("{:?}", budget.spec.as_ref().unwrap().max_unavailable),
+    )
+    .await;
+    edit_and_watch_it_come_back::<Secret>(
+        &t,
+        "ms-standalone-config",
+        json!({"stringData": {"mssql.conf": "[network]\nforceencryption = 0\n"}}),
+        |secret| format!("{:?}", secret.data),
+    )
+    .await;
+
+    // Put back before any pod restarted: the database is still Ready on the same pod.
+    t.wait_phase("ms-standalone", "Ready", SHORT).await;
+    let after = t.api::<Pod>().get("ms-standalone-0").await.unwrap();
+    assert_eq!(after.metadata.uid, pod.metadata.uid);
 }

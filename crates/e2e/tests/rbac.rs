@@ -219,6 +219,8 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let webhook_port = free_port();
+    let webhook_listen = format!("127.0.0.1:{webhook_port}");
     let mut args = vec![
         "run",
         "--listen",
@@ -226,7 +228,7 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
         "--lease-namespace",
         &operator_ns.name,
         "--webhook-listen",
-        "127.0.0.1:0",
+        &webhook_listen,
         "--webhook-host",
         "127.0.0.1",
         "--webhook-secret",
@@ -256,6 +258,46 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
     })
     .await;
     assert_eq!(http_get(port, "/healthz").map(|r| r.0), Ok(200));
+    // The webhook judges a database as the API server would ask it to (its configuration selects
+    // no namespace here): it looks the version up with the chart's grants.
+    let db: Value = serde_saphyr::from_str(&example_in("ms-standalone", &t.ns.name)).unwrap();
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "rbac", "kind": {"group": "kubedb.com", "kind": "MSSQLServer"},
+                    "operation": "CREATE", "namespace": t.ns.name, "object": db}});
+    let url = format!(
+        "https://127.0.0.1:{webhook_port}{}",
+        mssql_operator::admission::PATH
+    );
+    eventually("the webhook to judge a database", SHORT, || async {
+        let answer = std::process::Command::new("curl")
+            .args([
+                "-sSk",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+            ])
+            .arg(&url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut curl| {
+                curl.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(review.to_string().as_bytes())?;
+                curl.wait_with_output()
+            })
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&answer.stdout).into_owned();
+        let verdict: Value = serde_json::from_str(&text)
+            .map_err(|_| format!("{text}{}", String::from_utf8_lossy(&answer.stderr)))?;
+        (verdict["response"]["allowed"] == true)
+            .then_some(())
+            .ok_or(text)
+    })
+    .await;
     assert_eq!(http_get(port, "/metrics").map(|r| r.0), Ok(200));
     let holder = kubectl_ok(
         &[

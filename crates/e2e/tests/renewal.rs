@@ -18,7 +18,9 @@ use mssql_api::condition;
 use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING as CONDITION;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::eventually;
-use mssql_e2e::fixture::{READY_TIMEOUT, Setup, create_ops, evicted, summary, wait_ops, wait_step};
+use mssql_e2e::fixture::{
+    PodHold, READY_TIMEOUT, Setup, create_ops, evicted, summary, wait_ops, wait_step,
+};
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_renewal_request,
@@ -342,36 +344,28 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
 /// A request ends true: the server certificate's Secret deleted (and re-issued by cert-manager)
 /// while a rotation runs leaves the pod started for a certificate the Secret no longer holds, so
 /// the request fails saying so, and the operator's rollout then puts the pod on the new one.
-/// The operator is stopped (SIGSTOP) across the deletion, so the request is mid-way whatever the
-/// timing.
+/// A finalizer holds the evicted pod Terminating across the deletion, so the request is mid-way
+/// (its StatefulSet already on the rotated certificate) whatever the operator's speed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_replaced_mid_request_fails_it_truthfully_and_the_rollout_finishes() {
     let t = Setup::without_operator("stale-secret").await;
     let log_path = std::env::temp_dir().join(format!("{}-operator.log", t.ns.name));
     let log = std::fs::File::create(&log_path).unwrap();
     let operator = start_operator(&t, &log);
-    let pid = operator._operator.0.id().to_string();
     t.create_example(DB, |_| {}).await;
     t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
     let before = serial(&t, SECRET).await;
+    let mut hold = PodHold::on(&t.ns.name, POD);
 
     let name = create_ops(&t, "msops-rotate", |ops| {
         ops["spec"]["databaseRef"]["name"] = json!(DB);
     })
     .await;
-    wait_step(&t, &name, "UpdatePetSets", OPS_TIMEOUT).await;
-    let signal = |which: &str| {
-        let run = mssql_e2e::command("kill", &[which, &pid], None, "kill");
-        assert!(run.ok, "kill {which} {pid}: {}", run.stderr);
-    };
-    signal("-STOP");
+    wait_step(&t, &name, &format!("EvictPod--{POD}"), OPS_TIMEOUT).await;
     let rotated = serial(&t, SECRET).await;
     assert_ne!(rotated, before, "the rotation re-issued the certificate");
-    t.api::<k8s_openapi::api::core::v1::Secret>()
-        .delete(SECRET, &Default::default())
-        .await
-        .unwrap();
     let secrets = t.api::<k8s_openapi::api::core::v1::Secret>();
+    secrets.delete(SECRET, &Default::default()).await.unwrap();
     let reissued = eventually(
         "cert-manager to re-issue the deleted secret",
         Duration::from_secs(60),
@@ -390,7 +384,13 @@ async fn a_secret_replaced_mid_request_fails_it_truthfully_and_the_rollout_finis
         },
     )
     .await;
-    signal("-CONT");
+    let held = t.api::<MssqlServerOpsRequest>().get(&name).await.unwrap();
+    assert_eq!(
+        held.phase(),
+        "Progressing",
+        "the request waits for the held pod"
+    );
+    hold.release();
 
     let failed = wait_ops(&t, &name, "Failed", OPS_TIMEOUT).await;
     let conditions = failed.status.unwrap().conditions;

@@ -3,6 +3,7 @@
 //! process exits, so its replacement starts from the objects' status, exactly as after a crash.
 
 use std::future::Future;
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
@@ -14,6 +15,8 @@ use crate::metrics::Metrics;
 pub const LEASE_DURATION_SECONDS: u64 = 15;
 /// The leader renews this many seconds before the Lease would expire (so every 10 s).
 const RENEW_BEFORE_EXPIRY_SECONDS: u64 = 5;
+/// How long a stopping leader tries to release the Lease before it exits all the same.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which Lease to hold, and as whom.
 #[derive(Clone, Debug)]
@@ -85,12 +88,18 @@ where
     };
     metrics.set_leader(false);
     if outcome.is_ok() {
-        // Closing the channel makes the renewer release the Lease; wait for that to be written.
+        // Closing the channel makes the renewer release the Lease; wait for that to be written,
+        // but not for ever: with the API server gone the process must still exit.
         drop(leading);
-        match renewer.await {
-            Ok(Ok(_)) => info!("released the Lease"),
-            Ok(Err(error)) => warn!(%error, "could not release the Lease; it expires by itself"),
-            Err(error) => warn!(%error, "the Lease renewer failed"),
+        match tokio::time::timeout(RELEASE_TIMEOUT, renewer).await {
+            Ok(Ok(Ok(_))) => info!("released the Lease"),
+            Ok(Ok(Err(error))) => {
+                warn!(%error, "could not release the Lease; it expires by itself")
+            }
+            Ok(Err(error)) => warn!(%error, "the Lease renewer failed"),
+            Err(_) => warn!(
+                "could not release the Lease within {RELEASE_TIMEOUT:?}; it expires by itself"
+            ),
         }
     }
     outcome

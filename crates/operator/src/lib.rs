@@ -44,6 +44,8 @@ pub async fn run_controllers(
     };
     let pairs = scopes.into_iter().map(|namespace| {
         let (waker, wakes) = controller::wake::channel();
+        // Fed by the provisioner's watches, read by both controllers.
+        let known = controller::known::Known::default();
         let (client, metrics, settings) = (client.clone(), metrics.clone(), settings.clone());
         async move {
             let namespace = namespace.as_deref();
@@ -51,16 +53,18 @@ pub async fn run_controllers(
                 provisioner::run(
                     client.clone(),
                     metrics.clone(),
-                    waker,
+                    waker.clone(),
                     settings.renewal,
-                    namespace
+                    namespace,
+                    known.clone()
                 ),
                 ops::run(
                     client,
                     metrics,
-                    wakes,
+                    (waker, wakes),
                     settings.verify_served_certificates,
-                    namespace
+                    namespace,
+                    known
                 )
             );
         }

@@ -2,6 +2,7 @@
 //! overwritten) and `mssql.conf`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -93,8 +94,10 @@ pub fn restart_hash(parts: &[&[u8]]) -> String {
         context.update(&(part.len() as u64).to_be_bytes());
         context.update(part);
     }
-    context.finish().as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = String::with_capacity(24);
+    for byte in &context.finish().as_ref()[..12] {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }

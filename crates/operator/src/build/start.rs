@@ -4,6 +4,7 @@
 //! this, not the Secret, tells which certificate each pod's server runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use mssql_api::pods::StartedCertificate;
@@ -30,32 +31,58 @@ pub struct RunningCertificate {
     pub outdated: bool,
 }
 
+/// What the pods load from an issued TLS secret: its certificate and CA (never its key, which only
+/// the pods read). The CA is shared: every secret of an issuer holds the same one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Issued {
+    pub certificate: Vec<u8>,
+    pub ca: Arc<[u8]>,
+    /// The certificate's serial and expiry, read once when the secret arrives (`None`: it does
+    /// not parse).
+    pub started: Option<StartedCertificate>,
+}
+
+impl Issued {
+    /// A secret cert-manager has issued: with a certificate and a key. `None` before.
+    pub fn of(secret: &Secret) -> Option<Self> {
+        let data = secret.data.as_ref()?;
+        let file = |key: &str| data.get(key).map(|v| v.0.clone()).filter(|v| !v.is_empty());
+        file("tls.key")?;
+        Some(Self::new(
+            file("tls.crt")?,
+            file("ca.crt").unwrap_or_default().into(),
+        ))
+    }
+
+    pub fn new(certificate: Vec<u8>, ca: Arc<[u8]>) -> Self {
+        let started = mssql_certs::inspect::parse_certificate(&certificate)
+            .ok()
+            .map(|info| StartedCertificate {
+                serial: info.serial,
+                not_after: info.not_after,
+            });
+        Self {
+            certificate,
+            ca,
+            started,
+        }
+    }
+}
+
 impl Start {
-    /// From the TLS secrets (by alias) and `mssql.conf` the pods will read.
-    pub fn of(tls: &BTreeMap<String, Secret>, mssql_conf: &str) -> Self {
-        let value = |alias: &str, key: &str| -> &[u8] {
-            tls.get(alias)
-                .and_then(|s| s.data.as_ref())
-                .and_then(|d| d.get(key))
-                .map_or(&[], |v| v.0.as_slice())
-        };
+    /// From the issued TLS secrets (by alias) and `mssql.conf` the pods will read.
+    pub fn of(tls: &BTreeMap<String, Issued>, mssql_conf: &str) -> Self {
+        let certificate = |alias: &str| tls.get(alias).map_or(&[][..], |i| &i.certificate);
         let restart_hash = secrets::restart_hash(&[
-            value(ALIAS_SERVER, "tls.crt"),
-            value(ALIAS_SERVER, "ca.crt"),
-            value(ALIAS_CLIENT, "tls.crt"),
-            value(ALIAS_ENDPOINT, "tls.crt"),
+            certificate(ALIAS_SERVER),
+            tls.get(ALIAS_SERVER).map_or(&[][..], |i| &i.ca),
+            certificate(ALIAS_CLIENT),
+            certificate(ALIAS_ENDPOINT),
             mssql_conf.as_bytes(),
         ]);
         let certificates = tls
-            .keys()
-            .filter_map(|alias| {
-                let info = mssql_certs::inspect::parse_certificate(value(alias, "tls.crt")).ok()?;
-                let started = StartedCertificate {
-                    serial: info.serial,
-                    not_after: info.not_after,
-                };
-                Some((alias.clone(), started))
-            })
+            .iter()
+            .filter_map(|(alias, issued)| Some((alias.clone(), issued.started.clone()?)))
             .collect();
         Self {
             restart_hash,

@@ -1,5 +1,5 @@
-//! Apply: server-side apply of what the builders made, skipped when the object already is what
-//! was last applied, so an idle database costs reads only, never writes.
+//! Apply: server-side apply of what the builders made, skipped when the watch says the object is
+//! what was last applied and nobody changed it since, so an idle database costs no request.
 
 use std::fmt::Debug;
 
@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 use mssql_api::annotations;
 
+use super::owned::Owned;
+use super::store::{Key, Store};
 use crate::build::secrets::restart_hash;
 
 /// A kind of namespaced object the operator writes.
@@ -64,8 +66,14 @@ pub fn applied_hash<K: Serialize>(object: &K) -> String {
     restart_hash(&[&serde_json::to_vec(object).unwrap_or_default()])
 }
 
-/// Server-side applies `object` in `namespace` unless it is already as last applied.
-pub async fn apply<K>(client: &Client, namespace: &str, mut object: K) -> kube::Result<Applied>
+/// Server-side applies `object` in `namespace` unless `known` says it is as last applied and
+/// untouched since; what the API server answers is known at once.
+pub async fn apply<K>(
+    client: &Client,
+    known: &Store<Owned>,
+    namespace: &str,
+    mut object: K,
+) -> kube::Result<Applied>
 where
     K: Namespaced,
 {
@@ -73,23 +81,21 @@ where
     object
         .annotations_mut()
         .insert(annotations::APPLIED_HASH.to_owned(), hash.clone());
-
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.name_any();
-    // Metadata only: the annotation is all that is compared, and a secret's data stays put.
-    let existing = api.get_metadata_opt(&name).await?;
-    if existing
-        .as_ref()
-        .is_some_and(|e| e.annotations().get(annotations::APPLIED_HASH) == Some(&hash))
-    {
+    let key = Key::of::<K>(namespace, &name);
+    let existing = known.get(&key);
+    if existing.as_ref().is_some_and(|e| e.is_current(&hash)) {
         return Ok(Applied::Unchanged);
     }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await?;
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    known.insert(key, Owned::applied(written.meta()));
     Ok(if existing.is_some() {
         Applied::Updated
     } else {
@@ -97,19 +103,27 @@ where
     })
 }
 
-/// Creates `object` unless one of its name exists; never overwrites (a generated password must
-/// not change under a running database). Looks first (metadata only), so a database that already
-/// has it costs a read, not a refused write.
-pub async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> kube::Result<Applied>
+/// Creates `object` unless one of its name exists (by `known`, then by the API server's answer);
+/// never overwrites: a generated password must not change under a running database.
+pub async fn create_once<K>(
+    client: &Client,
+    known: &Store<Owned>,
+    namespace: &str,
+    object: &K,
+) -> kube::Result<Applied>
 where
     K: Namespaced,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    if api.get_metadata_opt(&object.name_any()).await?.is_some() {
+    let key = Key::of::<K>(namespace, &object.name_any());
+    if known.contains(&key) {
         return Ok(Applied::Unchanged);
     }
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api.create(&post_params(), object).await {
-        Ok(_) => Ok(Applied::Created),
+        Ok(created) => {
+            known.insert(key, Owned::of(created.meta(), None));
+            Ok(Applied::Created)
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Applied::Unchanged),
         Err(error) => Err(error),
     }

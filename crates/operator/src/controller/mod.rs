@@ -6,8 +6,12 @@
 pub mod apply;
 pub mod cache;
 pub mod events;
+pub mod known;
 #[cfg(test)]
 pub mod mock;
+pub mod owned;
+pub mod pods;
+pub mod store;
 pub mod wake;
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! Wakes a database's open requests when one of its objects changes. The provisioner watches those
-//! objects anyway (pods, Certificates, TLS secrets, disruption budgets), so the ops-manager takes
-//! its next step as soon as a pod is Ready or cert-manager has issued, without watching them a
-//! second time and without polling for them.
+//! objects anyway (StatefulSets, pods, Certificates, TLS secrets, disruption budgets), so the
+//! ops-manager takes its next step as soon as the StatefulSet controller has caught up, a pod is
+//! Ready or cert-manager has issued, without watching them a second time and without polling for
+//! them.
 
 use std::sync::Arc;
 
@@ -31,6 +32,12 @@ impl Waker {
 }
 
 impl Wakes {
+    /// The next database woken, if one is waiting (tests).
+    #[cfg(test)]
+    pub fn try_next(&mut self) -> Option<ObjectRef<MssqlServer>> {
+        self.0.try_recv().ok()
+    }
+
     /// The requests to reconcile for each woken database, looked up in the ops-manager's store.
     pub fn requests(
         self,

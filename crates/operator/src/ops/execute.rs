@@ -17,7 +17,7 @@ use mssql_api::ops::{
 use mssql_api::steps::*;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::machine::{self, Step};
 use super::pause::{resume_database, set_paused};
@@ -104,14 +104,15 @@ pub(super) async fn execute(
         Step::RequestReissue => {
             // Recorded on the request as annotation: its status is written against that version,
             // else the write conflicts and the step (and the re-issue) runs twice.
-            let annotated = request_reissue(client, ops).await?;
+            let annotated = request_reissue(context, ops).await?;
             record = Record::new(&annotated);
             record.done(ISSUED, ISSUED_MESSAGE);
         }
         Step::UpdateCertificates => {
-            let (_, certificates) = observe::target(client, ops).await?;
+            let (_, certificates) = observe::target(context, ops).await?;
             for (_, certificate) in certificates {
-                crate::controller::apply::apply(client, &namespace, certificate)
+                let known = &context.provisioner.known.owned;
+                crate::controller::apply::apply(client, known, &namespace, certificate)
                     .await
                     .map_err(acting("applying a certificate"))?;
             }
@@ -136,7 +137,7 @@ pub(super) async fn execute(
             record.done(SYNCED, SYNCED_MESSAGE);
         }
         Step::UpdateStatefulSet => {
-            let (target, _) = observe::target(client, ops).await?;
+            let (target, _) = observe::target(context, ops).await?;
             match provisioner::apply_database(&target, &context.provisioner).await? {
                 provisioner::Applied::Done => {
                     let message = if ops.spec.type_ == TYPE_RESTART {
@@ -162,17 +163,25 @@ pub(super) async fn execute(
             }
         }
         Step::RecordPods => {
-            let pods = observe::running_pods(client, ops).await?;
-            record_once(
+            let pods = observe::running_pods(context.known(), ops);
+            let recorded = record_once(
                 client,
                 ops,
                 PODS_BEFORE_RESTART,
                 serde_json::to_string(&pods).unwrap_or_default(),
             )
             .await?;
+            context.written.wrote(&recorded);
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
-        Step::EvictPod { pod } => {
+        Step::EvictPod { pod, again } => {
+            if again {
+                let why = format!(
+                    "pod {pod} was made again from the StatefulSet's spec before this request's (its controller had not caught up): evicting it again"
+                );
+                warn!(request = %ops.name_any(), %pod, "{why}");
+                context.event(ops, EventType::Warning, EVICT_POD, why).await;
+            }
             record.retry_step(GET_POD, true, Some(&pod));
             let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
             match pods.evict(&pod, &EvictParams::default()).await {
@@ -186,13 +195,23 @@ pub(super) async fn execute(
                 Err(error) => return Err(acting(format!("evicting pod {pod}"))(error)),
             }
         }
+        Step::WaitForIssuance { certificate } => {
+            info!(request = %ops.name_any(), %certificate, "waiting for cert-manager to issue");
+            return Ok(Action::requeue(POLL));
+        }
         Step::WaitForPod { pod, why } => {
             info!(request = %ops.name_any(), %pod, %why, "waiting for a pod");
             return Ok(Action::requeue(POLL));
         }
-        Step::PodRunning { pod } => record.retry_step(CHECK_POD_RUNNING, true, Some(&pod)),
+        Step::PodRunning { pod } => {
+            // The eviction too: an operator killed between evicting and recording it left the
+            // pod replaced and no record of it. Both already True change nothing.
+            for step in [GET_POD, EVICT_POD, CHECK_POD_RUNNING] {
+                record.retry_step(step, true, Some(&pod));
+            }
+        }
         Step::VerifyServed { pod } => {
-            let (check, verified) = served::check(client, ops, &pod).await?;
+            let (check, verified) = served::check(context, ops, &pod).await?;
             if let Some(line) = verified {
                 context
                     .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
@@ -220,7 +239,7 @@ pub(super) async fn execute(
             record.done_and_tell(RESTART_NODES, message);
         }
         Step::UpdateDatabase => {
-            let (target, _) = observe::target(client, ops).await?;
+            let (target, _) = observe::target(context, ops).await?;
             let patch = json!({"spec": {"tls": target.spec.tls}});
             Api::<MssqlServer>::namespaced(client.clone(), &namespace)
                 .patch(&db_name, &patch_params(), &Patch::Merge(&patch))

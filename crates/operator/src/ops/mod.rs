@@ -22,12 +22,14 @@ use futures::StreamExt;
 use kube::runtime::controller::{self as runtime, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::ops::PHASE_PROGRESSING;
 use tracing::{Instrument, info, info_span};
 
 use self::machine::next_step;
+use crate::controller::known::Known;
 use crate::controller::{self, ReconcileError, finalizer_category, finalizer_conflict, key};
 use crate::metrics::{self, Metrics};
 use crate::provisioner;
@@ -90,6 +92,10 @@ fn acting(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 
 pub struct Context {
     pub provisioner: provisioner::Context,
+    /// Every request, as the ops-manager's watch has it.
+    pub requests: Store<MssqlServerOpsRequest>,
+    /// The resourceVersion of each request (by uid) as this operator last wrote it.
+    pub written: Written,
     /// Whether each restarted pod must be seen serving its certificate (`run`'s flag).
     pub verify_served_certificates: bool,
 }
@@ -101,6 +107,10 @@ impl Context {
 
     fn metrics(&self) -> &Metrics {
         &self.provisioner.metrics
+    }
+
+    fn known(&self) -> &Known {
+        &self.provisioner.known
     }
 
     async fn event(
@@ -131,22 +141,36 @@ impl Context {
 }
 
 /// Runs the ops-manager until the process is asked to stop. A request is also reconciled when
-/// `wakes` names its database. `verify_served_certificates`: see [`crate::Settings`];
-/// `namespace`: the one it watches, or every one (`None`).
+/// `wakes` names its database; `waker` wakes the requests of a database whose request ended.
+/// `verify_served_certificates`: see [`crate::Settings`]; `namespace`: the one it watches, or
+/// every one (`None`); `known`: what the provisioner's watches say.
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    wakes: controller::wake::Wakes,
+    (waker, wakes): (controller::wake::Waker, controller::wake::Wakes),
     verify_served_certificates: bool,
     namespace: Option<&str>,
+    known: Known,
 ) {
+    // A request that has ended wakes the next of its database (which waits for it), once the
+    // cache the next one decides on has it.
+    let runtime = controller::cache::controller(
+        crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace),
+        move |ops: &MssqlServerOpsRequest| {
+            if ops.is_finished()
+                && let Some(namespace) = ops.namespace()
+            {
+                waker.wake(&ObjectRef::new(&ops.spec.database_ref.name).within(&namespace));
+            }
+        },
+    );
+    let requests = runtime.store();
     let context = Arc::new(Context {
-        provisioner: provisioner::Context::new(client.clone(), metrics),
+        provisioner: provisioner::Context::new(client.clone(), metrics, known),
+        requests: requests.clone(),
+        written: Written::default(),
         verify_served_certificates,
     });
-    let requests = crate::client::scoped::<MssqlServerOpsRequest>(&client, namespace);
-    let runtime = controller::cache::controller(requests);
-    let requests = runtime.store();
     runtime
         .with_config(runtime::Config::default().concurrency(controller::CONCURRENCY))
         .reconcile_on(wakes.requests(requests))
@@ -167,6 +191,8 @@ async fn reconcile(
     ops: Arc<MssqlServerOpsRequest>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    // The target's objects are applied through what the provisioner's watches know.
+    context.provisioner.known.ready().await;
     let started = Instant::now();
     let key = key(ops.as_ref());
     let result = reconcile_request(ops, &context)
@@ -202,6 +228,7 @@ async fn reconcile_request(
                     pause::resume_database(&ops, context).await?;
                 }
                 context.metrics().ops_request_gone(&key);
+                context.written.forget(&ops);
                 Ok(Action::await_change())
             }
         }
@@ -210,24 +237,60 @@ async fn reconcile_request(
     .map_err(|error| Error::Finalizer(Box::new(error)))
 }
 
+/// The resourceVersion of each request (by uid) as this operator last wrote it.
+#[derive(Default)]
+pub struct Written(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Written {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers `ops` as written (the API server's answer to a write of it).
+    fn wrote(&self, ops: &MssqlServerOpsRequest) {
+        if let (Some(uid), Some(version)) = (ops.uid(), ops.resource_version()) {
+            self.lock().insert(uid, version);
+        }
+    }
+
+    /// Whether `ops` is at the version this operator wrote last.
+    fn is(&self, ops: &MssqlServerOpsRequest) -> bool {
+        let written = ops.uid().and_then(|uid| self.lock().get(&uid).cloned());
+        written.is_some() && written == ops.resource_version()
+    }
+
+    fn forget(&self, ops: &MssqlServerOpsRequest) {
+        if let Some(uid) = ops.uid() {
+            self.lock().remove(&uid);
+        }
+    }
+}
+
 /// One step: observe, decide, act, record.
 async fn step(cached: &MssqlServerOpsRequest, context: &Context) -> Result<Action, Error> {
     // Decided on the request as stored, not as cached: the cache may not have this operator's
     // last status write yet, and a step decided on it would run twice (re-issuing certificates
     // twice, say) before its record is refused.
-    let api: Api<MssqlServerOpsRequest> = Api::namespaced(
-        context.client().clone(),
-        &cached.namespace().unwrap_or_default(),
-    );
-    let Some(ops) = api
-        .get_opt(&cached.name_any())
-        .await
-        .map_err(reading("reading the request"))?
-    else {
-        return Ok(Action::await_change());
+    // A cached copy at the version this operator wrote last is the stored one: no read.
+    let ops = if context.written.is(cached) {
+        cached.clone()
+    } else {
+        let api: Api<MssqlServerOpsRequest> = Api::namespaced(
+            context.client().clone(),
+            &cached.namespace().unwrap_or_default(),
+        );
+        let Some(ops) = api
+            .get_opt(&cached.name_any())
+            .await
+            .map_err(reading("reading the request"))?
+        else {
+            return Ok(Action::await_change());
+        };
+        ops
     };
-    let observed =
-        observe::observe(context.client(), &ops, context.verify_served_certificates).await?;
+    let observed = observe::observe(context, &ops).await?;
     let next = next_step(&ops, &observed);
     info!(request = %ops.name_any(), step = ?next, "ops step");
     execute::execute(&ops, context, next).await

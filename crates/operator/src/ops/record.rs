@@ -144,9 +144,11 @@ impl Record {
         }
         let api: Api<MssqlServerOpsRequest> =
             Api::namespaced(client.clone(), &self.ops.namespace().unwrap_or_default());
-        api.replace_status(&self.ops.name_any(), &post_params(), &self.ops)
+        let written = api
+            .replace_status(&self.ops.name_any(), &post_params(), &self.ops)
             .await
             .map_err(Error::Status)?;
+        context.written.wrote(&written);
         for (step, took) in &self.finished {
             context
                 .metrics()

@@ -2,14 +2,14 @@
 //! revisions so that a re-issued certificate is told apart.
 
 use kube::api::Patch;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::annotations::REVISIONS_BEFORE_ROTATION;
 use mssql_certs::cert_manager::Certificate;
 use serde_json::json;
 
 use super::record::record_once;
-use super::{Error, acting, observe, reading};
+use super::{Context, Error, acting, observe, reading};
 use crate::controller::apply::patch_params;
 use crate::controller::now;
 
@@ -17,11 +17,12 @@ use crate::controller::now;
 /// reason `RotateCertificate`, as `cmctl renew` and KubeDB do). Returns the request as it is
 /// stored with the revisions recorded.
 pub(super) async fn request_reissue(
-    client: &Client,
+    context: &Context,
     ops: &MssqlServerOpsRequest,
 ) -> Result<MssqlServerOpsRequest, Error> {
+    let client = context.client();
     let namespace = ops.namespace().unwrap_or_default();
-    let (_, certificates) = observe::target(client, ops).await?;
+    let (_, certificates) = observe::target(context, ops).await?;
     let api: Api<Certificate> = Api::namespaced(client.clone(), &namespace);
     let mut revisions = serde_json::Map::new();
     let mut existing = Vec::new();
@@ -101,7 +102,9 @@ mod tests {
         let mut ops = MssqlServerOpsRequest::new("rotate", OpsRequestSpec::default());
         ops.metadata.namespace = Some(NAMESPACE.to_owned());
         ops.spec.database_ref.name = DATABASE.to_owned();
-        let stored = request_reissue(&client, &ops).await.unwrap();
+        let stored = request_reissue(&fixtures::ops_context(client), &ops)
+            .await
+            .unwrap();
 
         let certificates = "/apis/cert-manager.io/v1/namespaces/demo/certificates";
         let changes: Vec<String> = calls

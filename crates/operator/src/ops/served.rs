@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use mssql_api::ALIAS_SERVER;
 use mssql_api::MssqlServerOpsRequest;
 use mssql_certs::inspect::Expectations;
@@ -18,7 +18,7 @@ use mssql_tds::probe::{Mode, ProbeError, Served, probe};
 use tracing::info;
 
 use super::machine::ServedCheck;
-use super::{Error, observe, reading};
+use super::{Context, Error, observe, reading};
 use crate::build::pod::PORT_DB;
 
 /// Bounds the connect and each read of one probe; a busy server answers well within it.
@@ -27,12 +27,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What `pod` serves, judged against its server certificate's Secret. Also returns a line for
 /// the request's Event when verified.
 pub async fn check(
-    client: &Client,
+    context: &Context,
     ops: &MssqlServerOpsRequest,
     pod: &str,
 ) -> Result<(ServedCheck, Option<String>), Error> {
+    let client = context.client();
     let namespace = ops.namespace().unwrap_or_default();
-    let (_, certificates) = observe::target(client, ops).await?;
+    let (_, certificates) = observe::target(context, ops).await?;
     let Some((_, wanted)) = certificates.iter().find(|(alias, _)| alias == ALIAS_SERVER) else {
         // The database's TLS spec cannot be read now (its version is gone, say): look again.
         return Ok((

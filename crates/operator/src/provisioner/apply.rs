@@ -9,18 +9,23 @@ use kube::{Client, Resource};
 use super::Error;
 use crate::build::resources::{Orphans, Resources, Workload};
 use crate::controller::apply::{Applied, Namespaced, apply, create_once, delete_if_present};
+use crate::controller::owned::Owned;
+use crate::controller::store::{Key, Store};
 
 /// What applying the set did.
 #[derive(Default)]
 pub struct Outcome {
-    /// The objects created, each for an Event of its own: `(what, reference)`.
+    /// The objects created, in order, for the pass's Event: `(what, reference)`.
     pub created: Vec<(String, ObjectReference)>,
+    /// Every object of the set.
+    pub objects: Vec<Key>,
 }
 
 /// Applies `resources` in `namespace`; deletes `orphans` when the pods' StatefulSet was updated (a
 /// new shape of the database is what leaves objects behind; a new or unchanged one costs nothing).
 pub async fn apply_all(
     client: &Client,
+    known: &Store<Owned>,
     namespace: &str,
     resources: Resources,
     orphans: &Orphans,
@@ -37,11 +42,12 @@ pub async fn apply_all(
     } = resources;
     let mut pass = Pass {
         client,
+        known,
         namespace,
         outcome: Outcome::default(),
     };
     if let Some(secret) = auth_secret {
-        let applied = create_once(client, namespace, &secret)
+        let applied = create_once(client, known, namespace, &secret)
             .await
             .map_err(applying(&secret))?;
         pass.note(&secret, applied);
@@ -67,27 +73,38 @@ pub async fn apply_all(
             pass.apply(arbiter).await?;
         }
         if updated {
-            delete_orphans(client, namespace, orphans).await?;
+            delete_orphans(client, known, namespace, orphans).await?;
         }
     }
     Ok(pass.outcome)
 }
 
-async fn delete_orphans(client: &Client, namespace: &str, orphans: &Orphans) -> Result<(), Error> {
+/// Deletes those of `orphans` the watches know (they carry the operator's labels, so one that
+/// exists is known: one that is not costs no request).
+async fn delete_orphans(
+    client: &Client,
+    known: &Store<Owned>,
+    namespace: &str,
+    orphans: &Orphans,
+) -> Result<(), Error> {
     let Orphans {
         statefulsets,
         services,
     } = orphans;
     let deleting = |what: String| move |source| Error::Apply { what, source };
     for name in statefulsets {
-        delete_if_present::<StatefulSet>(client, namespace, name)
-            .await
-            .map_err(deleting(format!("deleting statefulset {name}")))?;
+        if known.contains(&Key::of::<StatefulSet>(namespace, name)) {
+            delete_if_present::<StatefulSet>(client, namespace, name)
+                .await
+                .map_err(deleting(format!("deleting statefulset {name}")))?;
+        }
     }
     for name in services {
-        delete_if_present::<Service>(client, namespace, name)
-            .await
-            .map_err(deleting(format!("deleting service {name}")))?;
+        if known.contains(&Key::of::<Service>(namespace, name)) {
+            delete_if_present::<Service>(client, namespace, name)
+                .await
+                .map_err(deleting(format!("deleting service {name}")))?;
+        }
     }
     Ok(())
 }
@@ -109,12 +126,17 @@ fn applying<K: Resource<DynamicType = ()>>(object: &K) -> impl FnOnce(kube::Erro
 /// One pass of applies, noting what it created.
 struct Pass<'a> {
     client: &'a Client,
+    known: &'a Store<Owned>,
     namespace: &'a str,
     outcome: Outcome,
 }
 
 impl Pass<'_> {
     fn note<K: Resource<DynamicType = ()>>(&mut self, object: &K, applied: Applied) {
+        let name = object.meta().name.as_deref().unwrap_or_default();
+        self.outcome
+            .objects
+            .push(Key::of::<K>(self.namespace, name));
         if applied == Applied::Created {
             self.outcome
                 .created
@@ -123,7 +145,7 @@ impl Pass<'_> {
     }
 
     async fn apply<K: Namespaced>(&mut self, object: K) -> Result<Applied, Error> {
-        let applied = apply(self.client, self.namespace, object.clone())
+        let applied = apply(self.client, self.known, self.namespace, object.clone())
             .await
             .map_err(applying(&object))?;
         self.note(&object, applied);

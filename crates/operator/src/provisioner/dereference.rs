@@ -1,7 +1,8 @@
-//! Dereference and validate: read what a database refers to (its catalog entry, issuers, user
-//! secrets), validate the spec with it (`mssql_api::validated`, the rules `check` and admission
-//! run), and read what its pods need before they can start (the TLS secrets). Problems the user
-//! must fix come back as field errors; API failures as errors to retry.
+//! Dereference and validate: look up what a database refers to (its catalog entry and issuers in
+//! what the watches know; a user's own secrets, which carry none of our labels, from the API
+//! server), validate the spec with it (`mssql_api::validated`, the rules `check` and admission
+//! run), and find what its pods need before they can start (the issued TLS secrets). Problems the
+//! user must fix come back as field errors; API failures as errors to retry.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ use super::Error;
 use crate::build::config;
 use crate::build::secrets::check_auth_secret;
 use crate::build::start::Start;
+use crate::controller::known::Known;
+use crate::controller::store::Key;
 
 fn reading(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Dereference { what, source }
@@ -36,11 +39,10 @@ pub enum Prepared {
 }
 
 /// Dereference and validate: everything the builders need, or every problem with the input.
-pub async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Error> {
-    let catalog_entry = Api::<MssqlServerVersion>::all(client.clone())
-        .get_opt(&db.spec.version)
-        .await
-        .map_err(reading("the MSSQLServerVersion"))?;
+pub async fn prepare(db: &MssqlServer, client: &Client, known: &Known) -> Result<Prepared, Error> {
+    let catalog_entry = known
+        .versions
+        .get(&Key::of::<MssqlServerVersion>("", &db.spec.version));
     let server = match validated(db, catalog_entry.as_ref()) {
         Ok(server) => server,
         Err(errors) if catalog_entry.is_none() => return Ok(Prepared::Unresolved(errors)),
@@ -49,7 +51,7 @@ pub async fn prepare(db: &MssqlServer, client: &Client) -> Result<Prepared, Erro
     let References {
         user_config,
         problems,
-    } = check_references(client, &server)
+    } = check_references(client, known, &server)
         .await
         .map_err(reading("what the database refers to"))?;
     if !problems.is_empty() {
@@ -96,7 +98,11 @@ struct References {
 
 /// Checks the objects a valid spec points at: every issuer, a user's auth secret and config
 /// secret.
-async fn check_references(client: &Client, server: &Server) -> kube::Result<References> {
+async fn check_references(
+    client: &Client,
+    known: &Known,
+    server: &Server,
+) -> kube::Result<References> {
     let mut errors = Vec::new();
     let mut issuers: Vec<(&str, &IssuerRef)> = vec![("spec.tls.issuerRef", &server.tls.issuer)];
     for certificate in &server.tls.certificates {
@@ -108,7 +114,12 @@ async fn check_references(client: &Client, server: &Server) -> kube::Result<Refe
             continue;
         }
         checked.push(issuer);
-        if !issuer_exists(client, &server.namespace, issuer).await? {
+        let exists = if issuer.kind == KIND_CLUSTER_ISSUER {
+            known.issuer_exists::<ClusterIssuer>("", &issuer.name)
+        } else {
+            known.issuer_exists::<Issuer>(&server.namespace, &issuer.name)
+        };
+        if !exists {
             let place = if issuer.kind == KIND_CLUSTER_ISSUER {
                 format!("ClusterIssuer {}", issuer.name)
             } else {
@@ -157,20 +168,6 @@ async fn check_references(client: &Client, server: &Server) -> kube::Result<Refe
     })
 }
 
-async fn issuer_exists(client: &Client, namespace: &str, issuer: &IssuerRef) -> kube::Result<bool> {
-    Ok(if issuer.kind == KIND_CLUSTER_ISSUER {
-        Api::<ClusterIssuer>::all(client.clone())
-            .get_opt(&issuer.name)
-            .await?
-            .is_some()
-    } else {
-        Api::<Issuer>::namespaced(client.clone(), namespace)
-            .get_opt(&issuer.name)
-            .await?
-            .is_some()
-    })
-}
-
 /// What the pods start with, once cert-manager has issued every TLS secret.
 pub enum Material {
     Issued(Start),
@@ -180,37 +177,21 @@ pub enum Material {
     },
 }
 
-/// Reads the TLS secrets of every alias: what the pods would start with (with `mssql_conf`).
-pub async fn material(
-    client: &Client,
-    server: &Server,
-    mssql_conf: &str,
-) -> Result<Material, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &server.namespace);
+/// The issued TLS secrets of every alias: what the pods would start with (with `mssql_conf`).
+pub fn material(known: &Known, server: &Server, mssql_conf: &str) -> Material {
     let mut found = BTreeMap::new();
     for certificate in &server.tls.certificates {
-        let secret = api
-            .get_opt(&certificate.secret_name)
-            .await
-            .map_err(reading("the TLS secrets"))?;
-        let issued = secret
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .is_some_and(|d| {
-                ["tls.crt", "tls.key"]
-                    .iter()
-                    .all(|k| d.get(*k).is_some_and(|v| !v.0.is_empty()))
-            });
-        match secret {
-            Some(secret) if issued => {
-                found.insert(certificate.alias.clone(), secret);
+        let key = Key::of::<Secret>(&server.namespace, &certificate.secret_name);
+        match known.issued.get(&key) {
+            Some(issued) => {
+                found.insert(certificate.alias.clone(), issued);
             }
-            _ => {
-                return Ok(Material::Missing {
+            None => {
+                return Material::Missing {
                     secret: certificate.secret_name.clone(),
-                });
+                };
             }
         }
     }
-    Ok(Material::Issued(Start::of(&found, mssql_conf)))
+    Material::Issued(Start::of(&found, mssql_conf))
 }

@@ -7,6 +7,7 @@
 //! Pods left on older certificates than their Secrets hold are rolled out by `renewal`.
 
 pub mod apply;
+mod built;
 pub mod cleanup;
 pub mod dereference;
 pub mod health;
@@ -19,24 +20,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::TypedLocalObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{self as runtime, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
-use mssql_api::phase::{CERTIFICATE_ROLLOUT_PENDING, PAUSED};
+use mssql_api::MssqlServerVersion;
+use mssql_api::phase::{CERTIFICATE_ROLLOUT_PENDING, PAUSED, SPEC_VALID};
 use mssql_api::renewal::{Policy, Why};
 use mssql_api::validate::FieldError;
 use mssql_api::validated::{DeletionPolicy, Server};
 use mssql_api::{MssqlServer, MssqlServerStatus, condition, labels};
-use mssql_certs::cert_manager::Certificate;
+use mssql_certs::cert_manager::{ClusterIssuer, Issuer};
 use tracing::{Instrument, info, info_span, warn};
 
+use self::built::Built;
 use self::cleanup::Target;
 use self::dereference::{Material, Prepared, prepare};
 use self::renewal::{Plan, Rollout, Stale};
@@ -47,6 +51,8 @@ use crate::build::start::Start;
 use crate::client::scoped;
 use crate::controller::apply::post_params;
 use crate::controller::events::Events;
+use crate::controller::known::Known;
+use crate::controller::store::Key;
 use crate::controller::wake::Waker;
 use crate::controller::{self, ReconcileError, finalizer_category, finalizer_conflict, key, now};
 use crate::metrics::{self, Metrics};
@@ -136,16 +142,34 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The renewal policy of databases whose annotations do not set one (`run`'s flags).
     pub renewal: Policy,
+    /// What the watches say: a pass reads this, not the API server.
+    pub known: Known,
+    /// Wakes a database's ops requests (none where no ops-manager runs, as in unit tests).
+    pub waker: Option<Waker>,
+    /// What each database's objects were last built from.
+    built: Built,
 }
 
 impl Context {
-    /// A context whose Events are reported as `mssql-operator` (and this pod, when `POD_NAME` is set).
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    /// A context whose Events are reported as `mssql-operator` (and this pod, when `POD_NAME` is
+    /// set), knowing what `known` is fed.
+    pub fn new(client: Client, metrics: Arc<Metrics>, known: Known) -> Self {
         Self {
             events: Events::of_operator(client.clone()),
             client,
             metrics,
             renewal: Policy::default(),
+            known,
+            waker: None,
+            built: Built::default(),
+        }
+    }
+
+    /// Wakes the open ops requests of database `name` in `namespace`: one waits for the database
+    /// to be Ready.
+    fn wake(&self, namespace: &str, name: &str) {
+        if let Some(waker) = &self.waker {
+            waker.wake(&ObjectRef::new(name).within(namespace));
         }
     }
 
@@ -153,8 +177,7 @@ impl Context {
         self.event_about(db, type_, reason, note, None).await;
     }
 
-    /// An Event on the database, about `secondary` if given. Events are aggregated by reason and
-    /// related object, so each created object gets an Event of its own.
+    /// An Event on the database, about `secondary` if given.
     async fn event_about(
         &self,
         db: &MssqlServer,
@@ -174,57 +197,120 @@ impl Context {
     }
 }
 
-/// Runs the provisioner until the process is asked to stop. Each change of a database's pods,
-/// Certificates, TLS secrets and disruption budget also wakes its ops requests through `waker`.
-/// `namespace`: the one it watches, or every one (`None`).
+/// Runs the provisioner until the process is asked to stop, feeding `known` from its watches.
+/// Each change of a database's StatefulSets, pods, Certificates, TLS secrets and disruption
+/// budget also wakes its ops requests through `waker`. `namespace`: the one it watches, or every
+/// one (`None`).
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
     waker: Waker,
     renewal: Policy,
     namespace: Option<&str>,
+    known: Known,
 ) {
-    let ours = watcher::Config::default().labels(&format!(
-        "{}={}",
-        labels::MANAGED_BY,
-        labels::MANAGED_BY_VALUE
-    ));
     let context = Arc::new(Context {
         renewal,
-        ..Context::new(client.clone(), metrics)
+        waker: Some(waker.clone()),
+        ..Context::new(client.clone(), metrics, known.clone())
     });
-    controller::cache::controller(scoped::<MssqlServer>(&client, namespace))
+    let runtime = controller::cache::controller(scoped::<MssqlServer>(&client, namespace), |_| {});
+    let databases = runtime.store();
+    // The ops-manager of this namespace scope decides on the same cache.
+    let _ = known.databases.set(databases.clone());
+    runtime
         .with_config(
             runtime::Config::default()
                 .concurrency(controller::CONCURRENCY)
                 // A new database sets off a burst of events (its objects, pods, secrets): one pass.
                 .debounce(Duration::from_millis(500)),
         )
-        .owns(scoped::<StatefulSet>(&client, namespace), ours.clone())
-        .owns(scoped::<Service>(&client, namespace), ours.clone())
+        // A restart waits for the StatefulSet controller to have seen the new template.
+        .watches_stream(known.statefulsets(&client, namespace), waking(&waker))
+        .owns_stream(known.applied::<Service>(&client, namespace))
+        .owns_stream(known.applied::<ServiceAccount>(&client, namespace))
         // What an ops request waits for: a change also wakes the database's requests.
-        .watches(
-            scoped::<Certificate>(&client, namespace),
-            ours.clone(),
-            waking(&waker),
+        // Their status is cert-manager's and the disruption controller's business: the database
+        // is reconciled only when one is deleted or edited by someone else.
+        .watches_stream(
+            known.certificates(&client, namespace),
+            waking_if_touched(&waker, &known),
         )
-        .watches(
-            scoped::<PodDisruptionBudget>(&client, namespace),
-            ours.clone(),
-            waking(&waker),
+        .watches_stream(
+            known.applied::<PodDisruptionBudget>(&client, namespace),
+            waking_if_touched(&waker, &known),
         )
         // Pods belong to the StatefulSet; their readiness and role labels change the status.
-        .watches(
-            scoped::<Pod>(&client, namespace),
-            ours.clone(),
-            waking(&waker),
-        )
+        .watches_stream(known.pods(&client, namespace), waking(&waker))
         // cert-manager writes the TLS secrets with our labels (the Certificate's secret template).
-        .watches(scoped::<Secret>(&client, namespace), ours, waking(&waker))
+        .watches_stream(known.secrets(&client, namespace), waking(&waker))
+        // What a database may be waiting for: an issuer or catalog entry it names appearing.
+        .watches_stream(
+            known.issuers(scoped::<PartialObjectMeta<Issuer>>(&client, namespace)),
+            unresolved(&databases, |db, issuer: &PartialObjectMeta<Issuer>| {
+                names_issuer(db, &issuer.name_any())
+            }),
+        )
+        .watches_stream(
+            known.issuers(Api::<PartialObjectMeta<ClusterIssuer>>::all(client.clone())),
+            unresolved(
+                &databases,
+                |db, issuer: &PartialObjectMeta<ClusterIssuer>| {
+                    names_issuer(db, &issuer.name_any())
+                },
+            ),
+        )
+        .watches_stream(
+            known.catalog(&client),
+            unresolved(&databases, |db, version: &MssqlServerVersion| {
+                db.spec.version == version.name_any()
+            }),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move { controller::log_outcome(result) })
         .await;
+}
+
+/// Maps an object to the databases of its namespace (every one for a cluster-scoped object) that
+/// `names` it and are held back by a reference (`SpecValid` False): it may be what they wait for.
+fn unresolved<K: Resource, F: Fn(&MssqlServer, &K) -> bool>(
+    databases: &Store<MssqlServer>,
+    names: F,
+) -> impl Fn(K) -> Vec<ObjectRef<MssqlServer>> + use<K, F> {
+    let databases = databases.clone();
+    move |object| {
+        databases
+            .state()
+            .iter()
+            .filter(|db| {
+                object.meta().namespace.is_none() || db.namespace() == object.meta().namespace
+            })
+            .filter(|db| names(db, &object))
+            .filter(|db| {
+                db.status.as_ref().is_some_and(|s| {
+                    condition::find(&s.conditions, SPEC_VALID).is_some_and(|c| !c.is_true())
+                })
+            })
+            .map(|db| ObjectRef::from_obj(db.as_ref()))
+            .collect()
+    }
+}
+
+/// Whether `db` names an issuer (of either kind) called `name`.
+fn names_issuer(db: &MssqlServer, name: &str) -> bool {
+    let Some(tls) = db.spec.tls.as_ref() else {
+        return false;
+    };
+    let named = |reference: &Option<TypedLocalObjectReference>| {
+        reference.as_ref().is_some_and(|r| r.name == name)
+    };
+    named(&tls.issuer_ref)
+        || tls
+            .certificates
+            .iter()
+            .flatten()
+            .any(|c| named(&c.issuer_ref))
 }
 
 /// The database an object of ours belongs to, by its instance label.
@@ -240,6 +326,23 @@ fn waking<K: Resource>(waker: &Waker) -> impl Fn(K) -> Option<ObjectRef<MssqlSer
         let database = database_of(&object)?;
         waker.wake(&database);
         Some(database)
+    }
+}
+
+/// As [`waking`], but the database itself is reconciled only when the object is gone or was
+/// changed by another writer (`known` has seen the event already).
+fn waking_if_touched<K: Resource<DynamicType = ()>>(
+    waker: &Waker,
+    known: &Known,
+) -> impl Fn(K) -> Option<ObjectRef<MssqlServer>> + use<K> {
+    let (wake, owned) = (waking(waker), known.owned.clone());
+    move |object| {
+        let key = Key::of::<K>(
+            object.meta().namespace.as_deref().unwrap_or_default(),
+            object.meta().name.as_deref()?,
+        );
+        let touched = owned.get(&key).is_none_or(|o| o.drifted());
+        wake(object).filter(|_| touched)
     }
 }
 
@@ -261,6 +364,7 @@ fn error_policy(db: Arc<MssqlServer>, error: &Error, context: Arc<Context>) -> A
 }
 
 async fn reconcile(db: Arc<MssqlServer>, context: Arc<Context>) -> Result<Action, Error> {
+    context.known.ready().await;
     let started = Instant::now();
     let key = key(db.as_ref());
     let result = reconcile_database(db, &context)
@@ -292,7 +396,7 @@ async fn reconcile_database(db: Arc<MssqlServer>, context: &Context) -> Result<A
 /// One pass over a database: the chain of the module's steps.
 async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
     let client = &context.client;
-    let (server, mssql_conf) = match prepare(db, client).await? {
+    let (server, mssql_conf) = match prepare(db, client, &context.known).await? {
         Prepared::Valid { server, mssql_conf } => (server, mssql_conf),
         Prepared::Invalid(errors) => {
             return invalid(db, context, &errors, Action::await_change()).await;
@@ -316,7 +420,8 @@ async fn provision(db: &MssqlServer, context: &Context) -> Result<Action, Error>
     // Waiting or not, what comes next is a change of something watched; the re-check is a net.
     let mut requeue = recheck(&key(db));
     let mut why = None;
-    let observed = match ensure_objects(db, context, &server, &mssql_conf).await? {
+    let ensured = ensure_objects(db, context, &server, &mssql_conf, Build::Remembered).await?;
+    let observed = match ensured {
         Ensured::Waiting(what) => {
             info!(database = %key(db), "waiting for {what}");
             // Before anything runs: provisioning has started (once; later, the last status stays).
@@ -360,7 +465,7 @@ async fn observe_paused(
     mssql_conf: &str,
     status: &MssqlServerStatus,
 ) -> Result<Action, Error> {
-    let secrets = match dereference::material(&context.client, server, mssql_conf).await? {
+    let secrets = match dereference::material(&context.known, server, mssql_conf) {
         Material::Issued(start) => start.certificates,
         Material::Missing { .. } => BTreeMap::new(),
     };
@@ -400,15 +505,36 @@ enum Ensured {
     Waiting(String),
 }
 
-/// Build and apply: every object of the database, from what its TLS secrets hold now.
+/// Build and apply: every object of the database, from what its TLS secrets hold now. A pass of
+/// the database's own (`Build::Remembered`) builds nothing when its inputs are those of the last
+/// build and that build's objects are still as applied; the ops-manager's target copy is always
+/// built.
 async fn ensure_objects(
     db: &MssqlServer,
     context: &Context,
     server: &Server,
     mssql_conf: &str,
+    build: Build,
 ) -> Result<Ensured, Error> {
     let client = &context.client;
-    let material = dereference::material(client, server, mssql_conf).await?;
+    let material = dereference::material(&context.known, server, mssql_conf);
+    let ensured = |material: Material| match material {
+        Material::Issued(start) => Ensured::Started(start),
+        Material::Missing { secret } => {
+            Ensured::Waiting(format!("cert-manager to issue secret {secret}"))
+        }
+    };
+    let remembered = (build == Build::Remembered).then(|| {
+        let db_key = (server.namespace.clone(), server.name.clone());
+        (built::inputs(db, &context.known, &material), db_key)
+    });
+    if let Some((inputs, db_key)) = &remembered
+        && context
+            .built
+            .unchanged(db_key, *inputs, &context.known.owned)
+    {
+        return Ok(ensured(material));
+    }
     let start = match &material {
         Material::Issued(start) => Some(start),
         Material::Missing { .. } => None,
@@ -424,25 +550,41 @@ async fn ensure_objects(
         password: &password,
     };
     let set = resources::resources(server, &inputs);
-    let outcome =
-        apply::apply_all(client, &server.namespace, set, &resources::orphans(server)).await?;
-    for (what, reference) in outcome.created {
+    let outcome = apply::apply_all(
+        client,
+        &context.known.owned,
+        &server.namespace,
+        set,
+        &resources::orphans(server),
+    )
+    .await?;
+    // One Event a pass for what it created, related to the first (Events are aggregated by
+    // reason and related object: a later pass's Event must not be counted into this one's).
+    if let Some((_, first)) = outcome.created.first() {
+        let what: Vec<&str> = outcome
+            .created
+            .iter()
+            .map(|(what, _)| what.as_str())
+            .collect();
+        let note = format!("Created {}", what.join(", "));
         context
-            .event_about(
-                db,
-                EventType::Normal,
-                "Created",
-                format!("Created {what}"),
-                Some(reference),
-            )
+            .event_about(db, EventType::Normal, "Created", note, Some(first.clone()))
             .await;
     }
-    Ok(match material {
-        Material::Issued(start) => Ensured::Started(start),
-        Material::Missing { secret } => {
-            Ensured::Waiting(format!("cert-manager to issue secret {secret}"))
-        }
-    })
+    if let Some((inputs, db_key)) = remembered {
+        let owned = &context.known.owned;
+        context.built.record(db_key, inputs, outcome.objects, owned);
+    }
+    Ok(ensured(material))
+}
+
+/// Whose pass builds the database's objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// The provisioner's, of the database as stored: its last build is remembered.
+    Remembered,
+    /// The ops-manager's, of its target copy of the database.
+    Target,
 }
 
 /// What applying a database's target spec came to, for the ops-manager's `UpdatePetSets`.
@@ -457,10 +599,10 @@ pub enum Applied {
 /// Applies every object of `db` as given, paused or not: the ops-manager's `UpdatePetSets`
 /// passes its target copy of the database.
 pub async fn apply_database(db: &MssqlServer, context: &Context) -> Result<Applied, Error> {
-    Ok(match prepare(db, &context.client).await? {
+    Ok(match prepare(db, &context.client, &context.known).await? {
         Prepared::Invalid(errors) | Prepared::Unresolved(errors) => Applied::Invalid(join(&errors)),
         Prepared::Valid { server, mssql_conf } => {
-            match ensure_objects(db, context, &server, &mssql_conf).await? {
+            match ensure_objects(db, context, &server, &mssql_conf, Build::Target).await? {
                 Ensured::Started(_) => Applied::Done,
                 Ensured::Waiting(what) => Applied::Waiting(what),
             }
@@ -532,7 +674,13 @@ async fn write_observed(
         info!(database = %key(db), "{note}");
         context.event_about(db, type_, reason, note, request).await;
     }
-    write_status(&context.client, db, new).await
+    let phase_changed = new.phase != status.phase;
+    write_status(&context.client, db, new).await?;
+    if phase_changed {
+        // A pending request waits for the database to be Ready: it starts now, not at its poll.
+        context.wake(&server.namespace, &server.name);
+    }
+    Ok(())
 }
 
 /// Records why a database cannot be provisioned; nothing is created. Then `next`: a spec that
@@ -591,6 +739,9 @@ async fn delete(db: &MssqlServer, context: &Context) -> Result<Action, Error> {
         .await
         .map_err(Error::Cleanup)?;
     context
+        .built
+        .forget(&(target.namespace.clone(), target.name.clone()));
+    context
         .metrics
         .database_gone(&target.namespace, &target.name);
     context
@@ -609,8 +760,12 @@ mod tests {
     use kube::core::Status;
     use serde_json::{Value, json};
 
+    use k8s_openapi::api::apps::v1::StatefulSet;
+
     use super::*;
     use crate::controller::mock::{self, Call, Calls};
+    use crate::controller::owned::Owned;
+    use crate::controller::store::Key;
     use crate::fixtures::{self, database};
 
     /// What a pass reads (`fixtures::references`) exists; the objects it applies do not yet.
@@ -640,9 +795,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pass_writes_the_status_once_and_an_unchanged_one_not_at_all() {
+    async fn a_pass_reads_nothing_writes_the_status_once_and_an_unchanged_one_costs_nothing() {
         let (client, calls) = mock::client(cluster);
-        let context = Context::new(client, Arc::new(Metrics::new()));
+        let context = Context::new(client, Arc::new(Metrics::new()), fixtures::known());
         let new = database();
         provision(&new, &context).await.unwrap();
         // A first pass used to write ProvisioningStarted and then its observations, both against
@@ -650,15 +805,15 @@ mod tests {
         let writes = status_writes(&calls);
         assert_eq!(writes.len(), 1, "{:#?}", calls.lines());
         // Every object in a fixed order, what the pods mount before their StatefulSet; nothing
-        // deleted for a new database; then the Events of what was created, and the status.
-        let changes: Vec<String> = calls
+        // read (the watches know), nothing deleted for a new database; one Event of what was
+        // created, and the status.
+        let lines: Vec<String> = calls
             .lines()
             .into_iter()
-            .filter(|line| !line.starts_with("GET") && !line.contains("/events"))
             .map(|line| line.replace("/namespaces/demo", ""))
             .collect();
         assert_eq!(
-            changes,
+            lines,
             [
                 "POST /api/v1/secrets",
                 "PATCH /apis/cert-manager.io/v1/certificates/mssql-standalone-tls-server-cert",
@@ -669,21 +824,32 @@ mod tests {
                 "PATCH /api/v1/services/mssql-standalone-tls-pods",
                 "PATCH /apis/policy/v1/poddisruptionbudgets/mssql-standalone-tls",
                 "PATCH /apis/apps/v1/statefulsets/mssql-standalone-tls",
+                "POST /apis/events.k8s.io/v1/events",
                 "PUT /apis/kubedb.com/v1alpha2/mssqlservers/mssql-standalone-tls/status",
             ]
         );
+        let event = &calls.all()[9].body;
+        assert_eq!(
+            event["note"],
+            "Created secret mssql-standalone-tls-auth, certificate mssql-standalone-tls-server-cert, \
+             certificate mssql-standalone-tls-client-cert, secret mssql-standalone-tls-config, \
+             serviceaccount mssql-standalone-tls, service mssql-standalone-tls, \
+             service mssql-standalone-tls-pods, poddisruptionbudget mssql-standalone-tls, \
+             statefulset mssql-standalone-tls"
+        );
+        assert_eq!(event["related"]["name"], "mssql-standalone-tls-auth");
         assert_eq!(writes[0].method, "PUT");
         let written: MssqlServerStatus =
             serde_json::from_value(writes[0].body["status"].clone()).unwrap();
         assert!(condition::find(&written.conditions, "ProvisioningStarted").is_some());
 
-        // The next pass observes the same: nothing to write.
+        // The next pass knows what the first wrote, and observes the same: not one request.
         let (client, calls) = mock::client(cluster);
-        let context = Context::new(client, Arc::new(Metrics::new()));
+        let context = Context { client, ..context };
         let mut stored = database();
         stored.status = Some(written);
         provision(&stored, &context).await.unwrap();
-        assert_eq!(status_writes(&calls).len(), 0, "{:#?}", calls.lines());
+        assert_eq!(calls.lines(), Vec::<String>::new());
     }
 
     fn api(code: u16) -> kube::Error {
@@ -691,22 +857,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_phase_wakes_the_databases_requests_and_an_unchanged_one_does_not() {
+        let (waker, mut wakes) = controller::wake::channel();
+        let (client, calls) = mock::client(cluster);
+        let context = Context {
+            waker: Some(waker),
+            ..Context::new(client, Arc::new(Metrics::new()), fixtures::known())
+        };
+        provision(&database(), &context).await.unwrap();
+        let woken = wakes.try_next().expect("its requests are woken");
+        assert_eq!(woken.name, "mssql-standalone-tls");
+        assert_eq!(woken.namespace.as_deref(), Some("demo"));
+        assert!(wakes.try_next().is_none(), "once");
+
+        // The next pass finds the same phase: a request waiting for Ready is not woken for it.
+        let mut stored = database();
+        let written = status_writes(&calls)[0].body["status"].clone();
+        stored.status = Some(serde_json::from_value(written).unwrap());
+        provision(&stored, &context).await.unwrap();
+        assert!(wakes.try_next().is_none());
+    }
+
+    /// What the fixtures know, and `objects` as applied from another spec.
+    fn known_with(objects: &[Key]) -> Known {
+        let known = fixtures::known();
+        let before: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"annotations": {"mssql-operator.dev/applied-hash": "before"}}
+        }))
+        .unwrap();
+        for key in objects {
+            known
+                .owned
+                .insert(key.clone(), Owned::of(&before.metadata, None));
+        }
+        known
+    }
+
+    #[tokio::test]
     async fn an_updated_workload_deletes_what_the_databases_shape_no_longer_needs() {
-        let (client, calls) = mock::client(|call| {
-            let path = call.path.split('?').next().unwrap_or_default();
-            match call.method.as_str() {
-                // The StatefulSet exists, applied from another spec.
-                "GET" if path.ends_with("/statefulsets/mssql-standalone-tls") => (
-                    200,
-                    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-                           "metadata": {"name": "mssql-standalone-tls", "namespace": "demo",
-                               "annotations": {"mssql-operator.dev/applied-hash": "before"}}}),
-                ),
-                "DELETE" => (200, mock::status(200, "Success")),
-                _ => cluster(call),
-            }
+        let (client, calls) = mock::client(|call| match call.method.as_str() {
+            "DELETE" => (200, mock::status(200, "Success")),
+            _ => cluster(call),
         });
-        let context = Context::new(client, Arc::new(Metrics::new()));
+        let known = known_with(&[
+            Key::of::<StatefulSet>("demo", "mssql-standalone-tls"),
+            // What an earlier shape left, as the watches know it.
+            Key::of::<StatefulSet>("demo", "mssql-standalone-tls-arbiter"),
+            Key::of::<Service>("demo", "mssql-standalone-tls-secondary"),
+        ]);
+        let context = Context::new(client, Arc::new(Metrics::new()), known);
         provision(&database(), &context).await.unwrap();
         let deleted: Vec<String> = calls
             .lines()
@@ -723,9 +922,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leftovers_the_watches_do_not_know_cost_no_request() {
+        let (client, calls) = mock::client(cluster);
+        let known = known_with(&[Key::of::<StatefulSet>("demo", "mssql-standalone-tls")]);
+        let context = Context::new(client, Arc::new(Metrics::new()), known);
+        provision(&database(), &context).await.unwrap();
+        let lines = calls.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l
+                    == "PATCH /apis/apps/v1/namespaces/demo/statefulsets/mssql-standalone-tls"),
+            "the workload was updated: {lines:?}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("DELETE")), "{lines:?}");
+    }
+
+    #[tokio::test]
     async fn a_refused_deletion_is_told_once_by_its_own_event_and_waits_for_a_change() {
         let (client, calls) = mock::client(|call| (201, call.body.clone()));
-        let context = Arc::new(Context::new(client, Arc::new(Metrics::new())));
+        let context = Arc::new(Context::new(
+            client,
+            Arc::new(Metrics::new()),
+            fixtures::known(),
+        ));
         let db = Arc::new(database());
         let refused = Error::Finalizer(Box::new(finalizer::Error::CleanupFailed(Error::Refused(
             "deletionPolicy is DoNotTerminate".to_owned(),

@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
-use mssql_api::labels::{self, ROLE_PRIMARY, selector_string};
+use kube::{Api, Client};
+use mssql_api::labels::ROLE_PRIMARY;
 use mssql_api::names;
-use mssql_api::pods::{StartedCertificate, is_ready, role, started_with};
+use mssql_api::pods::StartedCertificate;
 use mssql_api::validated::{Server, Topology};
 
 use super::status::Observed;
@@ -20,38 +18,32 @@ fn observing(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Observe { what, source }
 }
 
-/// Reads the StatefulSet's and the pods' readiness, roles and the certificates they started with
-/// (`secrets`: what each alias's Secret holds now); records the certificates' expiry as pods run
-/// them in the metrics.
+/// What the watches say of the StatefulSet's and the pods' readiness, roles and the certificates
+/// they started with (`secrets`: what each alias's Secret holds now); records the certificates'
+/// expiry as pods run them in the metrics. Reads the API server only for why a pod the
+/// StatefulSet controller should have made is missing.
 pub async fn observe(
     context: &Context,
     server: &Server,
     secrets: BTreeMap<String, StartedCertificate>,
 ) -> Result<Observed, Error> {
     let client = &context.client;
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &server.namespace);
-    let ready_replicas = statefulsets
-        .get_opt(&server.name)
-        .await
-        .map_err(observing("the statefulset"))?
-        .and_then(|s| s.status)
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    let pods = Api::<Pod>::namespaced(client.clone(), &server.namespace)
-        .list(&ListParams::default().labels(&selector_string(&labels::selector(&server.name))))
-        .await
-        .map_err(observing("the pods"))?;
+    let known = &context.known;
+    let counts = |statefulset: &str| {
+        known
+            .statefulset(&server.namespace, statefulset)
+            .unwrap_or_default()
+    };
+    let ready_replicas = counts(&server.name).ready;
+    let pods = known.pods_of(&server.namespace, &server.name);
     let primary_ready = (server.topology != Topology::Standalone).then(|| {
-        pods.items
-            .iter()
-            .any(|p| role(p) == Some(ROLE_PRIMARY) && is_ready(p))
+        pods.iter()
+            .any(|p| p.role.as_deref() == Some(ROLE_PRIMARY) && p.ready)
     });
     let started = pods
-        .items
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| (p.name_any(), started_with(p)))
-        .filter(|(_, started)| !started.is_empty())
+        .filter(|p| !p.terminating && !p.started.is_empty())
+        .map(|p| (p.name.clone(), p.started.iter().cloned().collect()))
         .collect();
     let mut not_ready = Vec::new();
     let arbiter = server
@@ -64,17 +56,19 @@ pub async fn observe(
     for (statefulset, replicas) in workloads {
         let missing = (0..replicas).any(|ordinal| {
             let pod = format!("{statefulset}-{ordinal}");
-            !pods.items.iter().any(|p| p.name_any() == pod)
+            !pods.iter().any(|p| p.name == pod)
         });
-        // Only a missing pod costs a read: what the StatefulSet controller said when it failed.
-        let cannot_create = match missing {
+        // Only a pod the StatefulSet controller failed to create costs a read: what it said. A
+        // pod not made yet (the controller has not seen the StatefulSet) costs nothing.
+        let made = counts(&statefulset);
+        let cannot_create = match missing && made.caught_up && made.created < replicas {
             true => creation_failure(client, &server.namespace, &statefulset).await?,
             false => None,
         };
         not_ready.extend(health::not_ready(
             &statefulset,
             replicas,
-            &pods.items,
+            &pods,
             cannot_create.as_deref(),
         ));
     }

@@ -244,19 +244,17 @@ fn ephemeral_storage_uses_an_empty_dir() {
 
 #[test]
 fn pods_record_the_certificates_they_start_with() {
-    use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use k8s_openapi::api::core::v1::Pod;
+
+    use crate::build::start::Issued;
 
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["db".to_owned()]).unwrap();
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0A, 0x1B]));
     params.not_after = rcgen::date_time_ymd(2027, 1, 1);
     let crt = params.self_signed(&key).unwrap().pem();
-    let secret = Secret {
-        data: Some([("tls.crt".to_owned(), ByteString(crt.into_bytes()))].into()),
-        ..Secret::default()
-    };
-    let tls = [("server".to_owned(), secret)].into();
+    let issued = Issued::new(crt.into_bytes(), Default::default());
+    let tls = [("server".to_owned(), issued)].into();
     let with_tls = Start::of(&tls, "[network]\n");
     assert_eq!(
         with_tls.certificates,
@@ -298,5 +296,47 @@ fn pods_record_the_certificates_they_start_with() {
     assert!(
         !annotations.contains_key(annotations::CERTIFICATES),
         "nothing to record: no annotation"
+    );
+}
+
+#[test]
+fn a_secret_is_issued_once_it_holds_a_certificate_and_a_key_and_only_the_certificate_is_kept() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+
+    use crate::build::start::Issued;
+
+    let secret = |files: &[(&str, &str)]| Secret {
+        data: Some(
+            files
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    // cert-manager writes the secret before it has issued (empty files), then fills it.
+    assert_eq!(Issued::of(&Secret::default()), None);
+    assert_eq!(
+        Issued::of(&secret(&[("tls.crt", ""), ("tls.key", "")])),
+        None
+    );
+    assert_eq!(
+        Issued::of(&secret(&[("tls.crt", "crt")])),
+        None,
+        "no key yet"
+    );
+    let issued = Issued::of(&secret(&[
+        ("tls.crt", "crt"),
+        ("tls.key", "key"),
+        ("ca.crt", "ca"),
+    ]));
+    assert_eq!(
+        issued,
+        Some(Issued {
+            certificate: b"crt".to_vec(),
+            ca: b"ca".to_vec().into(),
+            started: None,
+        })
     );
 }

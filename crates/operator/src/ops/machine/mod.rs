@@ -26,7 +26,7 @@ pub struct CertificateState {
     pub ready_at_generation: bool,
     /// What cert-manager's Ready condition says, when it is not True.
     pub not_ready_message: Option<String>,
-    /// An `Issuing` condition is present.
+    /// `Issuing=True`: cert-manager is issuing it.
     pub issuing: bool,
     pub revision: Option<i64>,
     /// The revision recorded before a rotation asked for re-issuance.
@@ -45,7 +45,9 @@ impl CertificateState {
         matches!((self.revision, self.revision_before_rotation), (Some(now), Some(before)) if now > before)
     }
 
-    fn synced(&self, change: TlsChange) -> bool {
+    /// Everything the request waits for is in: the target spec, cert-manager's answer to it (and
+    /// to a rotation's re-issue), an issuer, and a sound Secret.
+    pub fn synced(&self, change: TlsChange) -> bool {
         let reissued = change != TlsChange::Rotate || self.reissued();
         self.exists
             && self.spec_is_target
@@ -68,6 +70,9 @@ pub struct PodState {
     pub role: Option<String>,
     /// Runs its StatefulSet's update revision.
     pub on_target_revision: bool,
+    /// Its StatefulSet's controller has seen the StatefulSet's latest spec: a pod deleted before
+    /// then is made again from the spec before it.
+    pub statefulset_caught_up: bool,
     /// Not the pod that ran when the restarts began (its uid differs from the recorded one).
     pub created_since_start: bool,
     /// The certificate serial it started with, by alias (its `mssql-operator.dev/certificates`).
@@ -161,11 +166,17 @@ pub enum Step {
         problems: Vec<String>,
     },
     CertificatesSynced,
+    /// cert-manager is issuing one of the database's certificates: the pods wait for the result.
+    WaitForIssuance {
+        certificate: String,
+    },
     UpdateStatefulSet,
     /// Remember which pods run now, so that a replaced pod is told apart from them.
     RecordPods,
     EvictPod {
         pod: String,
+        /// It was evicted before, and made again on an old revision.
+        again: bool,
     },
     WaitForPod {
         pod: String,
@@ -347,6 +358,36 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
     // A Restart applies the workload too: its pods come back on what the Secrets hold now, even
     // when they changed while the database was paused (by this request or the one before).
     if !progress.workload_updated {
+        // The database's Certificates first (a Restart after a request that failed half-way
+        // left them on its target), then cert-manager's answer: pods restarted while it issues
+        // would start on what is about to be replaced. Issuing with a missing issuer never ends:
+        // not waited for.
+        if observed
+            .certificates
+            .iter()
+            .any(|c| !c.exists || !c.spec_is_target)
+        {
+            return Step::UpdateCertificates;
+        }
+        if let Some(issuing) = observed
+            .certificates
+            .iter()
+            .find(|c| c.issuing && c.missing_issuer.is_none())
+        {
+            return if expired {
+                Step::Fail {
+                    step: UPDATE_PETSETS.to_owned(),
+                    message: format!(
+                        "cert-manager did not finish issuing the {} certificate within {timeout:?}",
+                        issuing.alias
+                    ),
+                }
+            } else {
+                Step::WaitForIssuance {
+                    certificate: issuing.alias.clone(),
+                }
+            };
+        }
         return Step::UpdateStatefulSet;
     }
     if !progress.pods_restarted {
@@ -368,17 +409,24 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                 }
                 continue;
             }
-            if pod.exists && !pod.terminating && !pod.created_since_start {
+            // A pod the StatefulSet controller made again from a spec it had not caught up with
+            // (its watch lagging, after an API server restart) never ran the target: it goes
+            // again, once the controller has caught up.
+            let recreated_stale = pod.created_since_start && !pod.on_target_revision;
+            let running = pod.exists && !pod.terminating;
+            if running && (!pod.created_since_start || recreated_stale) && pod.statefulset_caught_up
+            {
                 return Step::EvictPod {
                     pod: pod.name.clone(),
+                    again: recreated_stale,
                 };
             }
             let why = if !pod.exists {
                 "waiting for the StatefulSet to recreate it"
             } else if pod.terminating {
                 "waiting for it to terminate"
-            } else if !pod.on_target_revision {
-                "it was recreated on an old revision"
+            } else if !pod.statefulset_caught_up {
+                "waiting for the StatefulSet controller to see the new spec"
             } else {
                 "waiting for it to be Ready"
             };

@@ -49,6 +49,58 @@ fn a_restart_first_applies_the_workload_from_what_the_secrets_hold_now() {
 }
 
 #[test]
+fn a_restart_puts_its_certificates_back_and_waits_while_cert_manager_issues_them() {
+    let paused = ops(
+        "Restart",
+        None,
+        "Progressing",
+        &["Restart", PAUSE_SUCCEEDED],
+        0,
+    );
+    let issuing = |missing_issuer: Option<&str>, now| Observed {
+        certificates: vec![
+            synced_cert("server"),
+            CertificateState {
+                issuing: true,
+                missing_issuer: missing_issuer.map(str::to_owned),
+                ..synced_cert("client")
+            },
+        ],
+        ..observed(now)
+    };
+    // Pods restarted now would start on the certificate about to be replaced.
+    assert_eq!(
+        next_step(&paused, &issuing(None, 1)),
+        Step::WaitForIssuance {
+            certificate: "client".into()
+        }
+    );
+    // Certificates a failed request left on its own target are applied back first.
+    let left_behind = Observed {
+        certificates: vec![CertificateState {
+            spec_is_target: false,
+            issuing: true,
+            ..synced_cert("server")
+        }],
+        ..observed(1)
+    };
+    assert_eq!(next_step(&paused, &left_behind), Step::UpdateCertificates);
+    // With its issuer gone, the issue never ends: the restart goes on with what is there.
+    assert_eq!(
+        next_step(
+            &paused,
+            &issuing(Some("Issuer demo/gone does not exist"), 1)
+        ),
+        Step::UpdateStatefulSet
+    );
+    // And the wait has the request's timeout (5 minutes).
+    assert!(matches!(
+        next_step(&paused, &issuing(None, 301)),
+        Step::Fail { step, message } if step == UPDATE_PETSETS && message.contains("client certificate")
+    ));
+}
+
+#[test]
 fn a_request_ends_true_or_fails_naming_what_each_pod_runs() {
     let restart = ["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS, RESTART_NODES];
     let request = ops("Restart", None, "Progressing", &restart, 0);

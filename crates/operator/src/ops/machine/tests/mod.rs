@@ -96,6 +96,7 @@ fn pod(name: &str, restarted: bool) -> PodState {
         exists: true,
         ready: true,
         on_target_revision: restarted,
+        statefulset_caught_up: true,
         created_since_start: restarted,
         ..PodState::default()
     }

@@ -26,7 +26,10 @@ fn pods_restart_one_at_a_time_in_the_given_order_and_never_twice() {
     let fresh = pods(vec![pod("db-1", false), pod("db-0", false)]);
     assert_eq!(
         next_step(&step, &fresh),
-        Step::EvictPod { pod: "db-1".into() }
+        Step::EvictPod {
+            pod: "db-1".into(),
+            again: false
+        }
     );
     let terminating = pods(vec![
         PodState {
@@ -72,7 +75,10 @@ fn pods_restart_one_at_a_time_in_the_given_order_and_never_twice() {
     );
     assert_eq!(
         next_step(&recorded, &back),
-        Step::EvictPod { pod: "db-0".into() }
+        Step::EvictPod {
+            pod: "db-0".into(),
+            again: false
+        }
     );
     let all = ops(
         "ReconfigureTLS",
@@ -109,7 +115,10 @@ fn with_verification_each_pod_must_serve_its_certificate_before_the_next_is_evic
     );
     assert_eq!(
         next_step(&step, &back(false)),
-        Step::EvictPod { pod: "db-0".into() },
+        Step::EvictPod {
+            pod: "db-0".into(),
+            again: false
+        },
         "verification off: the next pod goes at once"
     );
     let verified = ops(
@@ -121,7 +130,10 @@ fn with_verification_each_pod_must_serve_its_certificate_before_the_next_is_evic
     );
     assert_eq!(
         next_step(&verified, &back(true)),
-        Step::EvictPod { pod: "db-0".into() }
+        Step::EvictPod {
+            pod: "db-0".into(),
+            again: false
+        }
     );
 }
 
@@ -191,4 +203,66 @@ fn a_pod_that_never_comes_back_fails_the_request_after_the_timeout() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_pod_is_evicted_only_once_its_statefulset_controller_saw_the_new_spec_and_again_if_made_from_the_old()
+ {
+    let done = ["ReconfigureTLS", PAUSE_SUCCEEDED, SYNCED, UPDATE_PETSETS];
+    let step = ops("ReconfigureTLS", add(), "Progressing", &done, 0);
+    let with = |state: PodState| Observed {
+        pods: vec![state],
+        pods_recorded: true,
+        certificates: vec![synced_cert("server")],
+        ..observed(5)
+    };
+    let lagging = PodState {
+        statefulset_caught_up: false,
+        ..pod("db-0", false)
+    };
+    assert!(
+        matches!(
+            next_step(&step, &with(lagging)),
+            Step::WaitForPod { why, .. } if why == "waiting for the StatefulSet controller to see the new spec"
+        ),
+        "deleted now, the pod would be made again from the old template"
+    );
+    let made_from_old = PodState {
+        on_target_revision: false,
+        ..pod("db-0", true)
+    };
+    assert_eq!(
+        next_step(&step, &with(made_from_old.clone())),
+        Step::EvictPod {
+            pod: "db-0".into(),
+            again: true
+        },
+        "a pod made again on an old revision never ran the target"
+    );
+    assert!(
+        matches!(
+            next_step(
+                &step,
+                &with(PodState {
+                    statefulset_caught_up: false,
+                    ..made_from_old.clone()
+                })
+            ),
+            Step::WaitForPod { .. }
+        ),
+        "not before its controller caught up: it would make the old one again"
+    );
+    assert!(
+        matches!(
+            next_step(
+                &step,
+                &with(PodState {
+                    terminating: true,
+                    ..made_from_old
+                })
+            ),
+            Step::WaitForPod { why, .. } if why == "waiting for it to terminate"
+        ),
+        "evicted again once only"
+    );
 }
