@@ -111,32 +111,43 @@ write_kubeconfig() {
 
 # --- processes: recorded as PID plus kernel start time, so a recycled PID is never signalled ------
 # proc_start PIDS-DIR LOG-FILE NAME COMMAND...: starts COMMAND in its own session, in the background,
-# appending to LOG-FILE (a restarted component's earlier output stays, after a line naming the start).
+# under hack/cluster/supervise (started again if it exits, as a kubelet restarts a static pod),
+# appending to LOG-FILE (a restarted component's earlier output stays, after a line naming the
+# start). Returns once the PID file is written.
 proc_start() {
   local pids="$1" logfile="$2" name="$3"; shift 3
   printf '=== %s started by hack/cluster at %s\n' "$name" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$logfile"
-  setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
-  local pid=$! st=""
-  for _ in 1 2 3 4 5; do st="$(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null || true)"; [ -n "$st" ] && break; sleep 0.1; done
-  printf '%s\n%s\n%s\n' "$pid" "$st" "$1" > "$pids/$name.pid"
+  rm -f "$pids/$name.pid"
+  setsid "$CLUSTER_HACK_DIR/supervise" "$pids/$name.pid" "$logfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+  for _ in $(seq 50); do [ -s "$pids/$name.pid" ] && return 0; sleep 0.1; done
+  log "$name: no PID file after 5s"
+  return 1
 }
-# proc_alive PIDS-DIR NAME: the recorded process still runs (a killed one that is a zombie until
-# it is reaped does not).
-proc_alive() {
-  local f="$1/$2.pid" pid stat
+# proc_runs PIDS-DIR NAME [LINE]: the process whose PID and start time are on lines LINE and
+# LINE+1 of its PID file runs (line 1: the component; line 4: its supervisor). A killed process
+# that is a zombie until it is reaped does not.
+proc_runs() {
+  local f="$1/$2.pid" line="${3:-1}" pid stat
   [ -s "$f" ] || return 1
-  pid="$(head -n1 "$f")"
+  pid="$(sed -n "${line}p" "$f")"
+  [ -n "$pid" ] || return 1
   stat="$(cut -d' ' -f3,22 "/proc/$pid/stat" 2>/dev/null)" || return 1
   case "$stat" in Z\ *|X\ *) return 1 ;; esac
-  [ "${stat#* }" = "$(sed -n 2p "$f")" ]
+  [ "${stat#* }" = "$(sed -n "$((line + 1))p" "$f")" ]
 }
-# proc_stop PIDS-DIR SECONDS NAME...: SIGTERM the recorded processes together, wait up to SECONDS,
-# then SIGKILL what is left; removes their PID files.
+# proc_alive PIDS-DIR NAME: the recorded process runs, or its supervisor does and is about to
+# start it again (so nothing else may start a second one).
+proc_alive() { proc_runs "$1" "$2" || proc_runs "$1" "$2" 4; }
+# proc_stop PIDS-DIR SECONDS NAME...: stops the supervisors, then SIGTERMs the recorded processes
+# together, waits up to SECONDS, then SIGKILLs what is left; removes their PID files.
 proc_stop() {
   local pids="$1" secs="$2"; shift 2
   local name pid live=()
   for name in "$@"; do
-    if proc_alive "$pids" "$name"; then
+    if proc_runs "$pids" "$name" 4; then kill -KILL "$(sed -n 4p "$pids/$name.pid")" 2>/dev/null || true; fi
+  done
+  for name in "$@"; do
+    if proc_runs "$pids" "$name"; then
       pid="$(head -n1 "$pids/$name.pid")"
       log "stopping $name (pid $pid)"
       kill -TERM "$pid" 2>/dev/null || true
@@ -171,7 +182,7 @@ rss_line() {
 }
 # proc_rss_line PIDS-DIR NAME: the rss_line of a recorded process, or `NAME - DOWN` and exit 1.
 proc_rss_line() {
-  if proc_alive "$1" "$2"; then
+  if proc_runs "$1" "$2"; then
     rss_line "$2" "$(head -n1 "$1/$2.pid")"
   else
     printf '%-26s %8s %10s\n' "$2" "-" "DOWN"

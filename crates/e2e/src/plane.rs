@@ -1,5 +1,6 @@
 //! The local plane's run directory and processes (hack/cluster/lib.sh), for the tests that read
-//! its audit log or kill its components and bring them back with `hack/cluster/up`.
+//! its audit log or kill its components (their supervisors start them again; `hack/cluster/up`
+//! waits until the plane answers).
 
 use std::path::PathBuf;
 
@@ -47,8 +48,9 @@ fn signal(name: &str, signal: &str) {
     assert!(run.ok, "kill -{signal} {pid} ({name}): {}", run.stderr);
 }
 
-/// `hack/cluster/up`, as the plane was started (with the real node when it has one): it starts
-/// only what is not running and keeps etcd's data.
+/// `hack/cluster/up`, as the plane was started (with the real node when it has one): it waits
+/// until the plane answers again (a killed component's supervisor starts it again) and starts
+/// what is not running, keeping etcd's data.
 pub fn resume() {
     let real_node = run_dir().join("node/pids").is_dir();
     let args: &[&str] = if real_node { &["--real-node"] } else { &[] };

@@ -1,9 +1,9 @@
 //! The plane itself failing or lagging mid-request.
-//! - kube-apiserver and cert-manager killed (SIGKILL) while a rotation runs, brought back by
-//!   `hack/cluster/up`, which starts only what is not running and keeps etcd's data. The request
-//!   ends Successful, the pod was replaced, and the database is the same object it was. A
-//!   finalizer holds the evicted pod, so the request cannot have ended before the plane is
-//!   killed, however fast the operator is.
+//! - kube-apiserver and cert-manager killed (SIGKILL) while a rotation runs, started again by
+//!   their supervisor (as a kubelet restarts a static pod; etcd's data kept), and `hack/cluster/up`
+//!   waits until the plane answers. The request ends Successful, the pod was replaced, and the
+//!   database is the same object it was. A finalizer holds the evicted pod, so the request cannot
+//!   have ended before the plane is killed, however fast the operator is.
 //! - The StatefulSet controller stopped (SIGSTOP) as the rotation updates the StatefulSet: no pod
 //!   is evicted until it has seen the new template, else it would make the pod again from the
 //!   old one (what CI once met after an API server restart).
