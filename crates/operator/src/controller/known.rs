@@ -149,14 +149,7 @@ impl Known {
             Self::ours(),
         )
         .backoff(watch_backoff());
-        self.owned
-            .remember(
-                events,
-                owned::<PartialObjectMeta<K>>,
-                self.readiness.feeder(),
-            )
-            .touched_objects()
-            .filter_map(told)
+        self.kept_in(&self.owned, events, owned::<PartialObjectMeta<K>>)
     }
 
     /// The StatefulSets, kept as their applied state and replica counts (their spec is not kept).
@@ -222,8 +215,23 @@ impl Known {
             move |object, _| summary(object),
             self.readiness.feeder(),
         );
-        self.owned
-            .remember(events, owned::<K>, self.readiness.feeder())
+        self.kept_in(&self.owned, events, owned::<K>)
+    }
+
+    /// Passes `events`' objects on, keeping `summary` of each in `store`; one more watch that
+    /// `ready` waits for.
+    fn kept_in<K, V>(
+        &self,
+        store: &Store<V>,
+        events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+        summary: impl Fn(&K, Option<&V>) -> Option<V> + Send + 'static,
+    ) -> impl Stream<Item = Touched<K>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + Send + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        store
+            .remember(events, summary, self.readiness.feeder())
             .touched_objects()
             .filter_map(told)
     }
@@ -236,14 +244,7 @@ impl Known {
     ) -> impl Stream<Item = Touched<Pod>> + Send + 'static {
         let events =
             watcher(scoped::<Pod>(client, namespace), Self::ours()).backoff(watch_backoff());
-        self.pods
-            .remember(
-                events,
-                |pod: &Pod, _| Some(PodFacts::of(pod)),
-                self.readiness.feeder(),
-            )
-            .touched_objects()
-            .filter_map(told)
+        self.kept_in(&self.pods, events, |pod: &Pod, _| Some(PodFacts::of(pod)))
     }
 
     /// The Issuers or ClusterIssuers of `api`: only whether each exists is kept.
@@ -255,10 +256,7 @@ impl Known {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
         let events = watcher(api, watcher::Config::default()).backoff(watch_backoff());
-        self.issuers
-            .remember(events, |_, _| Some(()), self.readiness.feeder())
-            .touched_objects()
-            .filter_map(told)
+        self.kept_in(&self.issuers, events, |_, _| Some(()))
     }
 
     pub fn catalog(
@@ -271,14 +269,9 @@ impl Known {
         )
         .backoff(watch_backoff())
         .modify(|version: &mut MssqlServerVersion| version.metadata.managed_fields = None);
-        self.versions
-            .remember(
-                events,
-                |version: &MssqlServerVersion, _| Some(version.clone()),
-                self.readiness.feeder(),
-            )
-            .touched_objects()
-            .filter_map(told)
+        self.kept_in(&self.versions, events, |version: &MssqlServerVersion, _| {
+            Some(version.clone())
+        })
     }
 
     /// StatefulSet `name`'s counts. Caught up only once its controller has seen the operator's
