@@ -42,6 +42,27 @@ pub fn arbiter(db: &str) -> String {
     with_suffix(db, crate::labels::ROLE_ARBITER)
 }
 
+/// The availability group of a database: its name with everything but ASCII letters and digits
+/// removed (KubeDB's `AvailabilityGroupName()`: `mssqlserver-ag-cluster` → `mssqlserveragcluster`).
+pub fn availability_group(db: &str) -> String {
+    db.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
+/// The `coordination.k8s.io` Lease whose holder's server is the group's primary.
+pub fn coordinator_lease(db: &str) -> String {
+    with_suffix(db, "coordinator")
+}
+
+/// The Secret with the password of the endpoint's `dbm_login` (KubeDB's default name).
+pub fn dbm_login_secret(db: &str) -> String {
+    with_suffix(db, "dbm-login")
+}
+
+/// The Secret with the password of the database master key (KubeDB's default name).
+pub fn master_key_secret(db: &str) -> String {
+    with_suffix(db, "master-key")
+}
+
 /// The operator's `mssql.conf` Secret (KubeDB before 2026: `<db>-config`).
 pub fn config_secret(db: &str) -> String {
     with_suffix(db, "config")
@@ -50,6 +71,18 @@ pub fn config_secret(db: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_availability_group_keeps_letters_and_digits_only() {
+        assert_eq!(
+            availability_group("mssqlserver-ag-cluster"),
+            "mssqlserveragcluster"
+        );
+        assert_eq!(availability_group("ag1"), "ag1");
+        assert_eq!(coordinator_lease("ag1"), "ag1-coordinator");
+        assert_eq!(dbm_login_secret("ag1"), "ag1-dbm-login");
+        assert_eq!(master_key_secret("ag1"), "ag1-master-key");
+    }
 
     #[test]
     fn short_names_are_joined() {
