@@ -57,3 +57,4 @@ pub mod shutdown;
 pub mod sqlcmd;
 pub mod startup;
 pub mod tokens;
+pub mod tsql;
