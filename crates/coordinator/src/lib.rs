@@ -2,9 +2,17 @@
 //! who is primary, fences the old one, forms the group and labels the pods.
 //!
 //! Pure parts, unit-tested without a cluster: [`timing`] (the two leases kept apart), [`decide`]
-//! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends).
+//! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends),
+//! [`pfx`] (the endpoint certificate as SQL Server reads it). What talks to the world: [`sql`]
+//! (the local server), [`lease`] (the Lease), [`peers`] (the other coordinators), and [`run`],
+//! the loop that ties them together.
 
 pub mod decide;
 pub mod labels;
+pub mod lease;
+pub mod peers;
+pub mod pfx;
+pub mod run;
+pub mod sql;
 pub mod timing;
 pub mod tsql;

@@ -1,12 +1,13 @@
 //! The operator's library: the offline `check`, the two controllers (the provisioner and the
-//! ops-manager), leader election, metrics and the HTTP endpoints. `main.rs` is only the command
-//! line.
+//! ops-manager), leader election, metrics and the HTTP endpoints, and the `coordinator` command
+//! of availability groups' pods. `main.rs` is only the command line.
 
 pub mod admission;
 pub mod build;
 pub mod check;
 pub mod client;
 pub mod controller;
+pub mod coordinate;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;

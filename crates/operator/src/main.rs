@@ -37,6 +37,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Run the availability-group coordinator of one pod (its `mssql-coordinator` container).
+    Coordinator(Box<mssql_operator::coordinate::CoordinatorArgs>),
     /// Print the version.
     Version,
 }
@@ -160,6 +162,7 @@ fn parse_margin(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(*args),
+        Command::Coordinator(args) => in_runtime(mssql_operator::coordinate::coordinate(*args)),
         Command::Crd => print_all(&mssql_api::crd::crds()),
         Command::Catalog => print_all(&mssql_api::catalog::default_catalog()),
         Command::Check { files } => check_files(&files),
@@ -217,6 +220,11 @@ fn check_files(files: &[String]) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    in_runtime(operate(args))
+}
+
+/// Logs, then runs `work` on a multi-threaded runtime; an error ends the process with status 1.
+fn in_runtime(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -232,7 +240,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(operate(args)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

@@ -1,0 +1,747 @@
+//! The coordinator's loop: every tick it reads its server, the Lease and the other voters, asks
+//! [`decide::next`] and carries out that one move (docs/coordinator.md).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::decide::{self, Lease, Next, Role, Server, View, Vote, Wait};
+use crate::labels;
+use crate::lease::{LeaseClient, Tracker};
+use crate::peers::{self, Answer, Ask, Shared, Tls, VoteAnswer};
+use crate::sql::{self, GroupState, SqlError};
+use crate::timing::Timing;
+use crate::tsql::{self, SecondaryAccess, error};
+
+/// One voter of the group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The pod's name (the replica's name).
+    pub name: String,
+    pub ordinal: u32,
+    pub arbiter: bool,
+    /// Where its coordinator and endpoint are reached: the pod's DNS name.
+    pub host: String,
+    pub peer_port: u16,
+}
+
+/// Everything a coordinator is started with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub namespace: String,
+    /// The `MSSQLServer`'s name.
+    pub database: String,
+    /// This pod.
+    pub pod: String,
+    /// Every voter, this pod among them.
+    pub members: Vec<Member>,
+    /// The local server; `None` for the arbiter, which runs none.
+    pub sql: Option<sql::Target>,
+    /// The endpoint certificate's PEM files: `tls.crt`, `tls.key`, `ca.crt`.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// A directory the server can read, for the one-time PFX of `CREATE CERTIFICATE`.
+    pub pfx_dir: PathBuf,
+    pub databases: Vec<String>,
+    pub access: SecondaryAccess,
+    pub dbm_login_password: String,
+    pub master_key_password: String,
+    /// Where this coordinator answers the others.
+    pub listen: SocketAddr,
+    pub timing: Timing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the endpoint certificate: {0}")]
+    Certificate(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("this pod {0} is not among the group's members")]
+    NotAMember(String),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|source| RunError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// The peer TLS from the endpoint certificate's files.
+fn peer_tls(config: &Config) -> Result<Tls, RunError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| RunError::Certificate(e.to_string());
+    let chain = CertificateDer::pem_slice_iter(&read(&config.certificate)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&config.key)?).map_err(|e| bad(&e))?;
+    let ca = CertificateDer::pem_slice_iter(&read(&config.ca)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    Tls::new(chain, key, ca).map_err(|e| bad(&e))
+}
+
+/// What the loop remembers between ticks.
+#[derive(Debug, Default)]
+struct Memory {
+    tracker: Tracker,
+    lease: Option<LeaseObject>,
+    failures: u32,
+    set_up: bool,
+    /// The last time the server could tell (connected to a primary, or primary itself), it was
+    /// synchronized.
+    synchronized: bool,
+    refused: bool,
+    fencing: bool,
+    write_lease_end: Option<Instant>,
+    /// The highest sequence number any voter reported (what the arbiter votes with).
+    highest_sequence: Option<i64>,
+    last_move: Option<String>,
+}
+
+/// The coordinator of `config.pod`, until SIGTERM has been handled (the Lease handed over).
+pub async fn run(
+    client: Client,
+    config: Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let timing = config.timing;
+    let me = config
+        .members
+        .iter()
+        .find(|m| m.name == config.pod)
+        .cloned()
+        .ok_or_else(|| RunError::NotAMember(config.pod.clone()))?;
+    let tls = peer_tls(&config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    tokio::spawn(peers::serve(
+        listener,
+        tls.clone(),
+        shared.clone(),
+        timing.lease,
+    ));
+    // A new process is a new holder: one that restarted never trusts what its predecessor did.
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let identity = format!("{}/{incarnation:x}-{}", config.pod, std::process::id());
+    let leases = LeaseClient::new(
+        Api::namespaced(client.clone(), &config.namespace),
+        &mssql_api::names::coordinator_lease(&config.database),
+        &identity,
+        &timing,
+    );
+    let pods: Api<Pod> = Api::namespaced(client, &config.namespace);
+    let mut server = config
+        .sql
+        .clone()
+        .map(|target| sql::Server::new(target, timing.probe_timeout));
+    let group = mssql_api::names::availability_group(&config.database);
+    let mut memory = Memory::default();
+    let mut ticker = tokio::time::interval(timing.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    info!(identity, group, "coordinator started");
+    loop {
+        ticker.tick().await;
+        let stopping = *stop.borrow();
+        let tick = Tick {
+            config: &config,
+            me: &me,
+            group: &group,
+            tls: &tls,
+            leases: &leases,
+            pods: &pods,
+            shared: &shared,
+        };
+        let released = tick.once(&mut memory, server.as_mut(), stopping).await;
+        if stopping && released {
+            info!("handed over; stopping");
+            return Ok(());
+        }
+    }
+}
+
+/// What one tick works with.
+struct Tick<'a> {
+    config: &'a Config,
+    me: &'a Member,
+    group: &'a str,
+    tls: &'a Tls,
+    leases: &'a LeaseClient,
+    pods: &'a Api<Pod>,
+    shared: &'a Arc<Mutex<Shared>>,
+}
+
+/// The pod part of a holder identity (`<pod>/<incarnation>`).
+fn pod_of(identity: &str) -> &str {
+    identity.split('/').next().unwrap_or(identity)
+}
+
+impl Tick<'_> {
+    /// One look and one move. Returns whether this coordinator holds no Lease (so a stopping
+    /// coordinator may exit).
+    async fn once(
+        &self,
+        memory: &mut Memory,
+        server: Option<&mut sql::Server>,
+        stopping: bool,
+    ) -> bool {
+        let timing = &self.config.timing;
+        let (local, server) = match server {
+            Some(server) => (self.look(memory, server).await, Some(server)),
+            None => (Server::NoGroup, None),
+        };
+        let reachable = match self.leases.read().await {
+            Ok(lease) => {
+                memory.tracker.seen(&lease, Instant::now());
+                memory.lease = Some(lease);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the Lease");
+                false
+            }
+        };
+        let votes = self.votes(memory, &local).await;
+        let now = Instant::now();
+        let mut lease = memory
+            .tracker
+            .view(self.leases.identity(), reachable, now, timing);
+        // A Lease handed to this pod by name is this pod's to take.
+        if matches!(&lease, Lease::Theirs { holder, .. } if holder == &self.me.name) {
+            lease = Lease::Free;
+        }
+        let holding = matches!(lease, Lease::Mine { .. });
+        let promised_until = {
+            let mut shared = self.shared.lock().expect("not poisoned");
+            shared.holding = holding;
+            shared.promised_until
+        };
+        let view = View {
+            me: &self.me.name,
+            server: &local,
+            lease: &lease,
+            voters: self.config.members.len(),
+            votes: &votes,
+            all_answered_without_group: votes.len() == self.config.members.len()
+                && votes.iter().all(|v| !v.has_group),
+            fencing: memory.fencing,
+            stopping,
+            promised_until,
+            write_lease_end: memory.write_lease_end,
+            now,
+            timing,
+        };
+        let next = decide::next(&view);
+        let described = format!("{next:?}");
+        if memory.last_move.as_deref() != Some(described.as_str()) {
+            info!(next = described, "coordinator");
+            memory.last_move = Some(described);
+        }
+        self.act(memory, server, next, holding).await
+    }
+
+    /// The local server this tick, setting it up once each time it (re)appears.
+    async fn look(&self, memory: &mut Memory, server: &mut sql::Server) -> Server {
+        match server.local().await {
+            Ok(local) => {
+                memory.failures = 0;
+                if !memory.set_up {
+                    match self.set_up(server).await {
+                        Ok(()) => memory.set_up = true,
+                        Err(e) => warn!(error = %e, "cannot set up the endpoint yet"),
+                    }
+                }
+                match local.group {
+                    None => {
+                        memory.synchronized = false;
+                        Server::NoGroup
+                    }
+                    Some(GroupState {
+                        role,
+                        sequence,
+                        connected,
+                        synchronized,
+                        ..
+                    }) => {
+                        if role == Role::Primary {
+                            memory.synchronized = true;
+                        } else if connected {
+                            memory.synchronized = synchronized;
+                        }
+                        Server::Replica { role, sequence }
+                    }
+                }
+            }
+            Err(e) => {
+                memory.failures += 1;
+                memory.set_up = false;
+                warn!(error = %e, failures = memory.failures, "the server did not answer");
+                Server::Silent {
+                    failures: memory.failures,
+                }
+            }
+        }
+    }
+
+    /// Master key, login, user, certificate, endpoint: each safe to repeat.
+    async fn set_up(&self, server: &mut sql::Server) -> Result<(), SqlError> {
+        let config = self.config;
+        let (hadr_name, hadr) = server.probe().await?;
+        if !hadr {
+            return Err(SqlError::Client(format!(
+                "HADR is off on {hadr_name}: the pod needs MSSQL_ENABLE_HADR=1"
+            )));
+        }
+        server
+            .execute(
+                &tsql::create_master_key(&config.master_key_password),
+                &[error::MASTER_KEY_EXISTS],
+            )
+            .await?;
+        server
+            .execute(
+                &tsql::create_login(&config.dbm_login_password),
+                &[error::LOGIN_EXISTS],
+            )
+            .await?;
+        server
+            .execute(&tsql::create_user(), &[error::USER_EXISTS])
+            .await?;
+        let certificate = self.install_certificate(server).await?;
+        server
+            .execute(
+                &tsql::create_endpoint(&certificate),
+                &[error::ENDPOINT_EXISTS],
+            )
+            .await?;
+        server.execute(&tsql::grant_connect(), &[]).await
+    }
+
+    /// Writes the endpoint certificate as a one-time PFX the server reads, and creates it.
+    async fn install_certificate(&self, server: &mut sql::Server) -> Result<String, SqlError> {
+        let config = self.config;
+        let file = |e: RunError| SqlError::Client(e.to_string());
+        let chain = read(&config.certificate).map_err(file)?;
+        let key = read(&config.key).map_err(file)?;
+        let leaf = crate::pfx::leaf(&chain).map_err(|e| SqlError::Client(e.to_string()))?;
+        let serial = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|e| SqlError::Client(e.to_string()))?
+            .1
+            .raw_serial_as_string()
+            .replace(':', "");
+        let name = tsql::certificate_name(&serial);
+        let password = one_time_password();
+        let pfx = crate::pfx::write(&chain, &key, &password)
+            .map_err(|e| SqlError::Client(e.to_string()))?;
+        let path = config.pfx_dir.join(format!("{name}.pfx"));
+        write_private(&path, &pfx).map_err(SqlError::Io)?;
+        let created = server
+            .execute(
+                &tsql::create_certificate(&name, &path.display().to_string(), &password),
+                &[error::CERTIFICATE_EXISTS],
+            )
+            .await;
+        let _ = std::fs::remove_file(&path);
+        created.map(|()| name)
+    }
+
+    /// Every voter's answer this tick: this coordinator's own, and the others' that answered.
+    async fn votes(&self, memory: &mut Memory, local: &Server) -> Vec<Vote> {
+        let (sequence, has_group) = match local {
+            Server::Replica { sequence, .. } => (Some(*sequence), true),
+            _ => (None, false),
+        };
+        let mine = VoteAnswer {
+            member: self.me.name.clone(),
+            ordinal: self.me.ordinal,
+            arbiter: self.me.arbiter,
+            sequence: if self.me.arbiter {
+                memory.highest_sequence
+            } else {
+                sequence
+            },
+            synchronized: has_group && memory.synchronized,
+            refused: memory.refused,
+            has_group,
+            holder: memory.tracker.holder().map(|h| pod_of(h).to_owned()),
+        };
+        self.shared.lock().expect("not poisoned").vote = Some(mine.clone());
+        let asks = self
+            .config
+            .members
+            .iter()
+            .filter(|m| m.name != self.me.name)
+            .map(|m| self.ask(m, &Ask::Vote));
+        let mut votes: Vec<Vote> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|answer| match answer {
+                Some(Answer::Vote(vote)) => Some(Vote::from(vote)),
+                _ => None,
+            })
+            .collect();
+        votes.push(mine.into());
+        memory.highest_sequence = memory
+            .highest_sequence
+            .max(votes.iter().filter_map(|v| v.sequence).max());
+        votes
+    }
+
+    async fn ask(&self, member: &Member, question: &Ask) -> Option<Answer> {
+        // A tick's questions must leave time for its move.
+        let timeout = self.config.timing.tick / 2;
+        peers::ask(self.tls, &member.host, member.peer_port, question, timeout).await
+    }
+
+    /// Carries out `next`. Returns whether this coordinator holds no Lease afterwards.
+    async fn act(
+        &self,
+        memory: &mut Memory,
+        server: Option<&mut sql::Server>,
+        next: Next,
+        holding: bool,
+    ) -> bool {
+        let group = self.group;
+        let Some(server) = server else {
+            // The arbiter only votes and confirms.
+            return true;
+        };
+        match next {
+            Next::Lead => {
+                self.renew(memory).await;
+                self.give_write_lease(memory, server).await;
+                self.maintain(server).await;
+            }
+            Next::Bootstrap => {
+                self.renew(memory).await;
+                let replicas = self.config.members.iter().filter(|m| !m.arbiter).count();
+                let create = tsql::create_group(
+                    group,
+                    self.config.timing.write_lease_seconds(),
+                    tsql::required_synchronized_secondaries(replicas),
+                    &self.replica(self.me),
+                );
+                if let Err(e) = server.execute(&create, &[]).await {
+                    warn!(error = %e, "cannot create the availability group");
+                } else {
+                    memory.write_lease_end =
+                        Some(self.config.timing.write_lease_end(Instant::now()));
+                    info!(group, "created the availability group");
+                }
+            }
+            Next::Promote => {
+                self.renew(memory).await;
+                self.give_write_lease(memory, server).await;
+                match server.execute(&tsql::failover(group), &[]).await {
+                    Ok(()) => info!(group, "promoted this replica"),
+                    Err(e) if e.number() == Some(error::NOT_SYNCHRONIZED) => {
+                        warn!(error = %e, "SQL Server refused the failover: not synchronized");
+                        memory.refused = true;
+                    }
+                    Err(e) => warn!(error = %e, "the failover failed"),
+                }
+            }
+            Next::Fence => {
+                memory.fencing = true;
+                self.renew(memory).await;
+                if let Err(e) = server.execute(&tsql::offline(group), &[]).await {
+                    warn!(error = %e, "cannot take the group offline; its write lease runs out");
+                }
+            }
+            Next::Release { to } => {
+                memory.fencing = true;
+                if self.release(memory, to.as_deref()).await {
+                    memory.fencing = false;
+                    memory.refused = false;
+                    return true;
+                }
+            }
+            Next::Acquire => {
+                if self
+                    .write_lease_holder(memory, Some(self.leases.identity()))
+                    .await
+                {
+                    memory.refused = false;
+                }
+            }
+            Next::Demote { offline_first } => {
+                if offline_first && let Err(e) = server.execute(&tsql::offline(group), &[]).await {
+                    warn!(error = %e, "cannot take the group offline");
+                }
+                if let Err(e) = server.execute(&tsql::set_role_secondary(group), &[]).await {
+                    warn!(error = %e, "cannot make this replica a secondary yet");
+                }
+            }
+            Next::Join => {
+                let joined = server
+                    .execute(&tsql::join(group), &[error::ALREADY_JOINED])
+                    .await;
+                match joined {
+                    Ok(()) => {
+                        let _ = server
+                            .execute(&tsql::grant_create_any_database(group), &[])
+                            .await;
+                    }
+                    Err(e) => warn!(error = %e, "cannot join the group yet"),
+                }
+            }
+            Next::Wait(Wait::Following | Wait::LeaseHeld | Wait::ApiServer) => {}
+            Next::Wait(_) => {
+                if holding {
+                    self.renew(memory).await;
+                }
+            }
+        }
+        !matches!(
+            memory.tracker.view(
+                self.leases.identity(),
+                true,
+                Instant::now(),
+                &self.config.timing
+            ),
+            Lease::Mine { .. }
+        )
+    }
+
+    fn replica(&self, member: &Member) -> tsql::Replica {
+        tsql::Replica {
+            name: member.name.clone(),
+            endpoint_url: tsql::endpoint_url(&member.host),
+            access: self.config.access,
+        }
+    }
+
+    /// Writes the Lease's holder against the version last read; true when it was written.
+    async fn write_lease_holder(&self, memory: &mut Memory, holder: Option<&str>) -> bool {
+        let Some(current) = memory.lease.clone() else {
+            return false;
+        };
+        let started = Instant::now();
+        match self.leases.write(&current, holder).await {
+            Ok(written) => {
+                memory.tracker.seen(&written, Instant::now());
+                if holder == Some(self.leases.identity()) {
+                    memory.tracker.proved(started);
+                }
+                memory.lease = Some(written);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot write the Lease");
+                false
+            }
+        }
+    }
+
+    /// Renews the Lease; when the API server does not answer, asks every other voter to confirm
+    /// this primary instead (failsafe).
+    async fn renew(&self, memory: &mut Memory) {
+        if self
+            .write_lease_holder(memory, Some(self.leases.identity()))
+            .await
+        {
+            return;
+        }
+        let started = Instant::now();
+        let ask = Ask::Confirm {
+            primary: self.me.name.clone(),
+        };
+        let others: Vec<&Member> = self
+            .config
+            .members
+            .iter()
+            .filter(|m| m.name != self.me.name)
+            .collect();
+        let answers = futures::future::join_all(others.iter().map(|m| self.ask(m, &ask))).await;
+        if answers
+            .iter()
+            .all(|a| matches!(a, Some(Answer::Confirmed(true))))
+        {
+            memory.tracker.proved(started);
+        }
+    }
+
+    /// Gives the write lease while the last proof of holding the Lease allows it.
+    async fn give_write_lease(&self, memory: &mut Memory, server: &mut sql::Server) {
+        let timing = &self.config.timing;
+        let Lease::Mine { anchor } =
+            memory
+                .tracker
+                .view(self.leases.identity(), true, Instant::now(), timing)
+        else {
+            return;
+        };
+        let sent = Instant::now();
+        if !timing.may_give_write_lease(anchor, sent) {
+            return;
+        }
+        let renew = tsql::renew_write_lease(self.group, timing.write_lease_seconds());
+        match server.execute(&renew, &[]).await {
+            Ok(()) => memory.write_lease_end = Some(timing.write_lease_end(sent)),
+            Err(e) => warn!(error = %e, "cannot renew the write lease"),
+        }
+    }
+
+    /// Hands the Lease to `to` (by pod name) or frees it.
+    async fn release(&self, memory: &mut Memory, to: Option<&str>) -> bool {
+        let released = self.write_lease_holder(memory, to).await;
+        if released {
+            info!(to, "let go of the Lease");
+        }
+        released
+    }
+
+    /// As primary: the group as the spec says it (replicas, access, databases) and the labels.
+    async fn maintain(&self, server: &mut sql::Server) {
+        let group = self.group;
+        let rows = match server.replicas().await {
+            Ok(rows) => rows,
+            Err(e) => return warn!(error = %e, "cannot read the group's replicas"),
+        };
+        let access = self.config.access.tsql();
+        for member in self.config.members.iter().filter(|m| !m.arbiter) {
+            match rows.iter().find(|r| r.name == member.name) {
+                None => {
+                    let add = tsql::add_replica(group, &self.replica(member));
+                    if let Err(e) = server.execute(&add, &[error::REPLICA_EXISTS]).await {
+                        warn!(error = %e, replica = member.name, "cannot add the replica");
+                    }
+                }
+                Some(row) if row.access != access && member.name != self.me.name => {
+                    let modify = tsql::modify_access(group, &member.name, self.config.access);
+                    let _ = server.execute(&modify, &[]).await;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Ok(local) = server.local().await {
+            let have = local.group.map(|g| g.databases).unwrap_or_default();
+            for db in self.config.databases.iter().filter(|db| !have.contains(db)) {
+                if let Err(e) = self.add_database(server, db).await {
+                    warn!(error = %e, database = db, "cannot add the database");
+                }
+            }
+        }
+        let secondaries: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.role == Some(Role::Secondary) && r.connected)
+            .map(|r| r.name.as_str())
+            .collect();
+        self.label(&secondaries).await;
+    }
+
+    async fn add_database(&self, server: &mut sql::Server, db: &str) -> Result<(), SqlError> {
+        server
+            .execute(&tsql::create_database(db), &[error::DATABASE_EXISTS])
+            .await?;
+        server.execute(&tsql::set_recovery_full(db), &[]).await?;
+        server.execute(&tsql::backup_database(db), &[]).await?;
+        server
+            .execute(&tsql::add_database(self.group, db), &[])
+            .await
+    }
+
+    /// Labels the pods in the order of [`labels::relabel`].
+    async fn label(&self, secondaries: &[&str]) {
+        let mut roles: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for member in self.config.members.iter().filter(|m| !m.arbiter) {
+            if let Ok(Some(pod)) = self.pods.get_opt(&member.name).await {
+                let role = pod
+                    .metadata
+                    .labels
+                    .and_then(|l| l.get(mssql_api::labels::ROLE).cloned());
+                roles.insert(member.name.clone(), role);
+            }
+        }
+        let pods: Vec<labels::Pod<'_>> = roles
+            .iter()
+            .map(|(name, role)| labels::Pod {
+                name,
+                role: role.as_deref(),
+            })
+            .collect();
+        for (pod, role) in labels::relabel(&pods, &self.me.name, secondaries) {
+            let patch = json!({"metadata": {"labels": {mssql_api::labels::ROLE: role}}});
+            match self
+                .pods
+                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => info!(pod, role, "labelled"),
+                Err(e) => {
+                    // The order matters: never label the primary after a failed write before it.
+                    warn!(error = %e, pod, role, "cannot label the pod");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A random password for one PFX file, from the kernel.
+fn one_time_password() -> String {
+    let mut bytes = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the kernel's randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // One left by a crash would refuse to open for writing (mode 0400).
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o400)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_identity_names_its_pod() {
+        assert_eq!(pod_of("ag-0/18f-12"), "ag-0");
+        assert_eq!(pod_of("ag-0"), "ag-0");
+    }
+
+    #[test]
+    fn one_time_passwords_differ() {
+        assert_ne!(one_time_password(), one_time_password());
+        assert_eq!(one_time_password().len(), 48);
+    }
+}
