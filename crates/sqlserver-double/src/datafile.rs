@@ -105,8 +105,12 @@ pub fn record_start(dir: &Path) -> Result<DataFile, DataFileError> {
     Ok(data)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temporary = path.with_extension("mdf.tmp");
+/// Writes `bytes` to `path` so that a kill at any moment leaves either the old or the new
+/// content: a temporary file beside it, fsynced, renamed over it, the directory fsynced.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     {
         let mut file = fs::File::create(&temporary)?;
         file.write_all(bytes)?;

@@ -47,10 +47,16 @@
 pub mod batch;
 pub mod certificate;
 pub mod conf;
+pub mod databases;
 pub mod datafile;
 pub mod errorlog;
+pub mod errors;
+pub mod exec;
 pub mod faults;
+pub mod hadr;
+pub mod instance;
 pub mod login7;
+pub mod master;
 pub mod openssl;
 pub mod session;
 pub mod shutdown;

@@ -13,6 +13,9 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::batch;
 use crate::errorlog::log;
+use crate::errors;
+use crate::exec;
+use crate::instance::Instance;
 use crate::login7::Login7;
 use crate::tokens::{self, Message, env};
 
@@ -29,6 +32,8 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The first byte of a TLS handshake record: a TDS 8.0 strict client.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 const ATTENTION: u8 = 0x06;
+/// LOGIN7 TypeFlags fReadOnlyIntent ([MS-TDS] 2.2.6.4): ApplicationIntent=ReadOnly.
+const READ_ONLY_INTENT: u8 = 0x20;
 
 /// What every connection needs from start-up.
 #[derive(Debug)]
@@ -42,6 +47,8 @@ pub struct Settings {
     pub tls_strict: Arc<ServerConfig>,
     /// What ERROR tokens name as the server (SQL Server's @@SERVERNAME: the host name).
     pub server_name: String,
+    /// What the statements act on.
+    pub instance: Arc<Instance>,
 }
 
 /// How the connection goes on after the PRELOGIN answer.
@@ -217,7 +224,11 @@ impl Connection<'_> {
         self.control
             .set_read_timeout(None)
             .map_err(io_at("read timeout"))?;
-        serve_requests(stream, self.settings)?;
+        let mut session = exec::Session {
+            read_only_intent: login.type_flags & READ_ONLY_INTENT != 0,
+            ..exec::Session::default()
+        };
+        serve_requests(stream, self.settings, &mut session)?;
         Ok(Outcome::Served { strict, encrypted })
     }
 }
@@ -406,6 +417,7 @@ fn answer_login(
 fn serve_requests(
     stream: &mut (impl Read + Write),
     settings: &Settings,
+    session: &mut exec::Session,
 ) -> Result<(), SessionError> {
     loop {
         let (kind, payload) = match packet::read_message(stream) {
@@ -433,27 +445,14 @@ fn serve_requests(
         let mut out = Vec::new();
         match kind {
             kind::SQL_BATCH => {
-                let statement = batch::classify(&batch::sql_text(&payload));
-                out = batch::answer(&statement, &settings.server_name).0;
+                out = exec::run(&settings.instance, session, &batch::sql_text(&payload));
             }
             ATTENTION => tokens::done(&mut out, tokens::done::ATTN, 0, 0),
             other => {
-                tokens::error(
-                    &mut out,
-                    &Message {
-                        number: batch::UNSUPPORTED_NUMBER,
-                        state: 2,
-                        class: 16,
-                        text: format!(
-                            "{} (requests of TDS packet type {other:#04x}, such as RPC, are not \
-                             supported)",
-                            batch::UNSUPPORTED
-                        ),
-                        server: settings.server_name.clone(),
-                        procedure: String::new(),
-                        line: 1,
-                    },
-                );
+                let refusal = errors::not_emulated(&format!(
+                    "requests of TDS packet type {other:#04x}, such as RPC"
+                ));
+                tokens::error(&mut out, &refusal.message(&settings.server_name));
                 tokens::done(&mut out, tokens::done::ERROR, 0, 0);
             }
         }

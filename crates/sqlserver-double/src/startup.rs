@@ -17,6 +17,7 @@ use crate::conf::{self, ConfError, Ini, Network, TlsProtocol};
 use crate::datafile::{self, DataFile, DataFileError};
 use crate::errorlog::log;
 use crate::faults::{self, Faults};
+use crate::instance::{self, Instance};
 use crate::session::{self, Settings};
 
 pub const DEFAULT_CONF: &str = "/var/opt/mssql/mssql.conf";
@@ -46,6 +47,14 @@ pub struct Environment {
     pub listen: Option<String>,
     /// `MSSQL_TCP_PORT`: the port on 0.0.0.0 when `MSSQL_TCP_LISTEN` is not set.
     pub tcp_port: Option<String>,
+    /// `MSSQL_ENABLE_HADR`: `1` enables availability groups.
+    pub enable_hadr: Option<String>,
+    /// `MSSQL_SERVER_NAME` (test only): @@SERVERNAME instead of the host name, so that several
+    /// doubles on one host have different names.
+    pub server_name: Option<String>,
+    /// `MSSQL_HADR_SESSION_TIMEOUT` (test only): the availability replicas' session timeout in
+    /// seconds, instead of SQL Server's 10.
+    pub session_timeout: Option<String>,
 }
 
 impl Environment {
@@ -61,6 +70,9 @@ impl Environment {
             data_dir: get("MSSQL_DATA_DIR").map(PathBuf::from),
             listen: get("MSSQL_TCP_LISTEN"),
             tcp_port: get("MSSQL_TCP_PORT"),
+            enable_hadr: get("MSSQL_ENABLE_HADR"),
+            server_name: get("MSSQL_SERVER_NAME"),
+            session_timeout: get("MSSQL_HADR_SESSION_TIMEOUT"),
         }
     }
 }
@@ -104,6 +116,10 @@ pub enum StartupError {
     Tls(rustls::Error),
     #[error("ERROR: the listen address {0:?} is not host:port")]
     ListenAddress(String),
+    #[error("ERROR: MSSQL_HADR_SESSION_TIMEOUT={0:?} is not a number of seconds (1 or more)")]
+    SessionTimeout(String),
+    #[error("ERROR: cannot read master, the databases or the availability group: {0}")]
+    Instance(io::Error),
     #[error(
         "Server failed to listen on {addr}: {source}. TCP port is already in use or not permitted."
     )]
@@ -244,7 +260,20 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
         ),
     );
 
-    let server_name = host_name();
+    let server_name = env
+        .server_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(host_name);
+    let session_timeout = match &env.session_timeout {
+        None => instance::DEFAULT_SESSION_TIMEOUT,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| StartupError::SessionTimeout(text.clone()))?,
+    };
     let loaded = load_certificate(&network, &data_dir, &server_name)?;
     let certificate = certificate::summary(&loaded.chain[0]).map_err(StartupError::SelfSigned)?;
     log(
@@ -270,14 +299,6 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
 
     let (tls_prelogin, tls_strict) =
         tls_configs(&loaded.certified, &served).map_err(StartupError::Tls)?;
-    let settings = Arc::new(Settings {
-        force_encryption: network.force_encryption,
-        force_strict: network.force_strict,
-        sa_password,
-        tls_prelogin,
-        tls_strict,
-        server_name,
-    });
 
     let listen = listen_address(env, &network);
     let addr = listen
@@ -303,6 +324,31 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
             bound.port()
         ),
     );
+    let hadr_enabled = env.enable_hadr.as_deref().map(str::trim) == Some("1");
+    log(
+        "Server",
+        &format!(
+            "Always On availability groups are {} (MSSQL_ENABLE_HADR); @@SERVERNAME is '{server_name}'.",
+            if hadr_enabled { "enabled" } else { "disabled" }
+        ),
+    );
+    let instance = Instance::open(instance::Settings {
+        server_name: server_name.clone(),
+        hadr_enabled,
+        data_dir,
+        session_timeout,
+        endpoint_ip: bound.ip(),
+    })
+    .map_err(StartupError::Instance)?;
+    let settings = Arc::new(Settings {
+        force_encryption: network.force_encryption,
+        force_strict: network.force_strict,
+        sa_password,
+        tls_prelogin,
+        tls_strict,
+        server_name,
+        instance,
+    });
     log(
         "Server",
         "SQL Server is now ready for client connections. This is an informational message; no \

@@ -4,11 +4,15 @@
 /// DONE status bits ([MS-TDS] 2.2.7.6).
 pub mod done {
     pub const FINAL: u16 = 0x0000;
+    /// More results follow in this batch.
+    pub const MORE: u16 = 0x0001;
     pub const ERROR: u16 = 0x0002;
     pub const COUNT: u16 = 0x0010;
     pub const ATTN: u16 = 0x0020;
     /// CurCmd of a SELECT.
     pub const CMD_SELECT: u16 = 0xC1;
+    /// CurCmd of an INSERT.
+    pub const CMD_INSERT: u16 = 0xC3;
 }
 
 const LOGINACK: u8 = 0xAD;
@@ -20,7 +24,11 @@ const COLMETADATA: u8 = 0x81;
 const ROW: u8 = 0xD1;
 
 const INTNTYPE: u8 = 0x26;
+const BITNTYPE: u8 = 0x68;
+const NUMERICNTYPE: u8 = 0x6C;
 const NVARCHARTYPE: u8 = 0xE7;
+const SSVARIANTTYPE: u8 = 0x62;
+const INT4TYPE: u8 = 0x38;
 /// SQL_Latin1_General_CP1_CI_AS: LCID 0x0409 with flags 0xD0 (LE u32), sort id 52.
 pub const DEFAULT_COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 
@@ -116,50 +124,149 @@ pub fn done(out: &mut Vec<u8>, status: u16, cur_cmd: u16, row_count: u64) {
     out.extend_from_slice(&row_count.to_le_bytes());
 }
 
-/// One value of a one-row result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
+/// A column's type ([MS-TDS] 2.2.5.4): the nullable variable-length forms SQL Server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
     /// INTN(4).
-    Int(i32),
-    /// NVARCHAR(4000) in the default collation.
-    NVarChar(String),
+    Int,
+    /// INTN(8).
+    BigInt,
+    /// BITN.
+    Bit,
+    /// NVARCHAR(n) in the default collation; n in characters.
+    NVarChar(u16),
+    /// NUMERICN(precision, 0).
+    Numeric(u8),
+    /// SQL_VARIANT, as SERVERPROPERTY returns.
+    Variant,
 }
 
-/// COLMETADATA, one ROW and the DONE of a SELECT, for one row of named columns.
-pub fn single_row(out: &mut Vec<u8>, columns: &[(&str, Value)]) {
+/// A column of a result set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+impl Column {
+    pub fn new(name: &str, ty: ColumnType) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+            nullable: true,
+        }
+    }
+}
+
+/// One value of a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i32),
+    BigInt(i64),
+    Bit(bool),
+    NVarChar(String),
+    /// A non-negative NUMERIC with scale 0.
+    Numeric(u128),
+    /// An INT inside a SQL_VARIANT.
+    VariantInt(i32),
+}
+
+/// Bytes a NUMERIC of this precision takes on the wire, sign byte included.
+fn numeric_len(precision: u8) -> u8 {
+    match precision {
+        0..=9 => 5,
+        10..=19 => 9,
+        20..=28 => 13,
+        _ => 17,
+    }
+}
+
+/// COLMETADATA, a ROW per row and the DONE of a SELECT (with DONE_MORE when `more` results follow
+/// in the batch). Values must match their column's type or be NULL.
+pub fn result_set(out: &mut Vec<u8>, columns: &[Column], rows: &[Vec<Value>], more: bool) {
     out.push(COLMETADATA);
     out.extend_from_slice(&(columns.len() as u16).to_le_bytes());
-    for (name, value) in columns {
+    for column in columns {
         out.extend_from_slice(&0u32.to_le_bytes()); // UserType
-        match value {
-            Value::Int(_) => {
-                out.extend_from_slice(&0u16.to_le_bytes()); // Flags: NOT NULL
-                out.extend_from_slice(&[INTNTYPE, 4]);
-            }
-            Value::NVarChar(_) => {
-                out.extend_from_slice(&0x0001u16.to_le_bytes()); // Flags: nullable
+        out.extend_from_slice(&u16::from(column.nullable).to_le_bytes()); // Flags
+        match column.ty {
+            ColumnType::Int => out.extend_from_slice(&[INTNTYPE, 4]),
+            ColumnType::BigInt => out.extend_from_slice(&[INTNTYPE, 8]),
+            ColumnType::Bit => out.extend_from_slice(&[BITNTYPE, 1]),
+            ColumnType::NVarChar(chars) => {
                 out.push(NVARCHARTYPE);
-                out.extend_from_slice(&8000u16.to_le_bytes()); // 4000 characters
+                out.extend_from_slice(&(chars * 2).to_le_bytes());
                 out.extend_from_slice(&DEFAULT_COLLATION);
             }
-        }
-        b_varchar(out, name);
-    }
-    out.push(ROW);
-    for (_, value) in columns {
-        match value {
-            Value::Int(number) => {
-                out.push(4);
-                out.extend_from_slice(&number.to_le_bytes());
+            ColumnType::Numeric(precision) => {
+                out.extend_from_slice(&[NUMERICNTYPE, numeric_len(precision), precision, 0])
             }
-            Value::NVarChar(text) => {
-                let bytes = ucs2(text);
-                out.extend_from_slice(&(bytes.len().min(8000) as u16).to_le_bytes());
-                out.extend_from_slice(&bytes[..bytes.len().min(8000)]);
+            ColumnType::Variant => {
+                out.push(SSVARIANTTYPE);
+                out.extend_from_slice(&8016u32.to_le_bytes());
             }
         }
+        b_varchar(out, &column.name);
     }
-    done(out, done::COUNT, done::CMD_SELECT, 1);
+    for row in rows {
+        out.push(ROW);
+        for (column, value) in columns.iter().zip(row) {
+            match (column.ty, value) {
+                (ColumnType::NVarChar(_), Value::Null) => out.extend_from_slice(&[0xFF, 0xFF]),
+                (ColumnType::Variant, Value::Null) => out.extend_from_slice(&0u32.to_le_bytes()),
+                (_, Value::VariantInt(n)) => {
+                    // Total length, base type, no property bytes, the value ([MS-TDS] 2.2.5.5.3).
+                    out.extend_from_slice(&6u32.to_le_bytes());
+                    out.extend_from_slice(&[INT4TYPE, 0]);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                (_, Value::Null) => out.push(0),
+                (_, Value::Int(n)) => {
+                    out.push(4);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                (_, Value::BigInt(n)) => {
+                    out.push(8);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                (_, Value::Bit(b)) => out.extend_from_slice(&[1, u8::from(*b)]),
+                (ColumnType::NVarChar(chars), Value::NVarChar(text)) => {
+                    let bytes = ucs2(text);
+                    let len = bytes.len().min(usize::from(chars) * 2);
+                    out.extend_from_slice(&(len as u16).to_le_bytes());
+                    out.extend_from_slice(&bytes[..len]);
+                }
+                (ColumnType::Numeric(precision), Value::Numeric(n)) => {
+                    let len = numeric_len(precision);
+                    out.push(len);
+                    out.push(1); // positive
+                    out.extend_from_slice(&n.to_le_bytes()[..usize::from(len - 1)]);
+                }
+                (ty, value) => unreachable!("a {value:?} in a {ty:?} column"),
+            }
+        }
+    }
+    let status = done::COUNT | if more { done::MORE } else { 0 };
+    done(out, status, done::CMD_SELECT, rows.len() as u64);
+}
+
+/// One row of named columns, typed after their values (INT NOT NULL, NVARCHAR(4000) NULL): what
+/// `SELECT 1` and `SELECT @@VERSION` answer.
+pub fn single_row(out: &mut Vec<u8>, columns: &[(&str, Value)]) {
+    let meta: Vec<Column> = columns
+        .iter()
+        .map(|(name, value)| match value {
+            Value::NVarChar(_) => Column::new(name, ColumnType::NVarChar(4000)),
+            _ => Column {
+                nullable: false,
+                ..Column::new(name, ColumnType::Int)
+            },
+        })
+        .collect();
+    let row: Vec<Value> = columns.iter().map(|(_, v)| v.clone()).collect();
+    result_set(out, &meta, &[row], false);
 }
 
 #[cfg(test)]
@@ -251,6 +358,46 @@ mod tests {
                 0xFD, 0x10, 0, 0xC1, 0, 1, 0, 0, 0, 0, 0, 0, 0 // DONE count, SELECT, 1 row
             ]
         );
+    }
+
+    #[test]
+    fn typed_columns_and_nulls() {
+        let mut out = Vec::new();
+        let columns = [
+            Column::new("b", ColumnType::BigInt),
+            Column::new("f", ColumnType::Bit),
+            Column::new("n", ColumnType::Numeric(25)),
+            Column::new("s", ColumnType::NVarChar(60)),
+        ];
+        let rows = [
+            vec![
+                Value::BigInt(-2),
+                Value::Bit(true),
+                Value::Numeric(258),
+                Value::Null,
+            ],
+            vec![
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::NVarChar("x".into()),
+            ],
+        ];
+        result_set(&mut out, &columns, &rows, true);
+        let meta = [
+            0x81, 4, 0, //
+            0, 0, 0, 0, 1, 0, 0x26, 8, 1, b'b', 0, //
+            0, 0, 0, 0, 1, 0, 0x68, 1, 1, b'f', 0, //
+            0, 0, 0, 0, 1, 0, 0x6C, 13, 25, 0, 1, b'n', 0, //
+            0, 0, 0, 0, 1, 0, 0xE7, 120, 0, 0x09, 0x04, 0xD0, 0x00, 0x34, 1, b's', 0,
+        ];
+        assert_eq!(&out[..meta.len()], meta);
+        let mut rest = vec![0xD1, 8];
+        rest.extend_from_slice(&(-2i64).to_le_bytes());
+        rest.extend_from_slice(&[1, 1, 13, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]);
+        rest.extend_from_slice(&[0xD1, 0, 0, 0, 2, 0, b'x', 0]);
+        rest.extend_from_slice(&[0xFD, 0x11, 0, 0xC1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[meta.len()..], rest);
     }
 
     #[test]

@@ -689,28 +689,29 @@ impl Parser {
             }
             return Ok(Some(Statement::SelectServerNameAndHadr));
         }
+        // Any other SELECT is a query the double does not run (50000), not a syntax error.
+        Ok(self.select_from_table().ok())
+    }
+
+    /// `COUNT_BIG(*) FROM <table>` or `<column> FROM <table> ORDER BY <column>`.
+    fn select_from_table(&mut self) -> Parsed<Statement> {
         if self.eat_words(&["COUNT_BIG"]) {
             self.punct('(')?;
             self.punct('*')?;
             self.punct(')')?;
             self.words(&["FROM"])?;
-            return Ok(Some(Statement::CountRows {
+            return Ok(Statement::CountRows {
                 table: self.table_name()?,
-            }));
+            });
         }
-        let Ok(column) = self.name() else {
-            return Ok(None);
-        };
-        if !self.eat_words(&["FROM"]) {
-            return Ok(None);
-        }
+        let column = self.name()?;
+        self.words(&["FROM"])?;
         let table = self.table_name()?;
         self.words(&["ORDER", "BY"])?;
-        let order = self.name()?;
-        if !order.eq_ignore_ascii_case(&column) {
-            return Ok(None);
+        if !self.name()?.eq_ignore_ascii_case(&column) {
+            return Err(self.error());
         }
-        Ok(Some(Statement::SelectColumn { table, column }))
+        Ok(Statement::SelectColumn { table, column })
     }
 
     fn create_certificate(&mut self) -> Parsed<Statement> {
@@ -1074,6 +1075,7 @@ mod tests {
         assert_eq!(one("select 1;"), Statement::SelectOne);
         assert_eq!(one("  SELECT\t@@version ;; "), Statement::SelectVersion);
         assert_eq!(parse("SELECT 2"), Batch::Unknown);
+        assert_eq!(parse("SELECT name FROM sys.databases"), Batch::Unknown);
         assert_eq!(parse(""), Batch::Unknown);
         assert_eq!(parse("DROP DATABASE x"), Batch::Unknown);
     }
