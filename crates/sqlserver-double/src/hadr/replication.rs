@@ -276,8 +276,6 @@ pub fn lsns(data: &Databases, databases: &[String]) -> BTreeMap<String, u64> {
 pub fn commit(instance: &Instance, database: &str, change: &Change) -> Result<(), SqlError> {
     let mut data = lock(&instance.data);
     let previous = data.require(database)?.clone();
-    let mut next = previous.clone();
-    next.apply(change)?;
     let required = {
         let group = lock(&instance.group);
         match group.as_ref().filter(|g| g.config.has_database(database)) {
@@ -299,6 +297,8 @@ pub fn commit(instance: &Instance, database: &str, change: &Change) -> Result<()
             }
         }
     };
+    let mut next = previous.clone();
+    next.apply(change)?;
     let store = |data: &mut Databases, db: Database| {
         data.store(db)
             .map_err(|e| errors::not_emulated(&format!("the database file cannot be written: {e}")))
@@ -393,7 +393,11 @@ pub fn accept(instance: &Arc<Instance>, tcp: TcpStream) {
 fn answer(instance: &Arc<Instance>, connection: u64, request: Request) -> Reply {
     match request {
         Request::Config(config) => on_config(instance, connection, config),
-        Request::Demote { config, lsns } => on_demote(instance, config, &lsns),
+        Request::Demote {
+            group,
+            primary,
+            lsns,
+        } => on_demote(instance, &group, &primary, &lsns),
         request => {
             let mut upstream = lock(&instance.upstream);
             match upstream.as_mut().filter(|u| u.connection == connection) {
@@ -415,8 +419,9 @@ fn answer(instance: &Arc<Instance>, connection: u64, request: Request) -> Reply 
     }
 }
 
-/// A primary's configuration: kept as an offer before JOIN, adopted when it is at least as
-/// recent as this replica's (a primary that sees a later configuration steps down).
+/// A primary's configuration: kept as an offer before JOIN, adopted when it is later than this
+/// replica's (a primary that sees a later configuration steps down), or when this replica is a
+/// secondary without a primary.
 fn on_config(instance: &Arc<Instance>, connection: u64, config: GroupConfig) -> Reply {
     let data = lock(&instance.data);
     let mut group = lock(&instance.group);
@@ -452,7 +457,10 @@ fn on_config(instance: &Arc<Instance>, connection: u64, config: GroupConfig) -> 
     let same = config.sequence_number == g.config.sequence_number
         && config.primary.eq_ignore_ascii_case(&g.config.primary)
         && g.role != Role::Primary;
-    if !later && !same {
+    // A secondary that hears from no primary follows the first one that calls, whatever its
+    // number: an old primary told to be a secondary may hold a number the new primary never saw.
+    let orphan = g.role != Role::Primary && !instance.upstream_connected();
+    if !(later || same || orphan) {
         return Reply::Stale {
             sequence_number: g.config.sequence_number,
         };
@@ -543,47 +551,42 @@ fn on_log(instance: &Instance, database: &str, lsn: u64, change: &Change) -> Rep
 }
 
 /// A failover target asks this replica, the primary it knew, to step down: only when the target
-/// has every change this replica committed.
+/// has every change this replica committed. The reply carries this replica's configuration
+/// (changes the target may not have received yet included), which the new primary carries on.
 fn on_demote(
     instance: &Arc<Instance>,
-    config: GroupConfig,
+    name: &str,
+    primary: &str,
     target: &BTreeMap<String, u64>,
 ) -> Reply {
     let data = lock(&instance.data);
     let mut group = lock(&instance.group);
-    let Some(g) = group.as_mut().filter(|g| g.name_is(&config.name)) else {
+    let Some(g) = group.as_mut().filter(|g| g.name_is(name)) else {
         return Reply::Refused("this instance does not hold that availability group".into());
     };
-    if config.sequence_number <= g.config.sequence_number {
-        return Reply::Stale {
-            sequence_number: g.config.sequence_number,
-        };
-    }
-    for (name, lsn) in lsns(&data, &g.config.databases) {
-        if target.get(&name).copied().unwrap_or(0) < lsn {
+    for (database, lsn) in lsns(&data, &g.config.databases) {
+        let theirs = target.get(&database).copied().unwrap_or(0);
+        if theirs < lsn {
             return Reply::Refused(format!(
-                "the new primary lacks changes of database '{name}' (it has {}, this replica {lsn})",
-                target.get(&name).copied().unwrap_or(0)
+                "the new primary lacks changes of database '{database}' (it has {theirs}, this \
+                 replica {lsn})"
             ));
         }
     }
-    g.config.sequence_number = config.sequence_number;
-    g.config.primary = config.primary.clone();
+    g.config.primary = primary.into();
     g.role = Role::Secondary;
     g.awaiting_manager = false;
     g.lease_until = None;
     instance.save_group(Some(g));
+    let config = g.config.clone();
     drop(group);
     drop(data);
     log(
         "HADR",
-        &format!(
-            "Replica '{}' is failing over: this replica is now SECONDARY.",
-            config.primary
-        ),
+        &format!("Replica '{primary}' is failing over: this replica is now SECONDARY."),
     );
     sync_peers(instance);
-    Reply::Demoted
+    Reply::Demoted(config)
 }
 
 /// "ALTER AVAILABILITY GROUP … FAILOVER" on this replica, a secondary (or RESOLVING) one:
@@ -617,17 +620,25 @@ pub fn failover(instance: &Arc<Instance>) -> Result<(), SqlError> {
             Ok(tls) => {
                 let mut stream = BufReader::new(tls);
                 let request = Request::Demote {
-                    config: next.clone(),
+                    group: config.name.clone(),
+                    primary: next.primary.clone(),
                     lsns: target,
                 };
                 let reply = wire::send(stream.get_mut(), &request)
                     .and_then(|()| wire::receive::<Reply>(&mut stream));
                 match reply {
-                    Ok(Some(Reply::Demoted)) => {}
-                    Ok(Some(Reply::Stale { .. } | Reply::Refused(_))) => {
+                    Ok(Some(Reply::Demoted(latest))) => {
+                        let sequence_number = next.sequence_number.max(latest.sequence_number + 1);
+                        next = GroupConfig {
+                            sequence_number,
+                            primary: next.primary,
+                            ..latest
+                        };
+                    }
+                    Ok(Some(Reply::Refused(why))) => {
                         log(
                             "HADR",
-                            &format!("Replica '{}' did not step down: {reply:?}", old.name),
+                            &format!("Replica '{}' did not step down: {why}", old.name),
                         );
                         return Err(errors::not_synchronized(&config.name));
                     }

@@ -8,7 +8,7 @@
 //! | `Seed` (a whole database) | a primary | `Ack` once written to the receiver's data directory, or `Refused` |
 //! | `Synchronized` (the databases now in the primary's commit set) | a primary | `Ack` |
 //! | `Log` (one change, with its change number) | a primary, for each commit | `Ack` once hardened, or `Refused` |
-//! | `Demote` (a later configuration naming a new primary) | a replica failing over | `Demoted` (the receiver's change counts), `Stale` or `Refused` |
+//! | `Demote` (the failover target's name and change counts) | a replica failing over | `Demoted` (the receiver's configuration, which the new primary carries on from), or `Refused` |
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -29,7 +29,9 @@ pub enum Request {
         change: Change,
     },
     Demote {
-        config: GroupConfig,
+        group: String,
+        /// The replica failing over.
+        primary: String,
         /// The new primary's change counts: the receiver refuses if it has changes they lack.
         lsns: BTreeMap<String, u64>,
     },
@@ -46,7 +48,7 @@ pub enum Reply {
         sequence_number: i64,
     },
     Refused(String),
-    Demoted,
+    Demoted(GroupConfig),
 }
 
 /// Writes one message as a line.

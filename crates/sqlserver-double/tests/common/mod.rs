@@ -81,6 +81,28 @@ pub fn pki(ca_name: &str) -> Pki {
     }
 }
 
+/// Writes `pki`'s leaf and key as a PKCS#12 file made by `openssl pkcs12 -export`, protected by
+/// `password`, in `dir`; returns its path.
+pub fn pfx(pki: &Pki, dir: &Path, name: &str, password: &str) -> PathBuf {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let out = dir.join(format!("{name}.pfx"));
+    std::fs::write(&cert, &pki.leaf_pem).unwrap();
+    std::fs::write(&key, &pki.key_pem).unwrap();
+    let status = Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-out")
+        .arg(&out)
+        .args(["-passout", &format!("pass:{password}")])
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl pkcs12 -export failed");
+    out
+}
+
 /// A server's files: `mssql.conf`, the data directory, certificates.
 pub struct Setup {
     pub dir: TempDir,
@@ -166,17 +188,16 @@ impl Setup {
             let stdout = stdout.clone();
             let pipe = child.stdout.take().unwrap();
             std::thread::spawn(move || {
-                let mut port = None;
+                let mut addr = None;
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line
-                        .split("Server is listening on [ 127.0.0.1 <ipv4> ")
-                        .nth(1)
+                    if let Some(rest) = line.split("Server is listening on [ ").nth(1)
+                        && let Some((ip, port)) = rest.trim_end_matches("].").split_once(" <ipv4> ")
                     {
-                        port = rest.trim_end_matches("].").parse::<u16>().ok();
+                        addr = format!("{ip}:{port}").parse::<SocketAddr>().ok();
                     }
                     if line.contains("SQL Server is now ready for client connections") {
-                        let _ = ready_tx.send(port);
+                        let _ = ready_tx.send(addr);
                     }
                     stdout.lock().unwrap().push(line);
                 }
@@ -191,8 +212,8 @@ impl Setup {
                 stderr.lock().unwrap().push_str(&text);
             });
         }
-        let port = match ready_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(port)) => port,
+        let addr = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(addr)) => addr,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -206,7 +227,7 @@ impl Setup {
         };
         Double {
             child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
             stdout,
             stderr,
         }
@@ -282,6 +303,16 @@ impl Double {
                 panic!("the double did not exit within 10 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Double {
+    /// SIGKILL: the process dies at once, as in a node failure.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
         }
     }
 }

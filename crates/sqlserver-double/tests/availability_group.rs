@@ -1,0 +1,835 @@
+//! Availability groups across real `sqlservr` processes, driven over TDS (tiberius
+//! `simple_query`) with the statements of docs/coordinator.md, as the coordinator sends them.
+//! Each replica listens on its own loopback address (127.P.T.R: P from the process id, T per test,
+//! R per replica), TDS on 1433 and its endpoint on 5022.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Double, PASSWORD, Setup, TempDir, pfx, pki};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+type Sql = Client<Compat<TcpStream>>;
+
+/// With a quote, to check that `N'…'` literals unescape `''`.
+const PFX_PASSWORD: &str = "pfx-pa'ss";
+
+/// `password` as the body of a T-SQL literal.
+fn literal(password: &str) -> String {
+    password.replace('\'', "''")
+}
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One replica: its files, name and address; the process while it runs.
+struct Node {
+    setup: Setup,
+    name: String,
+    ip: String,
+    double: Option<Double>,
+}
+
+impl Node {
+    fn new(test: u8, replica: u8) -> Self {
+        let second = 10 + (std::process::id() % 200) as u8;
+        Self {
+            setup: Setup::new(&format!("ag-{test}-{replica}")),
+            name: format!("ag{test}-{replica}"),
+            ip: format!("127.{second}.{test}.{replica}"),
+            double: None,
+        }
+    }
+
+    fn start(&mut self, hadr: bool) {
+        let listen = format!("{}:1433", self.ip);
+        self.double = Some(self.setup.start(&[
+            ("MSSQL_TCP_LISTEN", &listen),
+            ("MSSQL_ENABLE_HADR", if hadr { "1" } else { "" }),
+            ("MSSQL_SERVER_NAME", &self.name),
+            ("MSSQL_HADR_SESSION_TIMEOUT", "2"),
+        ]));
+    }
+
+    fn kill(&mut self) {
+        self.double.take().expect("running").kill();
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.double.as_ref().expect("running").addr
+    }
+
+    fn endpoint_url(&self) -> String {
+        format!("TCP://{}:5022", self.ip)
+    }
+
+    async fn connect(&self) -> Sql {
+        connect(self.addr(), false).await
+    }
+
+    /// `WITH (…)` of this replica in CREATE AVAILABILITY GROUP and ADD REPLICA.
+    fn replica_spec(&self, allow: &str) -> String {
+        format!(
+            "N'{}' WITH (ENDPOINT_URL = N'{}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, \
+             FAILOVER_MODE = EXTERNAL, SEEDING_MODE = AUTOMATIC, PRIMARY_ROLE (ALLOW_CONNECTIONS \
+             = READ_WRITE), SECONDARY_ROLE (ALLOW_CONNECTIONS = {allow}))",
+            self.name,
+            self.endpoint_url()
+        )
+    }
+}
+
+async fn connect(addr: SocketAddr, read_only: bool) -> Sql {
+    let mut config = Config::new();
+    config.host(addr.ip().to_string());
+    config.port(addr.port());
+    config.authentication(AuthMethod::sql_server("sa", PASSWORD));
+    config.encryption(EncryptionLevel::Required);
+    config.trust_cert();
+    config.readonly(read_only);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    Client::connect(config, tcp.compat_write()).await.unwrap()
+}
+
+/// Runs a batch; the error number when it fails.
+async fn run(client: &mut Sql, sql: &str) -> Result<(), u32> {
+    let outcome = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(drop),
+        Err(e) => Err(e),
+    };
+    outcome.map_err(|e| match e {
+        tiberius::error::Error::Server(e) => e.code(),
+        other => panic!("{sql}: {other:?}"),
+    })
+}
+
+async fn ok(client: &mut Sql, sql: &str) {
+    if let Err(code) = run(client, sql).await {
+        panic!("{sql}: error {code}");
+    }
+}
+
+async fn fails(client: &mut Sql, sql: &str, code: u32) {
+    assert_eq!(run(client, sql).await, Err(code), "{sql}");
+}
+
+/// The first column of every row, as text (numbers included).
+async fn column(client: &mut Sql, sql: &str) -> Result<Vec<String>, u32> {
+    let rows = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_first_result().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| match e {
+        tiberius::error::Error::Server(e) => e.code(),
+        other => panic!("{sql}: {other:?}"),
+    })?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            row.try_get::<&str, _>(0)
+                .ok()
+                .flatten()
+                .map(str::to_owned)
+                .or_else(|| {
+                    row.try_get::<i64, _>(0)
+                        .ok()
+                        .flatten()
+                        .map(|n| n.to_string())
+                })
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+const LOCAL: &str = "SELECT ag.name, ag.sequence_number, ars.role_desc, ars.operational_state_desc,
+       ars.connected_state_desc, ars.synchronization_health_desc
+FROM sys.availability_groups AS ag
+JOIN sys.dm_hadr_availability_replica_states AS ars ON ars.group_id = ag.group_id
+WHERE ars.is_local = 1";
+
+const REPLICAS: &str =
+    "SELECT ar.replica_server_name, ar.endpoint_url, ar.secondary_role_allow_connections_desc,
+       ars.role_desc, ars.connected_state_desc, ars.synchronization_health_desc
+FROM sys.availability_replicas AS ar
+LEFT JOIN sys.dm_hadr_availability_replica_states AS ars ON ars.replica_id = ar.replica_id";
+
+const DATABASES: &str =
+    "SELECT DB_NAME(drs.database_id), drs.synchronization_state_desc, drs.is_suspended,
+       drs.last_hardened_lsn
+FROM sys.dm_hadr_database_replica_states AS drs
+WHERE drs.is_local = 1";
+
+/// The local replica's row: group, sequence number, role, operational, connected, health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Local {
+    group: String,
+    sequence: i64,
+    role: String,
+    operational: String,
+    connected: String,
+    health: String,
+}
+
+async fn local(client: &mut Sql) -> Option<Local> {
+    let rows = client
+        .simple_query(LOCAL)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let text = |row: &tiberius::Row, i: usize| row.get::<&str, _>(i).unwrap().to_owned();
+    rows.first().map(|row| Local {
+        group: text(row, 0),
+        sequence: row.get::<i64, _>(1).unwrap(),
+        role: text(row, 2),
+        operational: text(row, 3),
+        connected: text(row, 4),
+        health: text(row, 5),
+    })
+}
+
+/// (replica, role, connected, health) of every replica, NULLs as "".
+async fn replicas(client: &mut Sql) -> Vec<[String; 4]> {
+    let rows = client
+        .simple_query(REPLICAS)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    let text = |row: &tiberius::Row, i: usize| {
+        row.get::<&str, _>(i).map(str::to_owned).unwrap_or_default()
+    };
+    rows.iter()
+        .map(|row| [text(row, 0), text(row, 3), text(row, 4), text(row, 5)])
+        .collect()
+}
+
+/// (database, state, suspended, last hardened LSN) of the local availability databases.
+async fn databases(client: &mut Sql) -> Vec<(String, String, bool, u64)> {
+    let rows = client
+        .simple_query(DATABASES)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let lsn = row
+                .get::<tiberius::numeric::Numeric, _>(3)
+                .map(|n| n.value() as u64)
+                .unwrap();
+            (
+                row.get::<&str, _>(0).unwrap().to_owned(),
+                row.get::<&str, _>(1).unwrap().to_owned(),
+                row.get::<bool, _>(2).unwrap(),
+                lsn,
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or fails after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The master key, login, user, certificate from `pfx`, endpoint and grant, as the coordinator
+/// creates them; a second run gets each "already exists" error.
+async fn secure(node: &Node, pfx: &Path) {
+    let mut sql = node.connect().await;
+    let steps = [
+        (
+            "CREATE MASTER KEY ENCRYPTION BY PASSWORD = N'master-key-pw'".to_owned(),
+            15578,
+        ),
+        (
+            "CREATE LOGIN [dbm_login] WITH PASSWORD = N'login-pw'".to_owned(),
+            15025,
+        ),
+        (
+            "CREATE USER [dbm_user] FOR LOGIN [dbm_login]".to_owned(),
+            15023,
+        ),
+        (
+            format!(
+                "CREATE CERTIFICATE [dbm_cert_1] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
+                 FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
+                pfx.display(),
+                literal(PFX_PASSWORD)
+            ),
+            15232,
+        ),
+        (
+            "CREATE ENDPOINT [Hadr_endpoint] STATE = STARTED AS TCP (LISTENER_PORT = 5022, \
+             LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE = ALL, AUTHENTICATION = CERTIFICATE \
+             [dbm_cert_1], ENCRYPTION = REQUIRED ALGORITHM AES)"
+                .to_owned(),
+            7862,
+        ),
+    ];
+    for (statement, _) in &steps {
+        ok(&mut sql, statement).await;
+    }
+    ok(
+        &mut sql,
+        "GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [dbm_login]",
+    )
+    .await;
+    for (statement, code) in &steps {
+        fails(&mut sql, statement, *code).await;
+    }
+}
+
+fn create_group(primary: &Node, lease: u32, required: u32) -> String {
+    format!(
+        "CREATE AVAILABILITY GROUP [ag] WITH (DB_FAILOVER = ON, CLUSTER_TYPE = EXTERNAL, \
+         WRITE_LEASE_VALIDITY = {lease}, REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {required}) \
+         FOR REPLICA ON {}",
+        primary.replica_spec("ALL")
+    )
+}
+
+const PROMOTE: &str = "EXEC sp_set_session_context @key = N'external_cluster', @value = N'yes';
+ALTER AVAILABILITY GROUP [ag] FAILOVER";
+
+/// Sorted ids of `[db].[dbo].[t]`, or the error number of the read.
+async fn ids(client: &mut Sql) -> Result<Vec<String>, u32> {
+    column(client, "SELECT id FROM [db].[dbo].[t] ORDER BY id").await
+}
+
+fn strings(ids: &[i64]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+async fn wait_for_ids(node: &Node, expected: &[i64]) {
+    let expected = strings(expected);
+    eventually(&format!("{} to hold {expected:?}", node.name), || async {
+        let mut sql = node.connect().await;
+        (ids(&mut sql).await.ok() == Some(expected.clone())).then_some(())
+    })
+    .await;
+}
+
+async fn wait_for_role(node: &Node, role: &str) -> Local {
+    eventually(&format!("{} to be {role}", node.name), || async {
+        let mut sql = node.connect().await;
+        local(&mut sql).await.filter(|l| l.role == role)
+    })
+    .await
+}
+
+/// Waits until `primary` sees every other replica CONNECTED and HEALTHY.
+async fn wait_until_healthy(primary: &Node, count: usize) {
+    eventually(
+        &format!("{count} healthy replicas on {}", primary.name),
+        || async {
+            let mut sql = primary.connect().await;
+            let rows = replicas(&mut sql).await;
+            (rows.len() == count
+                && rows
+                    .iter()
+                    .all(|r| r[2] == "CONNECTED" && r[3] == "HEALTHY"))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+struct Cluster {
+    _dir: TempDir,
+    pfx: PathBuf,
+}
+
+fn cluster_files() -> Cluster {
+    let dir = TempDir::new("ag-pki");
+    let pki = pki("endpoint CA");
+    let pfx = pfx(&pki, dir.path(), "endpoint", PFX_PASSWORD);
+    Cluster { _dir: dir, pfx }
+}
+
+#[tokio::test]
+async fn three_replicas_replicate_fail_over_and_keep_every_acknowledged_write() {
+    let files = cluster_files();
+    let mut a = Node::new(1, 1);
+    let mut b = Node::new(1, 2);
+    let mut c = Node::new(1, 3);
+    for node in [&mut a, &mut b, &mut c] {
+        node.start(true);
+        secure(node, &files.pfx).await;
+    }
+    let mut sa = a.connect().await;
+    let probe = sa
+        .simple_query("SELECT @@SERVERNAME, SERVERPROPERTY('IsHadrEnabled')")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(probe.get::<&str, _>(0), Some(a.name.as_str()));
+    assert_eq!(probe.get::<i32, _>(1), Some(1));
+
+    // The group: created on A, the others added there and joined on their own instances.
+    ok(&mut sa, &create_group(&a, 30, 1)).await;
+    ok(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] GRANT CREATE ANY DATABASE",
+    )
+    .await;
+    for node in [&b, &c] {
+        let add = format!(
+            "ALTER AVAILABILITY GROUP [ag] ADD REPLICA ON {}",
+            node.replica_spec("ALL")
+        );
+        ok(&mut sa, &add).await;
+        fails(&mut sa, &add, 35282).await;
+    }
+    for node in [&b, &c] {
+        let mut sql = node.connect().await;
+        ok(
+            &mut sql,
+            "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+        )
+        .await;
+        ok(
+            &mut sql,
+            "ALTER AVAILABILITY GROUP [ag] GRANT CREATE ANY DATABASE",
+        )
+        .await;
+        fails(
+            &mut sql,
+            "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+            41106,
+        )
+        .await;
+    }
+
+    // A database, added once it has a full backup; seeded to both secondaries.
+    ok(&mut sa, "CREATE DATABASE [db]").await;
+    fails(&mut sa, "CREATE DATABASE [db]", 1801).await;
+    ok(&mut sa, "ALTER DATABASE [db] SET RECOVERY FULL").await;
+    fails(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] ADD DATABASE [db]",
+        50000,
+    )
+    .await;
+    ok(&mut sa, "BACKUP DATABASE [db] TO DISK = N'/dev/null'").await;
+    ok(&mut sa, "ALTER AVAILABILITY GROUP [ag] ADD DATABASE [db]").await;
+    // REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 1: commits wait for a seeded secondary.
+    wait_until_healthy(&a, 3).await;
+    ok(
+        &mut sa,
+        "CREATE TABLE [db].[dbo].[t] (id BIGINT NOT NULL PRIMARY KEY)",
+    )
+    .await;
+
+    // A write on the primary is read on both secondaries; a write on a secondary is refused.
+    ok(&mut sa, "INSERT INTO [db].[dbo].[t] (id) VALUES (1)").await;
+    fails(&mut sa, "INSERT INTO [db].[dbo].[t] (id) VALUES (1)", 2627).await;
+    for node in [&b, &c] {
+        let mut sql = node.connect().await;
+        assert_eq!(ids(&mut sql).await, Ok(strings(&[1])));
+        fails(&mut sql, "INSERT INTO [db].[dbo].[t] (id) VALUES (2)", 3906).await;
+        let dbs = databases(&mut sql).await;
+        assert_eq!(dbs.len(), 1);
+        assert_eq!(
+            (dbs[0].0.as_str(), dbs[0].1.as_str(), dbs[0].2),
+            ("db", "SYNCHRONIZED", false)
+        );
+        assert_eq!(dbs[0].3, 2, "CREATE TABLE and one INSERT");
+        // A secondary sees only its own state.
+        let rows = replicas(&mut sql).await;
+        assert_eq!(rows.len(), 3);
+        for row in rows {
+            if row[0] == node.name {
+                assert_eq!(row[1..], ["SECONDARY", "CONNECTED", "HEALTHY"]);
+            } else {
+                assert_eq!(row[1..], ["", "", ""]);
+            }
+        }
+    }
+    let sequence = local(&mut sa).await.unwrap().sequence;
+    for node in [&b, &c] {
+        eventually(
+            "the secondaries to show the primary's sequence number",
+            || async {
+                let mut sql = node.connect().await;
+                local(&mut sql)
+                    .await
+                    .filter(|l| l.sequence == sequence)
+                    .map(drop)
+            },
+        )
+        .await;
+    }
+
+    // Read access follows SECONDARY_ROLE.
+    ok(
+        &mut sa,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] MODIFY REPLICA ON N'{}' WITH (SECONDARY_ROLE \
+             (ALLOW_CONNECTIONS = NO))",
+            b.name
+        ),
+    )
+    .await;
+    eventually("B to refuse reads", || async {
+        (ids(&mut b.connect().await).await == Err(976)).then_some(())
+    })
+    .await;
+    ok(
+        &mut sa,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] MODIFY REPLICA ON N'{}' WITH (SECONDARY_ROLE \
+             (ALLOW_CONNECTIONS = READ_ONLY))",
+            b.name
+        ),
+    )
+    .await;
+    eventually("B to want read intent", || async {
+        (ids(&mut b.connect().await).await == Err(978)).then_some(())
+    })
+    .await;
+    let mut intent = connect(b.addr(), true).await;
+    assert_eq!(ids(&mut intent).await, Ok(strings(&[1])));
+    ok(
+        &mut sa,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] MODIFY REPLICA ON N'{}' WITH (SECONDARY_ROLE \
+             (ALLOW_CONNECTIONS = ALL))",
+            b.name
+        ),
+    )
+    .await;
+
+    // A planned failover to C: refused without the session context, then made.
+    let mut sc = c.connect().await;
+    fails(&mut sc, "ALTER AVAILABILITY GROUP [ag] FAILOVER", 47104).await;
+    fails(&mut sa, PROMOTE, 41122).await;
+    ok(
+        &mut sc,
+        "ALTER AVAILABILITY GROUP [ag] SET (WRITE_LEASE_VALIDITY = 30)",
+    )
+    .await;
+    ok(&mut sc, PROMOTE).await;
+    let promoted = local(&mut sc).await.unwrap();
+    assert_eq!(promoted.role, "PRIMARY");
+    assert!(promoted.sequence > sequence);
+    wait_for_role(&a, "SECONDARY").await;
+    for node in [&a, &b] {
+        eventually("the new sequence number everywhere", || async {
+            let mut sql = node.connect().await;
+            local(&mut sql)
+                .await
+                .filter(|l| l.sequence >= promoted.sequence)
+                .map(drop)
+        })
+        .await;
+    }
+    let mut sa = a.connect().await;
+    fails(&mut sa, "INSERT INTO [db].[dbo].[t] (id) VALUES (2)", 3906).await;
+    wait_until_healthy(&c, 3).await;
+    ok(&mut sc, "INSERT INTO [db].[dbo].[t] (id) VALUES (2)").await;
+    wait_for_ids(&a, &[1, 2]).await;
+
+    // B stops; C commits with A; then C dies. B, back, is not synchronized (41142); A is and
+    // fails over with every acknowledged row.
+    b.kill();
+    for id in [3, 4] {
+        ok(
+            &mut sc,
+            &format!("INSERT INTO [db].[dbo].[t] (id) VALUES ({id})"),
+        )
+        .await;
+    }
+    c.kill();
+    b.start(true);
+    let mut sb = b.connect().await;
+    assert_eq!(local(&mut sb).await.unwrap().role, "RESOLVING");
+    fails(&mut sb, PROMOTE, 41142).await;
+    let mut sa = a.connect().await;
+    eventually("A to see its primary gone", || async {
+        let mut sql = a.connect().await;
+        databases(&mut sql)
+            .await
+            .first()
+            .filter(|d| d.1 == "NOT SYNCHRONIZING")
+            .map(drop)
+    })
+    .await;
+    ok(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] SET (WRITE_LEASE_VALIDITY = 30)",
+    )
+    .await;
+    ok(&mut sa, PROMOTE).await;
+    assert_eq!(ids(&mut sa).await, Ok(strings(&[1, 2, 3, 4])));
+    // B, restarted as a secondary, follows the new primary and catches up.
+    wait_for_role(&b, "SECONDARY").await;
+    eventually("B to be synchronized again", || async {
+        let mut sql = b.connect().await;
+        databases(&mut sql)
+            .await
+            .first()
+            .filter(|d| d.1 == "SYNCHRONIZED")
+            .map(drop)
+    })
+    .await;
+    ok(&mut sa, "INSERT INTO [db].[dbo].[t] (id) VALUES (5)").await;
+    wait_for_ids(&b, &[1, 2, 3, 4, 5]).await;
+
+    // C, the old primary, comes back RESOLVING with its group until told to be a secondary.
+    drop(sb);
+    drop(sc);
+    c.start(true);
+    let mut sc = c.connect().await;
+    let back = local(&mut sc).await.unwrap();
+    assert_eq!(
+        (back.group.as_str(), back.role.as_str()),
+        ("ag", "RESOLVING")
+    );
+    assert_eq!(back.operational, "OFFLINE");
+    ok(
+        &mut sc,
+        "ALTER AVAILABILITY GROUP [ag] SET (ROLE = SECONDARY)",
+    )
+    .await;
+    wait_for_role(&c, "SECONDARY").await;
+    wait_for_ids(&c, &[1, 2, 3, 4, 5]).await;
+    wait_until_healthy(&a, 3).await;
+
+    // DROP AVAILABILITY GROUP on every replica.
+    for node in [&a, &b, &c] {
+        let mut sql = node.connect().await;
+        ok(&mut sql, "DROP AVAILABILITY GROUP [ag]").await;
+        assert_eq!(local(&mut sql).await, None);
+        fails(&mut sql, "DROP AVAILABILITY GROUP [ag]", 41100).await;
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_refuses_a_peer_until_its_certificate_is_created() {
+    let dir = TempDir::new("ag-two-pki");
+    let first = pfx(&pki("first CA"), dir.path(), "first", PFX_PASSWORD);
+    let second = pfx(&pki("second CA"), dir.path(), "second", PFX_PASSWORD);
+    let mut a = Node::new(2, 1);
+    let mut b = Node::new(2, 2);
+    a.start(true);
+    b.start(true);
+    secure(&a, &first).await;
+    secure(&b, &second).await;
+    // B trusts A's certificate; A does not know B's yet.
+    let mut sb = b.connect().await;
+    ok(
+        &mut sb,
+        &format!(
+            "CREATE CERTIFICATE [peer_cert] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
+             FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
+            first.display(),
+            literal(PFX_PASSWORD)
+        ),
+    )
+    .await;
+    let mut sa = a.connect().await;
+    ok(&mut sa, &create_group(&a, 30, 0)).await;
+    ok(
+        &mut sa,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] ADD REPLICA ON {}",
+            b.replica_spec("ALL")
+        ),
+    )
+    .await;
+    fails(
+        &mut sb,
+        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+        47106,
+    )
+    .await;
+    let rows = replicas(&mut sa).await;
+    let row = rows.iter().find(|r| r[0] == b.name).unwrap();
+    assert_eq!(row[2], "DISCONNECTED");
+    assert!(
+        a.double
+            .as_ref()
+            .unwrap()
+            .stdout()
+            .contains("is not one this replica trusts")
+    );
+
+    ok(
+        &mut sa,
+        &format!(
+            "CREATE CERTIFICATE [peer_cert] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
+             FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
+            second.display(),
+            literal(PFX_PASSWORD)
+        ),
+    )
+    .await;
+    ok(
+        &mut sb,
+        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+    )
+    .await;
+    eventually("A to see B connected", || async {
+        let mut sql = a.connect().await;
+        replicas(&mut sql)
+            .await
+            .iter()
+            .find(|r| r[0] == b.name)
+            // A group without availability databases is NOT_HEALTHY (see hadr::state).
+            .filter(|r| r[1..] == ["SECONDARY", "CONNECTED", "NOT_HEALTHY"])
+            .map(drop)
+    })
+    .await;
+    let local_b = local(&mut sb).await.unwrap();
+    assert_eq!(
+        (local_b.role.as_str(), local_b.connected.as_str()),
+        ("SECONDARY", "CONNECTED")
+    );
+}
+
+#[tokio::test]
+async fn an_expired_write_lease_refuses_writes_but_keeps_the_role() {
+    let files = cluster_files();
+    let mut a = Node::new(3, 1);
+    a.start(true);
+    secure(&a, &files.pfx).await;
+    let mut sa = a.connect().await;
+    ok(&mut sa, &create_group(&a, 2, 0)).await;
+    fails(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] SET (WRITE_LEASE_VALIDITY = 1)",
+        47119,
+    )
+    .await;
+    for statement in [
+        "CREATE DATABASE [db]",
+        "BACKUP DATABASE [db] TO DISK = N'/dev/null'",
+        "ALTER AVAILABILITY GROUP [ag] ADD DATABASE [db]",
+        "CREATE TABLE [db].[dbo].[t] (id BIGINT NOT NULL PRIMARY KEY)",
+        "INSERT INTO [db].[dbo].[t] (id) VALUES (1)",
+    ] {
+        ok(&mut sa, statement).await;
+    }
+    // Each attempt a new key: the first one refused marks the lease's end.
+    let next = std::sync::atomic::AtomicI64::new(2);
+    let refused = eventually("the lease to expire", || async {
+        let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut sql = a.connect().await;
+        let insert = format!("INSERT INTO [db].[dbo].[t] (id) VALUES ({id})");
+        (run(&mut sql, &insert).await == Err(3906)).then_some(id)
+    })
+    .await;
+    assert_eq!(local(&mut sa).await.unwrap().role, "PRIMARY");
+    let kept = ids(&mut sa).await.unwrap();
+    assert!(!kept.contains(&refused.to_string()), "{kept:?}");
+    ok(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] SET (WRITE_LEASE_VALIDITY = 30)",
+    )
+    .await;
+    ok(
+        &mut sa,
+        &format!("INSERT INTO [db].[dbo].[t] (id) VALUES ({refused})"),
+    )
+    .await;
+    assert_eq!(
+        column(&mut sa, "SELECT COUNT_BIG(*) FROM [db].[dbo].[t]").await,
+        Ok(strings(&[kept.len() as i64 + 1]))
+    );
+}
+
+#[tokio::test]
+async fn certificates_come_from_pfx_files_and_need_the_master_key() {
+    let files = cluster_files();
+    let mut a = Node::new(4, 1);
+    a.start(true);
+    let mut sa = a.connect().await;
+    let create = |file: &Path, password: &str| {
+        format!(
+            "CREATE CERTIFICATE [c] FROM FILE = N'{}' WITH FORMAT = 'PFX', PRIVATE KEY \
+             (DECRYPTION BY PASSWORD = N'{}')",
+            file.display(),
+            literal(password)
+        )
+    };
+    fails(&mut sa, &create(&files.pfx, PFX_PASSWORD), 15581).await;
+    ok(&mut sa, "CREATE MASTER KEY ENCRYPTION BY PASSWORD = N'pw'").await;
+    fails(
+        &mut sa,
+        &create(Path::new("/nonexistent/c.pfx"), PFX_PASSWORD),
+        15208,
+    )
+    .await;
+    fails(&mut sa, &create(&files.pfx, "wrong"), 15297).await;
+    ok(&mut sa, &create(&files.pfx, PFX_PASSWORD)).await;
+    fails(&mut sa, &create(&files.pfx, PFX_PASSWORD), 15232).await;
+    fails(
+        &mut sa,
+        &create(&files.pfx, PFX_PASSWORD).replace("[c]", "[d]"),
+        15232,
+    )
+    .await;
+    // Kept in master across a restart.
+    a.kill();
+    a.start(true);
+    let mut sa = a.connect().await;
+    fails(&mut sa, &create(&files.pfx, PFX_PASSWORD), 15232).await;
+    fails(
+        &mut sa,
+        "CREATE MASTER KEY ENCRYPTION BY PASSWORD = N'pw'",
+        15578,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_hadr_availability_group_statements_are_refused() {
+    let mut a = Node::new(5, 1);
+    a.start(false);
+    let mut sa = a.connect().await;
+    let probe = sa
+        .simple_query("SELECT @@SERVERNAME, SERVERPROPERTY('IsHadrEnabled')")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(probe.get::<i32, _>(1), Some(0));
+    fails(&mut sa, &create_group(&a, 4, 0), 35221).await;
+    fails(
+        &mut sa,
+        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+        35221,
+    )
+    .await;
+    fails(&mut sa, "DROP AVAILABILITY GROUP [ag]", 35221).await;
+    assert_eq!(local(&mut sa).await, None);
+    fails(&mut sa, "ALTER AVAILABILITY GROUP [ag] DANCE", 102).await;
+}
