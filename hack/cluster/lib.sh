@@ -8,6 +8,8 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 CERT_MANAGER_VERSION=v1.21.2
+# The cluster DNS (hack/cluster/go/coredns: CoreDNS with only the plugins it needs).
+COREDNS_VERSION=v1.14.2
 # The real node's parts (hack/cluster/node): containerd, the CNI plugins, crictl, and the pause image
 # built from k8s.io/kubernetes' build/pause (kubelet and kube-proxy come from the k8s module).
 CONTAINERD_VERSION=v2.4.2
@@ -32,6 +34,12 @@ KCM_PORT="${MSSQL_CLUSTER_KCM_PORT:-20257}"
 SCHEDULER_PORT="${MSSQL_CLUSTER_SCHEDULER_PORT:-20259}"
 KWOK_PORT="${MSSQL_CLUSTER_KWOK_PORT:-20247}"
 CERT_MANAGER_HEALTH_PORT="${MSSQL_CLUSTER_CERT_MANAGER_PORT:-20403}"
+# The cluster DNS: its /ready on loopback, and its DNS port on loopback when the plane has no real
+# node (with one it answers on the node's bridge, port 53, where pods ask it; see dns_listen).
+DNS_READY_PORT="${MSSQL_CLUSTER_DNS_READY_PORT:-20181}"
+DNS_PORT="${MSSQL_CLUSTER_DNS_PORT:-20053}"
+CLUSTER_DOMAIN=cluster.local
+SERVICE_CIDR=10.96.0.0/16
 
 # The real node (opt-in: MSSQL_CLUSTER_REAL_NODE=1 or `up --real-node`; see hack/cluster/node).
 # One per machine: its bridge, iptables chains and /kubepods cgroups are machine-wide names.
@@ -61,12 +69,16 @@ NODE_REFUSED_DESTINATIONS=(10.0.0.1/32 10.244.0.0/16 10.96.0.0/16)
 
 # The plane's components, in start order (up), the reverse of stop order (down), and what status
 # lists: etcd, the API server, then the API server's clients, started and checked once it answers
-# /readyz.
-PLANE_CLIENTS=(kube-controller-manager kube-scheduler kwok cert-manager)
+# /readyz. coredns is the cluster DNS (CoreDNS's kubernetes plugin, see hack/cluster/up).
+PLANE_CLIENTS=(kube-controller-manager kube-scheduler kwok cert-manager coredns)
 PLANE_COMPONENTS=(etcd kube-apiserver "${PLANE_CLIENTS[@]}")
 
 # Where kube-apiserver listens: loopback, or the node's bridge so that pods reach it.
 apiserver_host() { if [ "$REAL_NODE" = 1 ]; then echo "$NODE_GATEWAY"; else echo "$CLUSTER_HOST"; fi; }
+# dns_listen API-SERVER-HOST: `ADDRESS PORT` where the cluster DNS answers: beside the API server,
+# on the node's bridge at port 53 (the kubelet's clusterDNS: a resolv.conf has no port), or on
+# loopback at DNS_PORT.
+dns_listen() { if [ "$1" = "$NODE_GATEWAY" ]; then echo "$NODE_GATEWAY 53"; else echo "$CLUSTER_HOST $DNS_PORT"; fi; }
 
 # cluster_lock: serialise up/down on one run dir (flock on a file beside it).
 # Daemons must not inherit the lock's descriptor (start them with 9>&-).
