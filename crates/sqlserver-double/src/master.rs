@@ -37,7 +37,7 @@ pub struct Endpoint {
     pub started: bool,
     pub port: u16,
     pub role: String,
-    /// AUTHENTICATION = CERTIFICATE <this>.
+    /// The certificate of `AUTHENTICATION = CERTIFICATE [name]`.
     pub certificate: String,
     pub encryption_required: bool,
     /// Logins granted CONNECT ON ENDPOINT.
