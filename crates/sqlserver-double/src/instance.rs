@@ -152,7 +152,7 @@ impl Instance {
     }
 
     /// One more configuration change on the primary (a secondary joined or left the commit
-    /// set), persisted; the secondaries get it with the next heartbeat.
+    /// set), persisted and sent to the secondaries at once.
     pub fn bump_sequence(&self, why: &str) {
         let mut group = lock(&self.group);
         if let Some(g) = group.as_mut().filter(|g| g.role == Role::Primary) {
@@ -165,6 +165,8 @@ impl Instance {
                 ),
             );
             self.save_group(Some(g));
+            drop(group);
+            crate::hadr::replication::send_configuration(self);
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Peer {
     pub name: String,
     address: String,
     stopped: AtomicBool,
+    /// The configuration changed since the last heartbeat: send it now, not at the next one.
+    changed: AtomicBool,
     link: std::sync::Mutex<Option<BufReader<Tls<ClientConnection>>>>,
     pub state: std::sync::Mutex<PeerState>,
 }
@@ -131,6 +133,7 @@ pub fn sync_peers(instance: &Arc<Instance>) {
             name: name.clone(),
             address,
             stopped: AtomicBool::new(false),
+            changed: AtomicBool::new(false),
             link: std::sync::Mutex::new(None),
             state: std::sync::Mutex::new(PeerState::default()),
         });
@@ -142,6 +145,15 @@ pub fn sync_peers(instance: &Arc<Instance>) {
 
 /// Every peer out of the commit set, so that the next heartbeat seeds them again (after ADD
 /// DATABASE: the new database must reach them before they count).
+/// A configuration change (a new sequence number) goes to every secondary at once, as SQL Server
+/// commits a configuration to its replicas: a secondary must not lag its primary's number for
+/// a heartbeat.
+pub fn send_configuration(instance: &Instance) {
+    for peer in lock(&instance.peers).values() {
+        peer.changed.store(true, Ordering::Relaxed);
+    }
+}
+
 pub fn reseed_all(instance: &Instance) {
     for peer in lock(&instance.peers).values() {
         lock(&peer.state).synchronized = false;
@@ -154,8 +166,11 @@ fn run_peer(instance: &Arc<Instance>, peer: &Arc<Peer>) {
             heartbeat(instance, peer, config);
         }
         let until = Instant::now() + HEARTBEAT;
-        while Instant::now() < until && !peer.stopped.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
+        while Instant::now() < until
+            && !peer.stopped.load(Ordering::Relaxed)
+            && !peer.changed.swap(false, Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     *lock(&peer.link) = None;
