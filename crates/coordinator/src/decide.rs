@@ -138,6 +138,8 @@ pub struct View<'a> {
     pub fencing: bool,
     /// The pod is stopping (SIGTERM).
     pub stopping: bool,
+    /// It has been stopping too long to wait any more for a secondary to catch up.
+    pub handover_expired: bool,
     /// Until when this coordinator promised a primary not to take the Lease (failsafe).
     pub promised_until: Option<Instant>,
     /// When the last write lease this coordinator gave surely ends.
@@ -251,6 +253,18 @@ fn holding(view: &View<'_>) -> Next {
 /// (or free it) once its server can no longer take writes.
 fn let_go(view: &View<'_>) -> Next {
     let writes_possible = match view.server {
+        // A stopping primary goes on serving until a synchronized secondary has its latest
+        // configuration (a switchover, not a failover), for as long as the pod may wait.
+        Server::Replica {
+            role: Role::Primary,
+            ..
+        } if view.stopping
+            && !view.fencing
+            && !view.handover_expired
+            && promotion_target(view.voters, view.votes, Some(view.me)).is_err() =>
+        {
+            return Next::Lead;
+        }
         Server::Replica {
             role: Role::Primary,
             ..

@@ -118,7 +118,13 @@ struct Memory {
     /// The highest sequence number any voter reported (what the arbiter votes with).
     highest_sequence: Option<i64>,
     last_move: Option<String>,
+    /// When SIGTERM arrived.
+    stopping_since: Option<Instant>,
 }
+
+/// How long a stopping primary waits for a secondary to catch up before it fences all the same:
+/// well within a pod's default grace period (30 s).
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The coordinator of `config.pod`, until SIGTERM has been handled (the Lease handed over).
 pub async fn run(
@@ -245,6 +251,9 @@ impl Tick<'_> {
             shared.holding = holding;
             shared.promised_until
         };
+        if stopping {
+            memory.stopping_since.get_or_insert(now);
+        }
         let view = View {
             me: &self.me.name,
             server: &local,
@@ -255,6 +264,9 @@ impl Tick<'_> {
                 && votes.iter().all(|v| !v.has_group),
             fencing: memory.fencing,
             stopping,
+            handover_expired: memory
+                .stopping_since
+                .is_some_and(|since| now >= since + HANDOVER_WAIT),
             promised_until,
             write_lease_end: memory.write_lease_end,
             now,
@@ -263,7 +275,19 @@ impl Tick<'_> {
         let next = decide::next(&view);
         let described = format!("{next:?}");
         if memory.last_move.as_deref() != Some(described.as_str()) {
-            info!(next = described, "coordinator");
+            let answers: Vec<String> = votes
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} seq {:?}{}{}",
+                        v.member,
+                        v.sequence,
+                        if v.synchronized { " synchronized" } else { "" },
+                        if v.refused { " refused" } else { "" }
+                    )
+                })
+                .collect();
+            info!(next = described, votes = ?answers, "coordinator");
             memory.last_move = Some(described);
         }
         self.act(memory, server, next, holding).await

@@ -98,15 +98,19 @@ type Connection = Client<Compat<TcpStream>>;
 /// The connection to the local server, made when needed.
 pub struct Server {
     target: Target,
-    timeout: Duration,
+    /// A state query's deadline: a server that misses it counts as silent.
+    probe_timeout: Duration,
     connection: Option<Connection>,
 }
 
+/// A statement's deadline: a group change or a failover may take SQL Server several seconds.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Server {
-    pub fn new(target: Target, timeout: Duration) -> Self {
+    pub fn new(target: Target, probe_timeout: Duration) -> Self {
         Self {
             target,
-            timeout,
+            probe_timeout,
             connection: None,
         }
     }
@@ -129,12 +133,12 @@ impl Server {
         Ok(Client::connect(config, tcp.compat_write()).await?)
     }
 
-    /// Runs `work` on the connection within the deadline; a failure drops the connection.
+    /// Runs `work` on the connection within `timeout`; a failure drops the connection.
     async fn with<T>(
         &mut self,
+        timeout: Duration,
         work: impl AsyncFnOnce(&mut Connection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
-        let timeout = self.timeout;
         let attempt = async {
             if self.connection.is_none() {
                 self.connection = Some(self.connect().await?);
@@ -158,7 +162,7 @@ impl Server {
     /// Runs one batch; `done` lists the error numbers that mean it was done before.
     pub async fn execute(&mut self, batch: &str, done: &[u32]) -> Result<(), SqlError> {
         let result = self
-            .with(async |c| {
+            .with(STATEMENT_TIMEOUT, async |c| {
                 c.simple_query(batch).await?.into_results().await?;
                 Ok(())
             })
@@ -172,7 +176,7 @@ impl Server {
     /// `SELECT @@SERVERNAME, SERVERPROPERTY('IsHadrEnabled')`: the server's name and whether HADR
     /// is on.
     pub async fn probe(&mut self) -> Result<(String, bool), SqlError> {
-        self.with(async |c| {
+        self.with(self.probe_timeout, async |c| {
             let row = c
                 .simple_query(tsql::probe())
                 .await?
@@ -191,7 +195,7 @@ impl Server {
 
     /// The local replica and its databases.
     pub async fn local(&mut self) -> Result<Local, SqlError> {
-        self.with(async |c| {
+        self.with(self.probe_timeout, async |c| {
             let rows = c
                 .simple_query(tsql::QUERY_LOCAL)
                 .await?
@@ -234,7 +238,7 @@ impl Server {
 
     /// Every replica of the group, as the primary sees them.
     pub async fn replicas(&mut self) -> Result<Vec<ReplicaRow>, SqlError> {
-        self.with(async |c| {
+        self.with(self.probe_timeout, async |c| {
             let rows = c
                 .simple_query(tsql::QUERY_REPLICAS)
                 .await?

@@ -60,6 +60,7 @@ struct Case {
     all_answered_without_group: bool,
     fencing: bool,
     stopping: bool,
+    handover_expired: bool,
     promised_until: Option<Instant>,
     write_lease_end: Option<Instant>,
     now: Instant,
@@ -81,6 +82,7 @@ impl Case {
             all_answered_without_group: false,
             fencing: false,
             stopping: false,
+            handover_expired: false,
             promised_until: None,
             write_lease_end: None,
             now,
@@ -98,6 +100,7 @@ impl Case {
             all_answered_without_group: self.all_answered_without_group,
             fencing: self.fencing,
             stopping: self.stopping,
+            handover_expired: self.handover_expired,
             promised_until: self.promised_until,
             write_lease_end: self.write_lease_end,
             now: self.now,
@@ -296,6 +299,26 @@ mod the_holder {
                 to: Some("ag-1".into())
             }
         );
+    }
+
+    #[test]
+    fn a_stopping_primary_serves_until_a_secondary_has_its_latest_configuration() {
+        // ag-0's last configuration change (sequence 8) has not reached its secondaries yet.
+        let now = Instant::now();
+        let mut case = Case::new("ag-0", PRIMARY, mine(now), now);
+        case.stopping = true;
+        case.votes = vec![
+            vote("ag-0", 8, true),
+            vote("ag-1", 7, true),
+            vote("ag-2", 7, true),
+        ];
+        assert_eq!(case.next(), Next::Lead);
+        case.votes[1].sequence = Some(8);
+        assert_eq!(case.next(), Next::Fence);
+        // Not for ever: the pod's grace period is limited.
+        case.votes[1].sequence = Some(7);
+        case.handover_expired = true;
+        assert_eq!(case.next(), Next::Fence);
     }
 
     #[test]
