@@ -43,11 +43,39 @@ pub struct Server {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Topology {
     Standalone,
-    AvailabilityGroup {
-        databases: Vec<String>,
-    },
+    AvailabilityGroup(Group),
     /// Accepted and kept; provisioned like an availability group without the endpoint alias.
     DistributedAg,
+}
+
+/// An availability group, as its coordinator forms it (docs/coordinator.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// `availabilityGroup.databases`: created on the primary and added to the group.
+    pub databases: Vec<String>,
+    /// `availabilityGroup.secondaryAccessMode`: `Passive`, `ReadOnly` or `All`.
+    pub secondary_access_mode: String,
+    /// The password of the endpoint's `dbm_login` (`loginSecretName`, else `<db>-dbm-login`).
+    pub login_secret: OwnSecret,
+    /// The password of the database master key (`masterKeySecretName`, else `<db>-master-key`).
+    pub master_key_secret: OwnSecret,
+}
+
+/// A Secret the user may name; when they do not, the operator generates it once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnSecret {
+    pub name: String,
+    /// The user named it: it is read, never written.
+    pub given: bool,
+}
+
+impl OwnSecret {
+    fn new(given: Option<String>, default: String) -> Self {
+        Self {
+            given: given.is_some(),
+            name: given.unwrap_or(default),
+        }
+    }
 }
 
 impl Topology {
@@ -124,6 +152,14 @@ impl Server {
         self.tls.certificates.iter().find(|c| c.alias == alias)
     }
 
+    /// The availability group, if the database is one.
+    pub fn group(&self) -> Option<&Group> {
+        match &self.topology {
+            Topology::AvailabilityGroup(group) => Some(group),
+            _ => None,
+        }
+    }
+
     /// Pod names, in ordinal order.
     pub fn pod_names(&self) -> Vec<String> {
         (0..self.replicas)
@@ -164,19 +200,32 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
         .collect();
     let topology = match spec.topology.as_ref().and_then(|t| t.mode.as_deref()) {
         None => Topology::Standalone,
-        Some(TOPOLOGY_AVAILABILITY_GROUP) => Topology::AvailabilityGroup {
-            databases: spec
+        Some(TOPOLOGY_AVAILABILITY_GROUP) => {
+            let group = spec
                 .topology
                 .as_ref()
-                .and_then(|t| t.availability_group.as_ref())
-                .and_then(|g| g.databases.clone())
-                .unwrap_or_default(),
-        },
+                .and_then(|t| t.availability_group.clone())
+                .unwrap_or_default();
+            Topology::AvailabilityGroup(Group {
+                databases: group.databases.unwrap_or_default(),
+                secondary_access_mode: group
+                    .secondary_access_mode
+                    .unwrap_or_else(|| "Passive".to_owned()),
+                login_secret: OwnSecret::new(
+                    group.login_secret_name,
+                    names::dbm_login_secret(&name),
+                ),
+                master_key_secret: OwnSecret::new(
+                    group.master_key_secret_name,
+                    names::master_key_secret(&name),
+                ),
+            })
+        }
         Some(_) => Topology::DistributedAg,
     };
     let auth_name = spec.auth_secret.as_ref().and_then(|s| s.name.clone());
     let replicas = spec.replicas.expect("validated: spec.replicas");
-    let even_group = matches!(topology, Topology::AvailabilityGroup { .. }) && replicas % 2 == 0;
+    let even_group = matches!(topology, Topology::AvailabilityGroup(_)) && replicas % 2 == 0;
     let configuration = spec.configuration.unwrap_or_default();
     Server {
         namespace: db

@@ -47,6 +47,7 @@ pub fn ensure_operator() {
                     verify_served_certificates: false,
                     renewal: Default::default(),
                     namespaces: Vec::new(),
+                    coordinator_image: mssql_operator::DEFAULT_COORDINATOR_IMAGE.to_owned(),
                 };
                 mssql_operator::run_controllers(client, Default::default(), settings).await;
             });

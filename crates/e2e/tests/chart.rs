@@ -277,6 +277,9 @@ fn other_values_render_the_service_monitor_no_catalog_and_standbys() {
     );
 }
 
+/// Availability groups' coordinators run the operator's own image.
+const IMAGE_ARG: &str = "--coordinator-image=mssql-operator:0.1.0";
+
 #[test]
 fn served_certificate_checks_and_the_renewal_policy_become_flags() {
     // The webhook's flags: the_webhook_is_the_one_the_operator_registers.
@@ -288,7 +291,14 @@ fn served_certificate_checks_and_the_renewal_policy_become_flags() {
     let defaults = ["--renewal-rollout=Auto", "--renewal-safety-margin=24h"];
     assert_eq!(
         args(&[]),
-        json!(["run", "--listen", "0.0.0.0:8080", defaults[0], defaults[1]])
+        json!([
+            "run",
+            "--listen",
+            "0.0.0.0:8080",
+            IMAGE_ARG,
+            defaults[0],
+            defaults[1]
+        ])
     );
     assert_eq!(
         args(&["verifyServedCertificates=false"]),
@@ -296,6 +306,7 @@ fn served_certificate_checks_and_the_renewal_policy_become_flags() {
             "run",
             "--listen",
             "0.0.0.0:8080",
+            IMAGE_ARG,
             "--verify-served-certificates=false",
             defaults[0],
             defaults[1]
@@ -311,6 +322,7 @@ fn served_certificate_checks_and_the_renewal_policy_become_flags() {
             "run",
             "--listen",
             "0.0.0.0:8080",
+            IMAGE_ARG,
             "--renewal-rollout=Manual",
             "--maintenance-window=Sat,Sun 22:00-02:00 Europe/Berlin",
             "--renewal-safety-margin=72h"

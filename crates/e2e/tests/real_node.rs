@@ -27,6 +27,7 @@ use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, ResourceExt};
 use mssql_api::annotations::RENEWAL_ROLLOUT as ROLLOUT;
 use mssql_api::condition::find;
+use mssql_api::labels::ROLE;
 use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING;
 use mssql_api::phase::PAUSED;
 use mssql_api::pods::is_ready;
@@ -34,7 +35,7 @@ use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
-use mssql_e2e::fixture::{SHORT, Setup, create_ops, summary};
+use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary};
 use mssql_e2e::real_node::{
     NODE, Release, assert_node_ready, exec, exec_ok, load_images, place_on_node, probe_counts,
 };
@@ -59,22 +60,22 @@ const OPS_TIMEOUT: Duration = Duration::from_secs(300);
 /// One database of KubeDB's TLS guide, and the names of its requests' examples.
 struct Db {
     name: &'static str,
-    /// In restart order: secondaries by ordinal, the primary last.
+    /// By ordinal.
     pods: &'static [&'static str],
-    primary: Option<&'static str>,
+    /// An availability group: its coordinators elect the primary and label the pods.
+    group: bool,
     /// The guide's request examples: add TLS, rotate, change issuer, remove.
     requests: [&'static str; 4],
 }
 
-/// The primary is pod 1, so that "primary last" cannot be mistaken for ordinal order.
 const GROUP: Db = Db {
     name: "mssql-ag-cluster",
     pods: &[
         "mssql-ag-cluster-0",
-        "mssql-ag-cluster-2",
         "mssql-ag-cluster-1",
+        "mssql-ag-cluster-2",
     ],
-    primary: Some("mssql-ag-cluster-1"),
+    group: true,
     requests: [
         "msops-ag-add-tls",
         "msops-ag-rotate",
@@ -87,21 +88,21 @@ const GROUP: Db = Db {
 const SHORT_LIVED: Db = Db {
     name: "ms-short-lived",
     pods: &["ms-short-lived-0"],
-    primary: None,
+    group: false,
     requests: STANDALONE.requests,
 };
 
 const SHORT_LIVED_GROUP: Db = Db {
     name: "ag-short-lived",
-    pods: &["ag-short-lived-0", "ag-short-lived-2", "ag-short-lived-1"],
-    primary: Some("ag-short-lived-1"),
+    pods: &["ag-short-lived-0", "ag-short-lived-1", "ag-short-lived-2"],
+    group: true,
     requests: GROUP.requests,
 };
 
 const STANDALONE: Db = Db {
     name: "ms-standalone",
     pods: &["ms-standalone-0"],
-    primary: None,
+    group: false,
     requests: [
         "msops-add-tls",
         "msops-rotate",
@@ -215,14 +216,32 @@ struct ServerStart {
     restarts: i32,
 }
 
-/// Each pod's server container: its pod's uid, when it started, how often it restarted.
-async fn pod_starts(t: &Setup, db: &Db) -> BTreeMap<String, ServerStart> {
+/// Each pod's server container, and the order a request restarts the pods in.
+struct Starts {
+    by_pod: BTreeMap<String, ServerStart>,
+    /// Secondaries by ordinal, the primary last, as labelled when these were read.
+    order: Vec<String>,
+}
+
+impl std::ops::Index<&str> for Starts {
+    type Output = ServerStart;
+
+    fn index(&self, pod: &str) -> &ServerStart {
+        &self.by_pod[pod]
+    }
+}
+
+/// Each pod's server container: its pod's uid, when it started, how often it restarted; read
+/// once the database is Ready and its roles settled.
+async fn pod_starts(t: &Setup, db: &Db) -> Starts {
+    let order = settled_order(t, db).await;
     let pods = t
         .api::<Pod>()
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", db.name)))
         .await
         .unwrap();
-    pods.items
+    let by_pod = pods
+        .items
         .iter()
         .map(|p| {
             let server = p
@@ -238,22 +257,46 @@ async fn pod_starts(t: &Setup, db: &Db) -> BTreeMap<String, ServerStart> {
             };
             (p.name_any(), start)
         })
-        .collect()
+        .collect();
+    Starts { by_pod, order }
 }
 
-/// The availability group's roles, as its coordinator would set them (there is none yet).
-async fn label_roles(t: &Setup, db: &Db) {
-    if let Some(primary) = db.primary {
-        for pod in db.pods {
-            let role = if *pod == primary {
-                "primary"
-            } else {
-                "secondary"
-            };
-            t.set_role(pod, role).await;
-        }
+/// The pods in restart order once the database is Ready and, for a group, its coordinators
+/// labelled exactly one pod `primary` and the others `secondary`: the secondaries by ordinal,
+/// the primary last.
+async fn settled_order(t: &Setup, db: &Db) -> Vec<String> {
+    t.wait_phase(db.name, "Ready", READY_TIMEOUT).await;
+    if !db.group {
+        return db.pods.iter().map(|p| (*p).to_owned()).collect();
     }
-    t.wait_phase(db.name, "Ready", SHORT).await;
+    eventually(
+        &format!("{}'s coordinators to label one primary", db.name),
+        READY_TIMEOUT,
+        || async {
+            let mut primaries = Vec::new();
+            let mut secondaries = Vec::new();
+            for pod in db.pods {
+                let labels = t
+                    .api::<Pod>()
+                    .get(pod)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .metadata
+                    .labels
+                    .unwrap_or_default();
+                match labels.get(ROLE).map(String::as_str) {
+                    Some("primary") => primaries.push((*pod).to_owned()),
+                    Some("secondary") => secondaries.push((*pod).to_owned()),
+                    other => return Err(format!("{pod} is labelled {other:?}")),
+                }
+            }
+            match primaries[..] {
+                [_] => Ok(secondaries.into_iter().chain(primaries).collect()),
+                _ => Err(format!("primaries {primaries:?}")),
+            }
+        },
+    )
+    .await
 }
 
 /// Waits until the request ends; returns it, whatever its phase.
@@ -303,11 +346,12 @@ fn restart(db: &Db, name: &str) -> impl FnOnce(&mut Value) {
 async fn assert_restarted_once_primary_last(
     t: &Setup,
     db: &Db,
-    before: &BTreeMap<String, ServerStart>,
+    before: &Starts,
     ops: &MssqlServerOpsRequest,
     tls: bool,
 ) {
     let after = pod_starts(t, db).await;
+    let order = &before.order;
     let conditions = &ops.status.as_ref().unwrap().conditions;
     let pods_of = |prefix: &str| -> Vec<String> {
         conditions
@@ -317,14 +361,14 @@ async fn assert_restarted_once_primary_last(
             .collect()
     };
     assert_eq!(
-        pods_of("EvictPod--"),
-        db.pods,
+        &pods_of("EvictPod--"),
+        order,
         "each pod evicted once, primary last"
     );
     let verified = pods_of("CheckServedCertificate--");
     match tls {
         true => assert_eq!(
-            verified, db.pods,
+            &verified, order,
             "the operator checked what each pod serves"
         ),
         false => assert!(
@@ -333,15 +377,16 @@ async fn assert_restarted_once_primary_last(
         ),
     }
     let mut previous = None;
-    for pod in db.pods {
-        assert_ne!(after[*pod].uid, before[*pod].uid, "{pod} was not replaced");
-        let started = after[*pod].started.clone();
+    for pod in order {
+        let pod = pod.as_str();
+        assert_ne!(after[pod].uid, before[pod].uid, "{pod} was not replaced");
+        let started = after[pod].started.clone();
         assert!(
             started.is_some() && started > previous,
             "{pod}'s server started at {started:?}, not after {previous:?}"
         );
         previous = started;
-        assert_eq!(after[*pod].restarts, 0, "{pod}'s server started once");
+        assert_eq!(after[pod].restarts, 0, "{pod}'s server started once");
     }
 }
 
@@ -557,7 +602,7 @@ fn for_db(db: &Db) -> impl FnOnce(&mut Value) {
 
 /// After a request: every pod and the Service serve what the Secret holds (or TLS is off).
 async fn assert_serves(t: &Setup, db: &Db, tls: bool, ids: &BTreeMap<String, String>) {
-    label_roles(t, db).await;
+    settled_order(t, db).await;
     if tls {
         let issued = issued(t, db).await;
         assert_pods_serve(t, db, Some(&issued), ids).await;
@@ -573,7 +618,10 @@ async fn assert_serves(t: &Setup, db: &Db, tls: bool, ids: &BTreeMap<String, Str
 /// the new certificate in place everywhere.
 async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<String, String>) {
     let ns = &t.ns.name;
-    let stale = db.pods[1];
+    let before = pod_starts(t, db).await;
+    let order = before.order.clone();
+    let stale = order[1].as_str();
+    let later: Vec<&str> = order[2..].iter().map(String::as_str).collect();
     let old_serial = parse_certificate(issued(t, db).await.crt.as_bytes())
         .unwrap()
         .serial;
@@ -595,7 +643,6 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
         &json!({"metadata": {"annotations": {ROLLOUT: "Manual"}}}),
     )
     .await;
-    let before = pod_starts(t, db).await;
     let name = create_ops(t, db.requests[1], |ops| {
         for_db(db)(ops);
         ops["metadata"]["name"] = json!(format!("{}-stale", db.requests[1]));
@@ -623,10 +670,11 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
     );
     let after = pod_starts(t, db).await;
     assert_ne!(
-        after[db.pods[0]].uid, before[db.pods[0]].uid,
+        after[order[0].as_str()].uid,
+        before[order[0].as_str()].uid,
         "the first pod was restarted"
     );
-    for pod in &db.pods[2..] {
+    for pod in &later {
         assert_eq!(
             after[*pod].uid, before[*pod].uid,
             "{pod}, after the stale one, was not touched"
@@ -645,7 +693,7 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
         .filter(|c| c.alias == "server" && c.outdated)
         .map(|c| c.pod.as_str())
         .collect();
-    assert_eq!(outdated, db.pods[2..].to_vec(), "{:?}", status.certificates);
+    assert_eq!(outdated, later, "{:?}", status.certificates);
     // Once resumed, the provisioner's next pass names what waits for a person.
     let message = eventually("the rollout to wait for a person", SHORT, || async {
         let db = t.api::<MssqlServer>().get(db.name).await.unwrap();
@@ -661,7 +709,7 @@ async fn a_stale_pod_fails_the_rotation(t: &Setup, db: &Db, ids: &BTreeMap<Strin
     assert!(
         message.contains(&format!(
             "{old_serial} (its secret now holds {new_serial}) on {}",
-            db.pods[2..].join(", ")
+            later.join(", ")
         )),
         "{message}"
     );
@@ -689,7 +737,7 @@ async fn the_guide(t: &Setup, db: &Db, busybox: &str, evict_operator: Option<&st
     t.create_example(db.name, |value| on_the_real_node(value, busybox))
         .await;
     wait_ready_replicas(&t.client, ns, db.name, db.pods.len() as i32).await;
-    label_roles(t, db).await;
+    settled_order(t, db).await;
     let ids: BTreeMap<String, String> = db
         .pods
         .iter()
@@ -741,7 +789,7 @@ async fn the_guide(t: &Setup, db: &Db, busybox: &str, evict_operator: Option<&st
 
     a_renewal_is_rolled_out_by_itself(t, db, &ids).await;
 
-    if db.primary.is_some() {
+    if db.group {
         let before = pod_starts(t, db).await;
         let ops = run_ops(t, "msops-ag-rotate", restart(db, "restart")).await;
         assert_restarted_once_primary_last(t, db, &before, &ops, true).await;
@@ -799,7 +847,7 @@ async fn a_short_lived_certificate_is_rolled_out(t: &Setup, db: &Db, example: &s
     })
     .await;
     wait_ready_replicas(&t.client, &t.ns.name, db.name, db.pods.len() as i32).await;
-    label_roles(t, db).await;
+    settled_order(t, db).await;
     let ids: BTreeMap<String, String> = db
         .pods
         .iter()

@@ -28,7 +28,12 @@ pub struct Settings {
     pub renewal: mssql_api::renewal::Policy,
     /// The namespaces the controllers watch; empty: every namespace.
     pub namespaces: Vec<String>,
+    /// The image of availability groups' `mssql-coordinator` containers: this operator's own.
+    pub coordinator_image: String,
 }
+
+/// The coordinator image where `run` is not told: this version of the operator's image.
+pub const DEFAULT_COORDINATOR_IMAGE: &str = concat!("mssql-operator:", env!("CARGO_PKG_VERSION"));
 
 /// Runs both controllers, the provisioner and the ops-manager, until the process is asked to stop:
 /// one pair over every namespace, or one pair per listed namespace (each with its own caches,
@@ -56,6 +61,7 @@ pub async fn run_controllers(
                     metrics.clone(),
                     waker.clone(),
                     settings.renewal,
+                    settings.coordinator_image.clone(),
                     namespace,
                     known.clone()
                 ),
@@ -64,6 +70,7 @@ pub async fn run_controllers(
                     metrics,
                     (waker, wakes),
                     settings.verify_served_certificates,
+                    settings.coordinator_image,
                     namespace,
                     known
                 )

@@ -75,6 +75,10 @@ struct RunArgs {
     /// does not say.
     #[arg(long, default_value = "24h", value_parser = parse_margin)]
     renewal_safety_margin: Duration,
+    /// The image of availability groups' `mssql-coordinator` containers: this operator's own
+    /// image (the Helm chart sets it), which runs `mssql-operator coordinator`.
+    #[arg(long, env = "COORDINATOR_IMAGE", default_value = mssql_operator::DEFAULT_COORDINATOR_IMAGE)]
+    coordinator_image: String,
     /// Watch only these namespaces (repeat or separate with commas), each with its own caches;
     /// the operator then needs no cluster-wide access to Secrets and workloads [default: all].
     #[arg(
@@ -303,6 +307,7 @@ async fn operate(args: RunArgs) -> Result<(), String> {
             margin: args.renewal_safety_margin,
         },
         namespaces: args.watch_namespaces.clone(),
+        coordinator_image: args.coordinator_image.clone(),
     };
     if !settings.namespaces.is_empty() {
         tracing::info!(namespaces = ?settings.namespaces, "watching only these namespaces");

@@ -31,7 +31,7 @@ pub fn server_dns_names(server: &Server, user: &[String]) -> Vec<String> {
         ]
     };
     let mut names = forms(&server.name);
-    if matches!(server.topology, Topology::AvailabilityGroup { .. }) {
+    if matches!(server.topology, Topology::AvailabilityGroup(_)) {
         names.extend(forms(&names::secondary_service(&server.name)));
     }
     let pods = names::governing_service(&server.name);

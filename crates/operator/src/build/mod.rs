@@ -3,6 +3,7 @@
 
 pub mod certificates;
 pub mod config;
+pub mod coordinator;
 pub mod pod;
 pub mod resources;
 pub mod secrets;

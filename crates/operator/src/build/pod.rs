@@ -26,6 +26,7 @@ use mssql_api::annotations;
 use mssql_api::labels::{self, Labels};
 
 use super::config::TLS_DIR;
+use super::coordinator;
 use super::start::Start;
 
 pub const PORT_DB: i32 = 1433;
@@ -42,7 +43,7 @@ const TLS_SOURCE_DIR: &str = "/var/opt/mssql-source/tls";
 const VOLUME_DATA: &str = "data";
 const VOLUME_CONFIG: &str = "config";
 const VOLUME_TLS: &str = "tls";
-const VOLUME_ENDPOINT: &str = "endpoint-cert";
+pub(super) const VOLUME_ENDPOINT: &str = "endpoint-cert";
 
 /// The name of the volume holding one alias's Secret, seen only by the init container.
 fn source_volume(alias: &str) -> String {
@@ -306,8 +307,14 @@ pub fn service_account(server: &Server) -> String {
 }
 
 /// The pod template of the StatefulSet. `start` identifies the certificates and config the pods
-/// must run with.
-pub fn pod_template(server: &Server, config_secret: &str, start: &Start) -> PodTemplateSpec {
+/// must run with; an availability group's pods also run `coordinator_image` as their
+/// `mssql-coordinator`.
+pub fn pod_template(
+    server: &Server,
+    config_secret: &str,
+    start: &Start,
+    coordinator_image: &str,
+) -> PodTemplateSpec {
     let user = server.pod_template.spec.clone().unwrap_or_default();
     let user_meta = server.pod_template.metadata.clone().unwrap_or_default();
 
@@ -326,10 +333,20 @@ pub fn pod_template(server: &Server, config_secret: &str, start: &Start) -> PodT
             .collect()
     };
     let mut containers = vec![mssql_container(server)];
+    let mut all_volumes = volumes(server, config_secret);
+    if let Some(group) = server.group() {
+        containers.push(coordinator::container(
+            server,
+            group,
+            coordinator_image,
+            &source_volume(ALIAS_ENDPOINT),
+            user_container(server, CONTAINER_COORDINATOR, false),
+        ));
+        all_volumes.push(coordinator::token_volume());
+    }
     containers.extend(others(user.containers));
     let mut init_containers = vec![init_container(server)];
     init_containers.extend(others(user.init_containers));
-    let mut all_volumes = volumes(server, config_secret);
     all_volumes.extend(user.volumes.unwrap_or_default());
 
     spec.containers = containers;

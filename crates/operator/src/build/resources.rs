@@ -2,15 +2,17 @@
 //! call, and the objects an earlier spec needed that this one does not (to delete).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use mssql_api::names;
 use mssql_api::validated::Server;
 use mssql_certs::cert_manager::Certificate;
 
 use super::start::Start;
-use super::{certificates, secrets, services, workload};
+use super::{certificates, coordinator, secrets, services, workload};
 
 /// Every object of one database, in the order they are applied: what the pods mount and run as
 /// before the pods' workload.
@@ -24,9 +26,22 @@ pub struct Resources {
     pub service_account: Option<ServiceAccount>,
     pub services: Vec<Service>,
     pub disruption_budget: PodDisruptionBudget,
+    /// An availability group's coordination: its generated Secrets, its Lease and its Role.
+    pub coordination: Option<Coordination>,
     /// `None` until cert-manager has issued every TLS secret: the pods' template records what
     /// they start with, so it cannot be written before.
     pub workload: Option<Workload>,
+}
+
+/// What an availability group's coordinators use besides their pods.
+pub struct Coordination {
+    /// The endpoint login's and master key's passwords, unless the user named their Secrets:
+    /// created once, never updated (like the `sa` credentials).
+    pub secrets: Vec<Secret>,
+    /// Created empty, then written by the coordinators only.
+    pub lease: Lease,
+    pub role: Role,
+    pub role_binding: RoleBinding,
 }
 
 /// The pods' StatefulSets.
@@ -51,8 +66,11 @@ pub struct Inputs<'a> {
     pub mssql_conf: &'a str,
     /// What the pods start with, once the TLS secrets are issued.
     pub start: Option<&'a Start>,
-    /// The generated password, used only if the auth Secret does not exist yet.
-    pub password: &'a str,
+    /// Generated passwords, used only for Secrets that do not exist yet: `sa`'s, then the
+    /// availability group's endpoint login's and master key's.
+    pub passwords: [&'a str; 3],
+    /// The image of an availability group's `mssql-coordinator` containers: this operator's.
+    pub coordinator_image: &'a str,
 }
 
 /// Builds every object of `server`.
@@ -62,15 +80,39 @@ pub fn resources(server: &Server, inputs: &Inputs) -> Resources {
     let config_name = names::config_secret(&server.name);
     Resources {
         auth_secret: (!server.auth_secret_given)
-            .then(|| secrets::auth_secret(server, owner, inputs.password)),
+            .then(|| secrets::auth_secret(server, owner, inputs.passwords[0])),
         certificates: certificates::certificates(server, owner),
         config_secret,
         service_account: workload::service_account(server, owner),
         services: services::services(server, owner),
         disruption_budget: workload::pod_disruption_budget(server, owner),
+        coordination: server.group().map(|group| Coordination {
+            secrets: coordinator::secrets(
+                server,
+                group,
+                owner,
+                inputs.passwords[1],
+                inputs.passwords[2],
+            ),
+            lease: coordinator::lease(server, owner),
+            role: coordinator::role(server, owner),
+            role_binding: coordinator::role_binding(server, owner),
+        }),
         workload: inputs.start.map(|start| Workload {
-            statefulset: workload::statefulset(server, owner, &config_name, start),
-            arbiter: workload::arbiter(server, owner, &config_name, start),
+            statefulset: workload::statefulset(
+                server,
+                owner,
+                &config_name,
+                start,
+                inputs.coordinator_image,
+            ),
+            arbiter: workload::arbiter(
+                server,
+                owner,
+                &config_name,
+                start,
+                inputs.coordinator_image,
+            ),
         }),
     }
 }

@@ -67,7 +67,7 @@ pub fn services(server: &Server, owner: &OwnerReference) -> Vec<Service> {
         },
     ));
 
-    if matches!(server.topology, Topology::AvailabilityGroup { .. }) {
+    if matches!(server.topology, Topology::AvailabilityGroup(_)) {
         services.push(service(
             server,
             owner,

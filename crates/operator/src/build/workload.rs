@@ -30,6 +30,7 @@ pub fn statefulset(
     owner: &OwnerReference,
     config_secret: &str,
     start: &Start,
+    coordinator_image: &str,
 ) -> StatefulSet {
     let mut meta = owned_meta(server, &server.name, owner);
     if let Some(controller) = server.pod_template.controller.as_ref() {
@@ -64,7 +65,7 @@ pub fn statefulset(
                 type_: Some("OnDelete".to_owned()),
                 rolling_update: None,
             }),
-            template: pod_template(server, config_secret, start),
+            template: pod_template(server, config_secret, start, coordinator_image),
             volume_claim_templates: claims,
             ..StatefulSetSpec::default()
         }),
@@ -79,9 +80,10 @@ pub fn arbiter(
     owner: &OwnerReference,
     config_secret: &str,
     start: &Start,
+    coordinator_image: &str,
 ) -> Option<StatefulSet> {
     let spec = server.arbiter.as_ref()?;
-    let mut sts = statefulset(server, owner, config_secret, start);
+    let mut sts = statefulset(server, owner, config_secret, start, coordinator_image);
     let name = names::arbiter(&server.name);
     sts.metadata.name = Some(name);
     let mut role = labels::selector(&server.name);

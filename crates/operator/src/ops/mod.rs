@@ -149,6 +149,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     (waker, wakes): (controller::wake::Waker, controller::wake::Wakes),
     verify_served_certificates: bool,
+    coordinator_image: String,
     namespace: Option<&str>,
     known: Known,
 ) {
@@ -166,7 +167,8 @@ pub async fn run(
     );
     let requests = runtime.store();
     let context = Arc::new(Context {
-        provisioner: provisioner::Context::new(client.clone(), metrics, known),
+        provisioner: provisioner::Context::new(client.clone(), metrics, known)
+            .with_coordinator_image(coordinator_image),
         requests: requests.clone(),
         written: Written::default(),
         verify_served_certificates,

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::{Client, Resource};
 
 use super::Error;
-use crate::build::resources::{Orphans, Resources, Workload};
+use crate::build::resources::{Coordination, Orphans, Resources, Workload};
 use crate::controller::apply::{Applied, Namespaced, apply, create_once, delete_if_present};
 use crate::controller::owned::Owned;
 use crate::controller::store::{Key, Store};
@@ -38,6 +38,7 @@ pub async fn apply_all(
         service_account,
         services,
         disruption_budget,
+        coordination,
         workload,
     } = resources;
     let mut pass = Pass {
@@ -47,10 +48,7 @@ pub async fn apply_all(
         outcome: Outcome::default(),
     };
     if let Some(secret) = auth_secret {
-        let applied = create_once(client, known, namespace, &secret)
-            .await
-            .map_err(applying(&secret))?;
-        pass.note(&secret, applied);
+        pass.create_once(&secret).await?;
     }
     for certificate in certificates {
         pass.apply(certificate).await?;
@@ -63,6 +61,20 @@ pub async fn apply_all(
         pass.apply(service).await?;
     }
     pass.apply(disruption_budget).await?;
+    if let Some(Coordination {
+        secrets,
+        lease,
+        role,
+        role_binding,
+    }) = coordination
+    {
+        for secret in &secrets {
+            pass.create_once(secret).await?;
+        }
+        pass.create_once(&lease).await?;
+        pass.apply(role).await?;
+        pass.apply(role_binding).await?;
+    }
     if let Some(Workload {
         statefulset,
         arbiter,
@@ -142,6 +154,16 @@ impl Pass<'_> {
                 .created
                 .push((describe(object), object.object_ref(&())));
         }
+    }
+
+    /// Creates `object` once: never written again (a generated password, a Lease that is its
+    /// holders' to write).
+    async fn create_once<K: Namespaced>(&mut self, object: &K) -> Result<(), Error> {
+        let applied = create_once(self.client, self.known, self.namespace, object)
+            .await
+            .map_err(applying(object))?;
+        self.note(object, applied);
+        Ok(())
     }
 
     async fn apply<K: Namespaced>(&mut self, object: K) -> Result<Applied, Error> {

@@ -146,6 +146,8 @@ pub struct Context {
     pub known: Known,
     /// Wakes a database's ops requests (none where no ops-manager runs, as in unit tests).
     pub waker: Option<Waker>,
+    /// The image of availability groups' `mssql-coordinator` containers (`run`'s flag).
+    pub coordinator_image: String,
     /// What each database's objects were last built from.
     built: Built,
 }
@@ -161,7 +163,16 @@ impl Context {
             renewal: Policy::default(),
             known,
             waker: None,
+            coordinator_image: crate::DEFAULT_COORDINATOR_IMAGE.to_owned(),
             built: Built::default(),
+        }
+    }
+
+    /// This context, building availability groups' coordinators from `image`.
+    pub fn with_coordinator_image(self, image: String) -> Self {
+        Self {
+            coordinator_image: image,
+            ..self
         }
     }
 
@@ -206,6 +217,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     waker: Waker,
     renewal: Policy,
+    coordinator_image: String,
     namespace: Option<&str>,
     known: Known,
 ) {
@@ -213,6 +225,7 @@ pub async fn run(
         renewal,
         waker: Some(waker.clone()),
         ..Context::new(client.clone(), metrics, known.clone())
+            .with_coordinator_image(coordinator_image)
     });
     let runtime = controller::cache::controller(scoped::<MssqlServer>(&client, namespace), |_| {});
     let databases = runtime.store();
@@ -542,12 +555,13 @@ async fn ensure_objects(
     let owner = db
         .controller_owner_ref(&())
         .expect("a stored MSSQLServer has a name and uid");
-    let password = secrets::password(&random_bytes());
+    let passwords = [(); 3].map(|()| secrets::password(&random_bytes()));
     let inputs = Inputs {
         owner: &owner,
         mssql_conf,
         start,
-        password: &password,
+        passwords: passwords.each_ref().map(String::as_str),
+        coordinator_image: &context.coordinator_image,
     };
     let set = resources::resources(server, &inputs);
     let outcome = apply::apply_all(

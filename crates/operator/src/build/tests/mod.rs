@@ -50,6 +50,9 @@ fn owner() -> OwnerReference {
     }
 }
 
+/// The coordinator image the tests build with.
+const IMAGE: &str = "registry.example/mssql-operator:1";
+
 fn start(restart_hash: &str) -> Start {
     Start {
         restart_hash: restart_hash.to_owned(),
@@ -58,7 +61,7 @@ fn start(restart_hash: &str) -> Start {
 }
 
 fn pod_spec(server: &Server) -> PodSpec {
-    statefulset(server, &owner(), "cfg", &start("hash1"))
+    statefulset(server, &owner(), "cfg", &start("hash1"), IMAGE)
         .spec
         .unwrap()
         .template

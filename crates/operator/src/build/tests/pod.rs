@@ -5,7 +5,13 @@ use super::*;
 #[test]
 fn statefulset_runs_sql_server_restarting_only_on_delete() {
     let server = server_from(example("ms-standalone"));
-    let sts = statefulset(&server, &owner(), "ms-standalone-config", &start("abc123"));
+    let sts = statefulset(
+        &server,
+        &owner(),
+        "ms-standalone-config",
+        &start("abc123"),
+        IMAGE,
+    );
     assert_eq!(sts.metadata.name.as_deref(), Some("ms-standalone"));
     assert_eq!(sts.metadata.owner_references, Some(vec![owner()]));
     let spec = sts.spec.unwrap();
@@ -136,15 +142,11 @@ fn tls_files_are_copied_readable_by_the_sql_server_uid_only() {
 #[test]
 fn availability_group_pods_enable_hadr_and_mount_the_endpoint_certificate() {
     let server = server_from(example("mssql-ag-cluster"));
-    let sts = statefulset(&server, &owner(), "cfg", &start("h"));
+    let sts = statefulset(&server, &owner(), "cfg", &start("h"), IMAGE);
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(3));
     let pod = sts.spec.unwrap().template.spec.unwrap();
     let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["mssql"],
-        "no coordinator container: the AG coordinator is not part of this operator yet"
-    );
+    assert_eq!(names, ["mssql", "mssql-coordinator"]);
     let mssql = container(&pod.containers, "mssql");
     assert!(
         to_json(&mssql.env)
@@ -174,6 +176,80 @@ fn availability_group_pods_enable_hadr_and_mount_the_endpoint_certificate() {
 }
 
 #[test]
+fn availability_group_pods_run_the_coordinator_with_its_own_api_token() {
+    let mut value = example("mssql-ag-cluster");
+    value["spec"]["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("ReadOnly");
+    value["spec"]["replicas"] = json!(2);
+    let server = server_from(value);
+    let sts = statefulset(&server, &owner(), "cfg", &start("h"), IMAGE);
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let coordinator = container(&pod.containers, "mssql-coordinator");
+    assert_eq!(coordinator.image.as_deref(), Some(IMAGE));
+    assert_eq!(
+        to_json(&coordinator.args),
+        json!([
+            "coordinator",
+            "--replicas=2",
+            "--secondary-access-mode=ReadOnly",
+            "--arbiter",
+            "--databases=agdb1,agdb2"
+        ])
+    );
+    let env = to_json(&coordinator.env);
+    let env = env.as_array().unwrap();
+    assert!(env.contains(&json!({"name": "DB_NAME", "value": "mssql-ag-cluster"})));
+    for (name, secret) in [
+        ("MSSQL_SA_PASSWORD", "mssql-ag-cluster-auth"),
+        ("DBM_LOGIN_PASSWORD", "mssql-ag-cluster-dbm-login"),
+        ("MASTER_KEY_PASSWORD", "mssql-ag-cluster-master-key"),
+    ] {
+        assert!(
+            env.contains(&json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}})),
+            "{name} from {secret}"
+        );
+    }
+    let mounts: Vec<(&str, &str)> = coordinator
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            (
+                "endpoint-cert-source",
+                "/var/run/mssql-coordinator/endpoint"
+            ),
+            ("endpoint-cert", "/var/opt/mssql/endpoint-cert"),
+            (
+                "coordinator-api",
+                "/var/run/secrets/kubernetes.io/serviceaccount"
+            ),
+        ]
+    );
+    // KubeDB's defaults: its resources and the server's uid.
+    assert_eq!(
+        coordinator.security_context.as_ref().unwrap().run_as_user,
+        Some(10001)
+    );
+    // Only the coordinator holds an API token: the server's container has none.
+    let mssql = container(&pod.containers, "mssql");
+    assert!(
+        mssql
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.name != "coordinator-api")
+    );
+    let token = to_json(volume(&pod, "coordinator-api"));
+    assert_eq!(
+        token["projected"]["sources"][0]["serviceAccountToken"]["path"],
+        "token"
+    );
+}
+
+#[test]
 fn the_users_pod_template_is_merged_in() {
     let mut value = example("ms-standalone");
     value["metadata"]["labels"] = json!({"team": "sales"});
@@ -192,7 +268,7 @@ fn the_users_pod_template_is_merged_in() {
         .unwrap()
         .push(json!({"name": "sidecar", "image": "busybox"}));
     let server = server_from(value);
-    let sts = statefulset(&server, &owner(), "cfg", &start("h"));
+    let sts = statefulset(&server, &owner(), "cfg", &start("h"), IMAGE);
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["sts"], "yes");
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["team"], "sales");
     let template = sts.spec.unwrap().template;
@@ -233,7 +309,7 @@ fn ephemeral_storage_uses_an_empty_dir() {
     let mut value = example("ms-standalone");
     value["spec"]["storageType"] = json!("Ephemeral");
     value["spec"].as_object_mut().unwrap().remove("storage");
-    let sts = statefulset(&server_from(value), &owner(), "cfg", &start("h"));
+    let sts = statefulset(&server_from(value), &owner(), "cfg", &start("h"), IMAGE);
     let spec = sts.spec.unwrap();
     assert!(spec.volume_claim_templates.is_none());
     assert_eq!(
@@ -273,7 +349,7 @@ fn pods_record_the_certificates_they_start_with() {
     );
 
     let server = server_from(example("mssql-standalone-tls"));
-    let template = statefulset(&server, &owner(), "cfg", &with_tls)
+    let template = statefulset(&server, &owner(), "cfg", &with_tls, IMAGE)
         .spec
         .unwrap()
         .template;
@@ -288,7 +364,7 @@ fn pods_record_the_certificates_they_start_with() {
     };
     assert_eq!(started_with(&pod), with_tls.certificates);
 
-    let plain = statefulset(&server, &owner(), "cfg", &start("h"))
+    let plain = statefulset(&server, &owner(), "cfg", &start("h"), IMAGE)
         .spec
         .unwrap()
         .template;

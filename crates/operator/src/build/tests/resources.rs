@@ -8,7 +8,8 @@ fn inputs<'a>(owner: &'a OwnerReference, start: Option<&'a Start>) -> Inputs<'a>
         owner,
         mssql_conf: "[network]\n",
         start,
-        password: "generated",
+        passwords: ["generated", "login", "master"],
+        coordinator_image: "registry.example/mssql-operator:1",
     }
 }
 
@@ -68,4 +69,72 @@ fn an_even_group_has_an_arbiter_and_a_shrunk_one_leaves_it_to_delete() {
             services: vec!["ms-standalone-secondary".to_owned()],
         }
     );
+}
+
+#[test]
+fn a_group_gets_its_coordinators_lease_secrets_and_a_role_by_name() {
+    let server = server_from(example("mssql-ag-cluster"));
+    let owner = owner();
+    let set = resources(&server, &inputs(&owner, None));
+    let coordination = set.coordination.expect("a group is coordinated");
+    let secrets: Vec<(String, Value)> = coordination
+        .secrets
+        .iter()
+        .map(|s| (s.metadata.name.clone().unwrap(), to_json(&s.data)))
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            (
+                "mssql-ag-cluster-dbm-login".to_owned(),
+                json!({"password": "bG9naW4="}) // "login"
+            ),
+            (
+                "mssql-ag-cluster-master-key".to_owned(),
+                json!({"password": "bWFzdGVy"}) // "master"
+            ),
+        ]
+    );
+    assert_eq!(
+        coordination.lease.metadata.name.as_deref(),
+        Some("mssql-ag-cluster-coordinator")
+    );
+    assert!(
+        coordination.lease.spec.is_none(),
+        "the coordinators fill it"
+    );
+    assert_eq!(
+        to_json(&coordination.role.rules),
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["get", "update"], "resourceNames": ["mssql-ag-cluster-coordinator"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"],
+             "resourceNames": ["mssql-ag-cluster-0", "mssql-ag-cluster-1", "mssql-ag-cluster-2"]},
+            {"apiGroups": ["kubedb.com"], "resources": ["mssqlservers"], "verbs": ["get"],
+             "resourceNames": ["mssql-ag-cluster"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ])
+    );
+    assert_eq!(
+        to_json(&coordination.role_binding.subjects),
+        json!([{"kind": "ServiceAccount", "name": "mssql-ag-cluster", "namespace": "demo"}])
+    );
+
+    // Secrets the user names are read, never written; a standalone server has no coordinator.
+    let mut value = example("mssql-ag-cluster");
+    value["spec"]["topology"]["availabilityGroup"]["loginSecretName"] = json!("my-login");
+    let set = resources(&server_from(value), &inputs(&owner, None));
+    let names: Vec<_> = set
+        .coordination
+        .unwrap()
+        .secrets
+        .into_iter()
+        .map(|s| s.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["mssql-ag-cluster-master-key"]);
+    let standalone = resources(
+        &server_from(example("ms-standalone")),
+        &inputs(&owner, None),
+    );
+    assert!(standalone.coordination.is_none());
 }

@@ -33,7 +33,8 @@ fn an_even_availability_group_gets_an_arbiter() {
             &server_from(example("mssql-ag-cluster")),
             &owner(),
             "cfg",
-            &start("h")
+            &start("h"),
+            IMAGE
         )
         .is_none(),
         "3 replicas: no arbiter"
@@ -41,7 +42,7 @@ fn an_even_availability_group_gets_an_arbiter() {
     let mut value = example("mssql-ag-cluster");
     value["spec"]["replicas"] = json!(2);
     let server = server_from(value);
-    let sts = arbiter(&server, &owner(), "cfg", &start("h")).unwrap();
+    let sts = arbiter(&server, &owner(), "cfg", &start("h"), IMAGE).unwrap();
     assert_eq!(
         sts.metadata.name.as_deref(),
         Some("mssql-ag-cluster-arbiter")
