@@ -19,6 +19,17 @@ pub struct LeaseClient {
     name: String,
     identity: String,
     duration_seconds: i32,
+    /// An API server that does not answer within this counts as unreachable: the coordinator
+    /// must go on deciding (and a primary asking its peers) rather than wait for it.
+    timeout: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    #[error("the API server did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl LeaseClient {
@@ -28,6 +39,7 @@ impl LeaseClient {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration_seconds: i32::try_from(timing.lease.as_secs()).unwrap_or(i32::MAX),
+            timeout: timing.probe_timeout,
         }
     }
 
@@ -35,8 +47,18 @@ impl LeaseClient {
         &self.identity
     }
 
-    pub async fn read(&self) -> Result<LeaseObject, kube::Error> {
-        self.api.get(&self.name).await
+    async fn within<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, LeaseError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(LeaseError::Timeout(self.timeout)),
+        }
+    }
+
+    pub async fn read(&self) -> Result<LeaseObject, LeaseError> {
+        self.within(self.api.get(&self.name)).await
     }
 
     /// Writes `holder` (this identity to renew or take it, another to hand it over, `None` to
@@ -45,7 +67,7 @@ impl LeaseClient {
         &self,
         current: &LeaseObject,
         holder: Option<&str>,
-    ) -> Result<LeaseObject, kube::Error> {
+    ) -> Result<LeaseObject, LeaseError> {
         let mut next = current.clone();
         let spec = next.spec.get_or_insert_with(LeaseSpec::default);
         let now = MicroTime(Timestamp::now());
@@ -56,8 +78,7 @@ impl LeaseClient {
         spec.holder_identity = holder.map(str::to_owned);
         spec.renew_time = holder.map(|_| now);
         spec.lease_duration_seconds = Some(self.duration_seconds);
-        self.api
-            .replace(&self.name, &PostParams::default(), &next)
+        self.within(self.api.replace(&self.name, &PostParams::default(), &next))
             .await
     }
 }

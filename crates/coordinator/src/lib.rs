@@ -4,10 +4,12 @@
 //! Pure parts, unit-tested without a cluster: [`timing`] (the two leases kept apart), [`decide`]
 //! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends),
 //! [`pfx`] (the endpoint certificate as SQL Server reads it). What talks to the world: [`sql`]
-//! (the local server), [`lease`] (the Lease), [`peers`] (the other coordinators), and [`run`],
+//! (the local server), [`lease`] (the Lease), [`peers`] (the other coordinators), [`events`]
+//! (what it tells people), and [`run`],
 //! the loop that ties them together.
 
 pub mod decide;
+pub mod events;
 pub mod labels;
 pub mod lease;
 pub mod peers;

@@ -10,12 +10,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::decide::{self, Lease, Next, Role, Server, View, Vote, Wait};
+use crate::events::Told;
 use crate::labels;
 use crate::lease::{LeaseClient, Tracker};
 use crate::peers::{self, Answer, Ask, Shared, Tls, VoteAnswer};
@@ -120,6 +122,12 @@ struct Memory {
     last_move: Option<String>,
     /// When SIGTERM arrived.
     stopping_since: Option<Instant>,
+    /// The last other coordinator seen holding the Lease (its pod).
+    last_holder: Option<String>,
+    /// Why this coordinator took the Lease, for the Event of its promotion.
+    took_because: Option<String>,
+    /// This tick's read of the Lease was answered.
+    api_answered: bool,
 }
 
 /// How long a stopping primary waits for a secondary to catch up before it fences all the same:
@@ -172,6 +180,13 @@ pub async fn run(
         .map(|target| sql::Server::new(target, timing.probe_timeout));
     let group = mssql_api::names::availability_group(&config.database);
     let mut memory = Memory::default();
+    let mut told = Told::new(
+        pods.clone().into_client(),
+        &config.namespace,
+        &config.database,
+        &config.pod,
+    )
+    .await;
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(identity, group, "coordinator started");
@@ -187,7 +202,9 @@ pub async fn run(
             pods: &pods,
             shared: &shared,
         };
-        let released = tick.once(&mut memory, server.as_mut(), stopping).await;
+        let released = tick
+            .once(&mut memory, &mut told, server.as_mut(), stopping)
+            .await;
         if stopping && released {
             info!("handed over; stopping");
             return Ok(());
@@ -217,6 +234,7 @@ impl Tick<'_> {
     async fn once(
         &self,
         memory: &mut Memory,
+        told: &mut Told,
         server: Option<&mut sql::Server>,
         stopping: bool,
     ) -> bool {
@@ -236,6 +254,7 @@ impl Tick<'_> {
                 false
             }
         };
+        memory.api_answered = reachable;
         let votes = self.votes(memory, &local).await;
         let now = Instant::now();
         let mut lease = memory
@@ -290,7 +309,31 @@ impl Tick<'_> {
             info!(next = described, votes = ?answers, "coordinator");
             memory.last_move = Some(described);
         }
-        self.act(memory, server, next, holding).await
+        if let Lease::Theirs { holder, changed } = &lease {
+            memory.last_holder = Some(pod_of(holder).to_owned());
+            if next == Next::Acquire {
+                memory.took_because = Some(format!(
+                    "{} did not renew the Lease for {:?}",
+                    pod_of(holder),
+                    now - *changed
+                ));
+            }
+        } else if next == Next::Acquire {
+            let before = memory.last_holder.as_deref().unwrap_or("its last holder");
+            memory.took_because = Some(match memory.tracker.holder() {
+                Some(holder) if holder == self.me.name => format!("{before} handed the role over"),
+                _ => format!("{before} let go of the Lease"),
+            });
+        }
+        if let Next::Wait(Wait::NoTarget(why)) = &next {
+            // Told by the holder, or where nobody holds the Lease by the lowest ordinal answering.
+            let lowest = votes.iter().min_by_key(|v| (v.arbiter, v.ordinal));
+            if holding || lowest.is_some_and(|v| v.member == self.me.name) {
+                let note = format!("The group cannot elect a primary: {why}");
+                told.tell(EventType::Warning, "NoPrimary", note).await;
+            }
+        }
+        self.act(memory, told, server, next, holding).await
     }
 
     /// The local server this tick, setting it up once each time it (re)appears.
@@ -450,6 +493,7 @@ impl Tick<'_> {
     async fn act(
         &self,
         memory: &mut Memory,
+        told: &mut Told,
         server: Option<&mut sql::Server>,
         next: Next,
         holding: bool,
@@ -480,13 +524,26 @@ impl Tick<'_> {
                     memory.write_lease_end =
                         Some(self.config.timing.write_lease_end(Instant::now()));
                     info!(group, "created the availability group");
+                    let note = format!(
+                        "{} created availability group {group} as its first primary",
+                        self.me.name
+                    );
+                    told.tell(EventType::Normal, "Promoted", note).await;
                 }
             }
             Next::Promote => {
                 self.renew(memory).await;
                 self.give_write_lease(memory, server).await;
                 match server.execute(&tsql::failover(group), &[]).await {
-                    Ok(()) => info!(group, "promoted this replica"),
+                    Ok(()) => {
+                        info!(group, "promoted this replica");
+                        let because = memory.took_because.take().unwrap_or_default();
+                        let note = format!(
+                            "{} is the primary of availability group {group}: {because}; SQL                              Server confirmed it was synchronized with the group's latest                              configuration",
+                            self.me.name
+                        );
+                        told.tell(EventType::Normal, "Promoted", note).await;
+                    }
                     Err(e) if e.number() == Some(error::NOT_SYNCHRONIZED) => {
                         warn!(error = %e, "SQL Server refused the failover: not synchronized");
                         memory.refused = true;
@@ -586,12 +643,13 @@ impl Tick<'_> {
         }
     }
 
-    /// Renews the Lease; when the API server does not answer, asks every other voter to confirm
-    /// this primary instead (failsafe).
+    /// Renews the Lease; when the API server does not answer (this tick's read, or the write),
+    /// asks every other voter to confirm this primary instead (failsafe).
     async fn renew(&self, memory: &mut Memory) {
-        if self
-            .write_lease_holder(memory, Some(self.leases.identity()))
-            .await
+        if memory.api_answered
+            && self
+                .write_lease_holder(memory, Some(self.leases.identity()))
+                .await
         {
             return;
         }
@@ -694,16 +752,24 @@ impl Tick<'_> {
             .await
     }
 
-    /// Labels the pods in the order of [`labels::relabel`].
+    /// Labels the pods in the order of [`labels::relabel`]. Nothing is written unless every pod
+    /// was read (a pod not seen might be labelled `primary`), and every call has the API
+    /// deadline: an API server that does not answer must not hold up the write lease's renewal.
     async fn label(&self, secondaries: &[&str]) {
+        let deadline = self.config.timing.probe_timeout;
         let mut roles: BTreeMap<String, Option<String>> = BTreeMap::new();
         for member in self.config.members.iter().filter(|m| !m.arbiter) {
-            if let Ok(Some(pod)) = self.pods.get_opt(&member.name).await {
-                let role = pod
-                    .metadata
-                    .labels
-                    .and_then(|l| l.get(mssql_api::labels::ROLE).cloned());
-                roles.insert(member.name.clone(), role);
+            match tokio::time::timeout(deadline, self.pods.get_opt(&member.name)).await {
+                Ok(Ok(Some(pod))) => {
+                    let role = pod
+                        .metadata
+                        .labels
+                        .and_then(|l| l.get(mssql_api::labels::ROLE).cloned());
+                    roles.insert(member.name.clone(), role);
+                }
+                // Not created yet (or gone): it has no label to take back.
+                Ok(Ok(None)) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
         }
         let pods: Vec<labels::Pod<'_>> = roles
@@ -715,17 +781,17 @@ impl Tick<'_> {
             .collect();
         for (pod, role) in labels::relabel(&pods, &self.me.name, secondaries) {
             let patch = json!({"metadata": {"labels": {mssql_api::labels::ROLE: role}}});
-            match self
-                .pods
-                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => info!(pod, role, "labelled"),
-                Err(e) => {
-                    // The order matters: never label the primary after a failed write before it.
-                    warn!(error = %e, pod, role, "cannot label the pod");
-                    return;
-                }
+            let written = tokio::time::timeout(
+                deadline,
+                self.pods
+                    .patch(pod, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await;
+            match written {
+                Ok(Ok(_)) => info!(pod, role, "labelled"),
+                // The order matters: never label the primary after a failed write before it.
+                Ok(Err(e)) => return warn!(error = %e, pod, role, "cannot label the pod"),
+                Err(_) => return warn!(pod, role, "cannot label the pod: no answer in time"),
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The availability-group coordinator on real processes: three SQL Server test doubles and three
 //! `mssql-operator coordinator` processes on loopback addresses of their own, one Lease in the
-//! real API server, and the pods they label (kwok's). What the real node will run in pods, minus
-//! the pods: the group forms, one primary is labelled, data moves, and the group fails over when
-//! its primary's server is killed, frozen, or its coordinator is stopped, with every acknowledged
-//! write kept.
+//! real API server, and the pods they label (kwok's). What the real node runs in pods, minus the
+//! pods: the group forms, one primary is labelled, data moves, and the group fails over when its
+//! primary's server is killed, frozen, or its coordinator is stopped; with the API server stopped
+//! for a minute the primary goes on committing and nobody else is promoted; every acknowledged
+//! write is kept.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,7 @@ use kube::api::PostParams;
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::fixture::Setup;
 use mssql_e2e::operator::{binary, built_binary};
+use mssql_e2e::plane::Stopped;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -138,6 +140,11 @@ impl Group {
             .create(&PostParams::default(), &lease)
             .await
             .unwrap();
+        // The database the coordinators tell about (no operator runs here: it is only read).
+        t.create_example("mssql-ag-cluster", |db| {
+            db["metadata"]["name"] = json!(DB);
+        })
+        .await;
         let mut members = Vec::new();
         for (ordinal, ip) in ips.into_iter().enumerate() {
             let name = format!("{DB}-{ordinal}");
@@ -401,6 +408,17 @@ async fn the_group_forms_and_fails_over_without_losing_an_acknowledged_write() {
     let next = group.primary(FAILOVER, Some(primary)).await;
     assert_ne!(next, primary);
     eprintln!("failover after a killed server: {:?}", killed_at.elapsed());
+    let promoted = format!(
+        "{} is the primary of availability group {DB}: ",
+        group.members[next].name
+    );
+    let events = group.t.events_of(DB).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "Promoted" && note.starts_with(&promoted)),
+        "a Normal Event tells the promotion and why: {events:?}"
+    );
     acknowledged.extend(write_for(&group, 1000, Duration::from_secs(2)));
     group.start_server(primary);
     let again = group.primary(FAILOVER, None).await;
@@ -434,6 +452,32 @@ async fn the_group_forms_and_fails_over_without_losing_an_acknowledged_write() {
     acknowledged.extend(write_for(&group, 3000, Duration::from_secs(2)));
     group.start_coordinator(third);
     assert_eq!(group.primary(FAILOVER, None).await, fourth);
+
+    // The API server stopped for a minute: the primary goes on committing, confirmed by its
+    // peers directly, and no other replica is promoted (sampled at every write).
+    let primary = group.primary(FAILOVER, None).await;
+    {
+        let _stopped = Stopped::new("kube-apiserver");
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut id = 4000;
+        while Instant::now() < end {
+            assert!(
+                group.write(primary, id),
+                "write {id} through {} failed {:?} into the outage",
+                group.members[primary].name,
+                Instant::now() + Duration::from_secs(60) - end
+            );
+            acknowledged.push(id);
+            let roles = group.roles();
+            let primaries: Vec<usize> = (0..3)
+                .filter(|&i| roles[i].as_deref() == Some("PRIMARY"))
+                .collect();
+            assert_eq!(primaries, [primary], "one primary, the same: {roles:?}");
+            id += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(group.primary(FAILOVER, None).await, primary);
 
     // Every acknowledged write is on the primary, and on every secondary once they catch up.
     for i in 0..3 {

@@ -1,0 +1,71 @@
+//! What a coordinator tells people: a Normal Event on the database at each promotion, saying why,
+//! and a Warning when the group cannot elect a primary, saying why. Each is told once per change
+//! of its words, not every tick.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use mssql_api::MssqlServer;
+use tracing::warn;
+
+/// An API call of this module that takes longer is given up: the loop has a lease to renew.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+pub struct Told {
+    recorder: Recorder,
+    regarding: ObjectReference,
+    last: Option<String>,
+}
+
+impl Told {
+    /// Events about database `database`, reported as `mssql-coordinator` of `pod`. Its uid (which
+    /// `kubectl describe` matches on) is read once; where it cannot be read at once, the Events
+    /// name the database without it, so that a coordinator starting while the API server is away
+    /// is not held up.
+    pub async fn new(client: Client, namespace: &str, database: &str, pod: &str) -> Self {
+        let databases: Api<MssqlServer> = Api::namespaced(client.clone(), namespace);
+        let read = tokio::time::timeout(DEADLINE, databases.get(database)).await;
+        let regarding = match read {
+            Ok(Ok(db)) => db.object_ref(&()),
+            _ => {
+                warn!("cannot read the database; its Events carry no uid");
+                ObjectReference {
+                    api_version: Some(MssqlServer::api_version(&()).into_owned()),
+                    kind: Some(MssqlServer::kind(&()).into_owned()),
+                    name: Some(database.to_owned()),
+                    namespace: Some(namespace.to_owned()),
+                    ..ObjectReference::default()
+                }
+            }
+        };
+        let reporter = Reporter {
+            controller: mssql_api::CONTAINER_COORDINATOR.to_owned(),
+            instance: Some(pod.to_owned()),
+        };
+        Self {
+            recorder: Recorder::new(client, reporter),
+            regarding,
+            last: None,
+        }
+    }
+
+    /// Tells `note` unless it was the last thing told.
+    pub async fn tell(&mut self, type_: EventType, reason: &str, note: String) {
+        if self.last.as_deref() == Some(note.as_str()) {
+            return;
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.clone()),
+            action: "Coordinate".to_owned(),
+            secondary: None,
+        };
+        let publish = self.recorder.publish(&event, &self.regarding);
+        match tokio::time::timeout(DEADLINE, publish).await {
+            Ok(Ok(())) => self.last = Some(note),
+            Ok(Err(error)) => warn!(%error, reason, "could not publish an event"),
+            Err(_) => warn!(reason, "could not publish an event: no answer in time"),
+        }
+    }
+}
