@@ -39,6 +39,9 @@ pub enum Lease {
     Mine { anchor: Instant },
     /// Another coordinator holds it; `changed` is when this one last saw it change.
     Theirs { holder: String, changed: Instant },
+    /// Its holder handed it to this coordinator's pod by name (a switchover): this coordinator
+    /// takes it if SQL Server would promote its replica, even where another would be the target.
+    Offered,
 }
 
 /// A voter's answer, collected this tick from its coordinator (this one's own included).
@@ -102,6 +105,18 @@ pub fn promotion_target<'a>(
     votes: &'a [Vote],
     exclude: Option<&str>,
 ) -> Result<&'a str, NoTarget> {
+    candidates(voters, votes)?
+        .filter(|v| Some(v.member.as_str()) != exclude)
+        .min_by_key(|v| v.ordinal)
+        .map(|v| v.member.as_str())
+        .ok_or(NoTarget::NoSynchronizedReplica {
+            highest_sequence: votes.iter().filter_map(|v| v.sequence).max(),
+        })
+}
+
+/// Every replica that may be promoted (see [`promotion_target`]), in no order; an error when
+/// too few voters answered to know.
+fn candidates(voters: usize, votes: &[Vote]) -> Result<impl Iterator<Item = &Vote>, NoTarget> {
     let needed = voters / 2 + 1;
     if votes.len() < needed {
         return Err(NoTarget::TooFewAnswers {
@@ -110,14 +125,10 @@ pub fn promotion_target<'a>(
         });
     }
     let highest_sequence = votes.iter().filter_map(|v| v.sequence).max();
-    votes
+    Ok(votes
         .iter()
         .filter(|v| !v.arbiter && v.synchronized && !v.refused)
-        .filter(|v| v.sequence.is_some() && v.sequence == highest_sequence)
-        .filter(|v| Some(v.member.as_str()) != exclude)
-        .min_by_key(|v| v.ordinal)
-        .map(|v| v.member.as_str())
-        .ok_or(NoTarget::NoSynchronizedReplica { highest_sequence })
+        .filter(move |v| v.sequence.is_some() && v.sequence == highest_sequence))
 }
 
 /// Everything [`next`] decides on.
@@ -201,6 +212,16 @@ pub fn next(view: &View<'_>) -> Next {
             not_holding(view, expired)
         }
         Lease::Free => not_holding(view, true),
+        Lease::Offered => {
+            let valid = candidates(view.voters, view.votes)
+                .is_ok_and(|mut valid| valid.any(|v| v.member == view.me));
+            if valid && !view.stopping {
+                Next::Acquire
+            } else {
+                // Not a replica SQL Server would promote (any more): the others may take it.
+                not_holding(view, true)
+            }
+        }
         Lease::Unknown => match view.server {
             // No proof of holding the Lease is recent enough: a primary must not stay one.
             Server::Replica {
@@ -229,10 +250,16 @@ fn holding(view: &View<'_>) -> Next {
         } => Next::Lead,
         Server::Silent { .. } => Next::Wait(Wait::ServerNotAnswering),
         Server::Replica { .. } => {
-            match promotion_target(view.voters, view.votes, None) {
-                Ok(target) if target == view.me => Next::Promote,
-                // It won the Lease, but another replica is the better target now (this one was
-                // refused, or is behind): hand over rather than hold everyone up.
+            // It holds the Lease (it won it, or it was handed to it): it promotes its own replica
+            // if SQL Server would; the lowest ordinal only decides who tries to take a Lease.
+            let valid = candidates(view.voters, view.votes)
+                .is_ok_and(|mut valid| valid.any(|v| v.member == view.me));
+            if valid {
+                return Next::Promote;
+            }
+            match promotion_target(view.voters, view.votes, Some(view.me)) {
+                // Another replica can be promoted and this one cannot (it was refused, or is
+                // behind): hand over rather than hold everyone up.
                 Ok(target) => Next::Release {
                     to: Some(target.to_owned()),
                 },

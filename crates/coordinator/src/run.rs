@@ -45,6 +45,8 @@ pub struct Config {
     pub database: String,
     /// This pod.
     pub pod: String,
+    /// This pod's uid: a Lease held under it was held by an earlier process in this very pod.
+    pub pod_uid: String,
     /// Every voter, this pod among them.
     pub members: Vec<Member>,
     /// The local server; `None` for the arbiter, which runs none.
@@ -128,6 +130,10 @@ struct Memory {
     took_because: Option<String>,
     /// This tick's read of the Lease was answered.
     api_answered: bool,
+    /// Its server was primary under the Lease it holds now.
+    led: bool,
+    /// Its server said PRIMARY at the last look.
+    was_primary: bool,
 }
 
 /// How long a stopping primary waits for a secondary to catch up before it fences all the same:
@@ -166,7 +172,12 @@ pub async fn run(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let identity = format!("{}/{incarnation:x}-{}", config.pod, std::process::id());
+    let identity = format!(
+        "{}/{}/{incarnation:x}-{}",
+        config.pod,
+        config.pod_uid,
+        std::process::id()
+    );
     let leases = LeaseClient::new(
         Api::namespaced(client.clone(), &config.namespace),
         &mssql_api::names::coordinator_lease(&config.database),
@@ -223,7 +234,7 @@ struct Tick<'a> {
     shared: &'a Arc<Mutex<Shared>>,
 }
 
-/// The pod part of a holder identity (`<pod>/<incarnation>`).
+/// The pod part of a holder identity (`<pod>/<pod uid>/<incarnation>`).
 fn pod_of(identity: &str) -> &str {
     identity.split('/').next().unwrap_or(identity)
 }
@@ -262,9 +273,31 @@ impl Tick<'_> {
             .view(self.leases.identity(), reachable, now, timing);
         // A Lease handed to this pod by name is this pod's to take.
         if matches!(&lease, Lease::Theirs { holder, .. } if holder == &self.me.name) {
-            lease = Lease::Free;
+            lease = Lease::Offered;
+        }
+        // A Lease an earlier coordinator of this very pod (same uid) holds: that process is gone
+        // (a pod runs one at a time), so this one finishes its term at once rather than after
+        // the Lease's duration: it fences its server and hands the role over, as at a stop. A
+        // pod of the same name but another uid may still run somewhere: its Lease runs out.
+        let this_pod = format!("{}/{}/", self.me.name, self.config.pod_uid);
+        if matches!(&lease, Lease::Theirs { holder, .. } if holder.starts_with(&this_pod)) {
+            memory.fencing = true;
+            lease = Lease::Mine { anchor: now };
         }
         let holding = matches!(lease, Lease::Mine { .. });
+        if !holding {
+            // Whatever this coordinator's term was, it is over.
+            memory.led = false;
+            memory.fencing = false;
+        }
+        // A server that was primary under this Lease and answers as anything else now (it was
+        // restarted, or taken offline) hands the role to a secondary that is ready now.
+        if holding
+            && memory.led
+            && matches!(local, Server::Replica { role, .. } if role != Role::Primary)
+        {
+            memory.fencing = true;
+        }
         let promised_until = {
             let mut shared = self.shared.lock().expect("not poisoned");
             shared.holding = holding;
@@ -359,11 +392,18 @@ impl Tick<'_> {
                         synchronized,
                         ..
                     }) => {
-                        if role == Role::Primary {
-                            memory.synchronized = true;
-                        } else if connected {
-                            memory.synchronized = synchronized;
-                        }
+                        memory.synchronized = match role {
+                            Role::Primary => true,
+                            // As a secondary: what it says while connected to its primary; once
+                            // that primary is gone the DMV says NOT SYNCHRONIZING, but SQL Server
+                            // still knows it was synchronized, and so does this memory.
+                            _ if connected => synchronized,
+                            // A server that was primary a moment ago lacks what the next one
+                            // commits: synchronized only once a primary says so.
+                            _ if memory.was_primary => false,
+                            _ => memory.synchronized,
+                        };
+                        memory.was_primary = role == Role::Primary;
                         Server::Replica { role, sequence }
                     }
                 }
@@ -505,6 +545,7 @@ impl Tick<'_> {
         };
         match next {
             Next::Lead => {
+                memory.led = true;
                 self.renew(memory).await;
                 self.give_write_lease(memory, server).await;
                 self.maintain(server).await;
@@ -563,6 +604,7 @@ impl Tick<'_> {
                 if self.release(memory, to.as_deref()).await {
                     memory.fencing = false;
                     memory.refused = false;
+                    memory.led = false;
                     return true;
                 }
             }
@@ -596,6 +638,13 @@ impl Tick<'_> {
                 }
             }
             Next::Wait(Wait::Following | Wait::LeaseHeld | Wait::ApiServer) => {}
+            // Its server went silent: it lets go once its write lease has ended, even if the
+            // server answers again meanwhile (a restarted server comes back resolving, and a
+            // synchronized secondary is ready now).
+            Next::Wait(Wait::WriteLeaseRunning) => {
+                memory.fencing = true;
+                self.renew(memory).await;
+            }
             Next::Wait(_) => {
                 if holding {
                     self.renew(memory).await;
@@ -825,7 +874,7 @@ mod tests {
 
     #[test]
     fn a_holder_identity_names_its_pod() {
-        assert_eq!(pod_of("ag-0/18f-12"), "ag-0");
+        assert_eq!(pod_of("ag-0/0c5f-9e1/18f-12"), "ag-0");
         assert_eq!(pod_of("ag-0"), "ag-0");
     }
 

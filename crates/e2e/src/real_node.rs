@@ -4,16 +4,137 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use mssql_api::pods::is_ready;
 use serde_json::{Value, json};
 
 use crate::chart::{CHART, helm, helm_ok};
+use crate::cluster::eventually;
 use crate::{Run, kubectl, kubectl_ok, root};
 
 /// The node, its label and its taint (hack/cluster/lib.sh).
 pub const NODE: &str = "real-1";
 pub const NODE_LABEL: (&str, &str) = ("mssql-operator.test/node", "real");
 pub const NODE_TAINT: &str = "mssql-operator.test/real-node";
+
+/// The catalog entry of the SQL Server test double (`double_version`).
+pub const DOUBLE_VERSION: &str = "2022-double";
+
+/// The catalog entry of the double: both images are the double's, the uid is SQL Server's.
+pub fn double_version(image: &str) -> String {
+    json!({
+        "apiVersion": "catalog.kubedb.com/v1alpha1",
+        "kind": "MSSQLServerVersion",
+        "metadata": {"name": DOUBLE_VERSION},
+        "spec": {
+            "version": "2022",
+            "db": {"image": image},
+            "initContainer": {"image": image},
+            "securityContext": {"runAsUser": 10001},
+        },
+    })
+    .to_string()
+}
+
+/// The chart's values for the local image on the real node.
+pub fn operator_values(image: &str) -> Value {
+    let (repository, tag) = image.rsplit_once(':').expect("a tagged reference");
+    let mut values = json!({
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "logFilter": "info,kube=warn",
+    });
+    place_on_node(&mut values);
+    values
+}
+
+async fn operator_pods(client: &kube::Client, namespace: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Waits until one Ready operator pod (not `old`) runs on the node and holds the Lease.
+pub async fn wait_leader(client: &kube::Client, namespace: &str, old: Option<&str>) -> String {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        "an operator pod on the node that holds the Lease",
+        Duration::from_secs(120),
+        || async {
+            let pods = operator_pods(client, namespace).await;
+            let pod = pods
+                .iter()
+                .find(|p| is_ready(p) && Some(p.name_any().as_str()) != old)
+                .ok_or_else(|| format!("{} pods, none Ready and new", pods.len()))?;
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            if node.as_deref() != Some(NODE) {
+                return Err(format!("{} runs on {node:?}", pod.name_any()));
+            }
+            let holder = leases
+                .get_opt("mssql-operator")
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|l| l.spec?.holder_identity);
+            if holder.as_deref() == Some(pod.name_any().as_str()) {
+                Ok(pod.name_any())
+            } else {
+                Err(format!("the Lease is held by {holder:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// The host's process id of a container's first process (its pid 1), found by the container's
+/// id in each process's cgroup and its pid in its own namespace: for signals a process in the
+/// container cannot send its own pid 1 (SIGKILL, SIGSTOP).
+pub fn container_pid(namespace: &str, pod: &str, container: &str) -> u32 {
+    let id = kubectl_ok(
+        &[
+            "get",
+            "pod",
+            "-n",
+            namespace,
+            pod,
+            "-o",
+            &format!(
+                "jsonpath={{.status.containerStatuses[?(@.name==\"{container}\")].containerID}}"
+            ),
+        ],
+        None,
+    );
+    let id = id
+        .trim()
+        .rsplit("://")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !id.is_empty(),
+        "{namespace}/{pod}/{container} has no running container"
+    );
+    let pids = std::fs::read_dir("/proc").expect("/proc is readable");
+    pids.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+            read("cgroup").is_ok_and(|c| c.contains(&id))
+                && read("status").is_ok_and(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .is_some_and(|ns| ns.split_whitespace().last() == Some("1"))
+                })
+        })
+        .unwrap_or_else(|| panic!("no process of container {id} ({pod}/{container})"))
+}
 
 /// Puts the node's selector and a toleration of its taint into `spec` (a PodSpec, or the chart's
 /// values, which take the same keys): what a pod needs to run on the real node.

@@ -18,7 +18,9 @@ use mssql_api::MssqlServer;
 use mssql_certs::cert_manager::{CaIssuer, ClusterIssuer, ClusterIssuerSpec, IssuerConfig};
 use mssql_e2e::audit::{Access, Audited, audited};
 use mssql_e2e::chart::render;
-use mssql_e2e::cluster::{TestNamespace, ca_issuer, eventually, make_ca, tls_secret};
+use mssql_e2e::cluster::{
+    TestNamespace, ca_issuer, eventually, make_ca, tls_secret, wait_ready_replicas,
+};
 use mssql_e2e::fixture::{
     READY_TIMEOUT, SHORT, Setup, create_ops, forbid_pods, wait_condition_says, wait_ops,
 };
@@ -461,6 +463,15 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
     // Deleting the DoNotTerminate database is refused, told once per change of the database: a
     // change while it waits refuses it again, the same Warning event on the same object, which
     // kube's Recorder turns into a series (a patch).
+    // Its pods are kwok's, where no coordinator runs: the roles are set as one would set them.
+    wait_ready_replicas(&t.client, &t.ns.name, "ms-keep", 3).await;
+    for (pod, role) in [
+        ("ms-keep-0", "primary"),
+        ("ms-keep-1", "secondary"),
+        ("ms-keep-2", "secondary"),
+    ] {
+        t.set_role(pod, role).await;
+    }
     t.wait_phase("ms-keep", "Ready", READY_TIMEOUT).await;
     t.api::<MssqlServer>()
         .delete("ms-keep", &DeleteParams::default())

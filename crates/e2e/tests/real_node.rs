@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, EvictParams, ListParams};
@@ -30,14 +29,14 @@ use mssql_api::condition::find;
 use mssql_api::labels::ROLE;
 use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING;
 use mssql_api::phase::PAUSED;
-use mssql_api::pods::is_ready;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::inspect::{parse_certificate, parse_der};
 use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary};
 use mssql_e2e::real_node::{
-    NODE, Release, assert_node_ready, exec, exec_ok, load_images, place_on_node, probe_counts,
+    DOUBLE_VERSION, NODE, Release, assert_node_ready, double_version, exec, exec_ok, load_images,
+    operator_values, place_on_node, probe_counts, wait_leader,
 };
 use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_new_serial, wait_renewal_request,
@@ -52,7 +51,6 @@ use mssql_tds::probe::Mode;
 use rustls::ProtocolVersion;
 use serde_json::{Value, json};
 
-const VERSION: &str = "2022-double";
 const TLS_DIR: &str = "/var/opt/mssql/tls";
 const DATA_DIR: &str = "/var/opt/mssql/data";
 const OPS_TIMEOUT: Duration = Duration::from_secs(300);
@@ -120,27 +118,11 @@ impl Drop for ClusterObject {
     }
 }
 
-/// The catalog entry of the double: both images are the double's, the uid is SQL Server's.
-fn double_version(image: &str) -> String {
-    json!({
-        "apiVersion": "catalog.kubedb.com/v1alpha1",
-        "kind": "MSSQLServerVersion",
-        "metadata": {"name": VERSION},
-        "spec": {
-            "version": "2022",
-            "db": {"image": image},
-            "initContainer": {"image": image},
-            "securityContext": {"runAsUser": 10001},
-        },
-    })
-    .to_string()
-}
-
 /// A guide database on the real node: the double's version, the node's volumes, small requests,
 /// and a second container of another uid that mounts the TLS volume (it must not read the keys).
 fn on_the_real_node(db: &mut Value, busybox: &str) {
     let spec = &mut db["spec"];
-    spec["version"] = json!(VERSION);
+    spec["version"] = json!(DOUBLE_VERSION);
     spec["storage"]["storageClassName"] = json!("real-node-local");
     let pod = &mut spec["podTemplate"]["spec"];
     place_on_node(pod);
@@ -154,59 +136,6 @@ fn on_the_real_node(db: &mut Value, busybox: &str) {
                             "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}],
     }));
-}
-
-/// The chart's values for the local image on the real node.
-fn operator_values(image: &str) -> Value {
-    let (repository, tag) = image.rsplit_once(':').expect("a tagged reference");
-    let mut values = json!({
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "logFilter": "info,kube=warn",
-    });
-    place_on_node(&mut values);
-    values
-}
-
-async fn operator_pods(client: &kube::Client, namespace: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-/// Waits until one Ready operator pod (not `old`) runs on the node and holds the Lease.
-async fn wait_leader(client: &kube::Client, namespace: &str, old: Option<&str>) -> String {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    eventually(
-        "an operator pod on the node that holds the Lease",
-        Duration::from_secs(120),
-        || async {
-            let pods = operator_pods(client, namespace).await;
-            let pod = pods
-                .iter()
-                .find(|p| is_ready(p) && Some(p.name_any().as_str()) != old)
-                .ok_or_else(|| format!("{} pods, none Ready and new", pods.len()))?;
-            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-            if node.as_deref() != Some(NODE) {
-                return Err(format!("{} runs on {node:?}", pod.name_any()));
-            }
-            let holder = leases
-                .get_opt("mssql-operator")
-                .await
-                .map_err(|e| e.to_string())?
-                .and_then(|l| l.spec?.holder_identity);
-            if holder.as_deref() == Some(pod.name_any().as_str()) {
-                Ok(pod.name_any())
-            } else {
-                Err(format!("the Lease is held by {holder:?}"))
-            }
-        },
-    )
-    .await
 }
 
 /// One pod's server container, as its pod's status tells.
@@ -939,7 +868,7 @@ async fn the_chart_installed_operator_runs_kubedbs_tls_guide_on_real_containers(
         &["apply", "-f", "-"],
         Some(&double_version(&images["mssql-double"])),
     );
-    let _version = ClusterObject("mssqlserverversion", VERSION);
+    let _version = ClusterObject("mssqlserverversion", DOUBLE_VERSION);
     let busybox = images["busybox"].clone();
     // The issuer both guides change to.
     ca_issuer(

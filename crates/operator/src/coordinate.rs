@@ -24,6 +24,9 @@ pub struct CoordinatorArgs {
     /// This pod.
     #[arg(long, env = "POD_NAME")]
     pub pod: String,
+    /// This pod's uid (a restarted coordinator knows its pod's earlier one is gone).
+    #[arg(long, env = "POD_UID", default_value = "")]
+    pub pod_uid: String,
     /// The group's replicas: pods `<database>-0` … `<database>-<replicas - 1>`.
     #[arg(long)]
     pub replicas: u32,
@@ -118,6 +121,7 @@ impl CoordinatorArgs {
             namespace: self.namespace.clone(),
             database: self.database.clone(),
             pod: self.pod.clone(),
+            pod_uid: self.pod_uid.clone(),
             members,
             sql: (!arbiter).then(|| Target {
                 host: self.sql_host.clone(),

@@ -230,6 +230,14 @@ mod the_holder {
     }
 
     #[test]
+    fn promotes_its_own_replica_though_a_lower_ordinal_could_be_promoted_too() {
+        // The Lease was handed to ag-2: it does not pass it on to ag-1.
+        let now = Instant::now();
+        let case = Case::new("ag-2", SECONDARY, mine(now), now);
+        assert_eq!(case.next(), Next::Promote);
+    }
+
+    #[test]
     fn hands_over_when_sql_server_refused_its_own_failover() {
         let now = Instant::now();
         let mut case = Case::new("ag-1", SECONDARY, mine(now), now);
@@ -396,6 +404,20 @@ mod the_others {
         let now = Instant::now();
         let mut case = Case::new("ag-1", SECONDARY, Lease::Free, now);
         case.votes = vec![vote("ag-1", 7, true), vote("ag-2", 7, true)];
+        assert_eq!(case.next(), Next::Acquire);
+    }
+
+    #[test]
+    fn a_replica_the_lease_was_handed_to_takes_it_though_another_would_be_the_target() {
+        let now = Instant::now();
+        // ag-0 handed over to ag-1 and is itself a synchronized secondary now.
+        let mut case = Case::new("ag-1", SECONDARY, Lease::Offered, now);
+        assert_eq!(case.next(), Next::Acquire);
+        // ag-1 fell behind meanwhile: the usual target takes the Lease instead.
+        case.votes[1].synchronized = false;
+        assert_eq!(case.next(), Next::Wait(Wait::LeaseHeld));
+        case.me = "ag-0";
+        case.server = SECONDARY;
         assert_eq!(case.next(), Next::Acquire);
     }
 

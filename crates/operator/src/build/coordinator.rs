@@ -89,6 +89,7 @@ pub fn container(
             value_from: None,
         },
         from_field("POD_NAME", "metadata.name"),
+        from_field("POD_UID", "metadata.uid"),
         from_field("POD_NAMESPACE", "metadata.namespace"),
         from_secret("MSSQL_SA_PASSWORD", &server.auth_secret, "password"),
         from_secret("DBM_LOGIN_PASSWORD", &group.login_secret.name, "password"),

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath,
-    PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, TCPSocketAction,
-    Volume, VolumeMount,
+    Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    SecretVolumeSource, SleepAction, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -35,6 +35,9 @@ pub const PORT_NAME_DB: &str = "db";
 pub const PORT_NAME_MIRROR: &str = "mirror";
 
 pub const DATA_DIR: &str = "/var/opt/mssql";
+/// How long an availability group's server waits, once its pod is being deleted, before it is
+/// asked to stop: its coordinator's handover takes about a second.
+const HANDOVER_SECONDS: i64 = 3;
 pub const ENDPOINT_CERT_DIR: &str = "/var/opt/mssql/endpoint-cert";
 const CONFIG_SOURCE_DIR: &str = "/var/opt/mssql-source/config";
 const TLS_SOURCE_DIR: &str = "/var/opt/mssql-source/tls";
@@ -219,6 +222,19 @@ fn mssql_container(server: &Server) -> Container {
         env_vars.push(env("MSSQL_ENABLE_HADR", "1"));
     }
     container.env = Some(env_vars);
+    if server.group().is_some() {
+        // The server outlives its coordinator's SIGTERM by a few seconds, so a primary pod being
+        // deleted is taken offline and hands its role over before its server stops.
+        container.lifecycle.get_or_insert_with(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: HANDOVER_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        });
+    }
 
     let mut mounts = vec![
         mount(VOLUME_DATA, DATA_DIR, false),

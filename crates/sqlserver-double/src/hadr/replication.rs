@@ -482,6 +482,11 @@ fn on_config(instance: &Arc<Instance>, connection: u64, config: GroupConfig) -> 
     }
     let stepped_down = g.role == Role::Primary;
     let from = config.primary.clone();
+    // Under another primary, this replica is failover-ready only once that primary has
+    // synchronized it.
+    if stepped_down || !from.eq_ignore_ascii_case(&g.config.primary) {
+        g.ready.clear();
+    }
     g.config = config;
     g.role = Role::Secondary;
     instance.save_group(Some(g));
@@ -592,6 +597,8 @@ fn on_demote(
     g.role = Role::Secondary;
     g.awaiting_manager = false;
     g.lease_until = None;
+    // Ready again once the new primary has synchronized it (it will commit what this lacks).
+    g.ready.clear();
     instance.save_group(Some(g));
     let config = g.config.clone();
     drop(group);

@@ -233,6 +233,11 @@ fn availability_group_pods_run_the_coordinator_with_its_own_api_token() {
         coordinator.security_context.as_ref().unwrap().run_as_user,
         Some(10001)
     );
+    // A deleted primary's server outlives its coordinator's handover.
+    assert_eq!(
+        to_json(&container(&pod.containers, "mssql").lifecycle),
+        json!({"preStop": {"sleep": {"seconds": 3}}})
+    );
     // Only the coordinator holds an API token: the server's container has none.
     let mssql = container(&pod.containers, "mssql");
     assert!(
