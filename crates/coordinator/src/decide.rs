@@ -115,7 +115,10 @@ pub fn promotion_target<'a>(
 }
 
 /// Every replica that may be promoted (see [`promotion_target`]), in no order; an error when
-/// too few voters answered to know.
+/// too few voters answered to know. Those last seen synchronized come first; when none was (a
+/// primary that went away while its secondaries were still being seeded, say), any replica with
+/// the latest configuration may try, and SQL Server's own check decides: `FAILOVER` refuses one
+/// that was not synchronized (41142), which is then skipped.
 fn candidates(voters: usize, votes: &[Vote]) -> Result<impl Iterator<Item = &Vote>, NoTarget> {
     let needed = voters / 2 + 1;
     if votes.len() < needed {
@@ -125,10 +128,14 @@ fn candidates(voters: usize, votes: &[Vote]) -> Result<impl Iterator<Item = &Vot
         });
     }
     let highest_sequence = votes.iter().filter_map(|v| v.sequence).max();
+    let latest = move |v: &&Vote| {
+        !v.arbiter && !v.refused && v.sequence.is_some() && v.sequence == highest_sequence
+    };
+    let any_synchronized = votes.iter().filter(latest).any(|v| v.synchronized);
     Ok(votes
         .iter()
-        .filter(|v| !v.arbiter && v.synchronized && !v.refused)
-        .filter(move |v| v.sequence.is_some() && v.sequence == highest_sequence))
+        .filter(latest)
+        .filter(move |v| v.synchronized || !any_synchronized))
 }
 
 /// Everything [`next`] decides on.

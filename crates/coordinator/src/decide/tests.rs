@@ -140,8 +140,14 @@ mod who_may_be_promoted {
     }
 
     #[test]
-    fn never_one_that_is_not_synchronized_even_with_the_highest_sequence() {
-        let votes = [vote("ag-1", 8, false), vote("ag-2", 7, true)];
+    fn a_synchronized_replica_goes_first_and_sql_server_judges_the_others() {
+        let votes = [vote("ag-1", 8, false), vote("ag-2", 8, true)];
+        assert_eq!(promotion_target(3, &votes, None), Ok("ag-2"));
+        // None was seen synchronized: the one with the latest configuration tries, and
+        // FAILOVER refuses it (41142) unless SQL Server knows it was synchronized.
+        let mut votes = [vote("ag-1", 8, false), vote("ag-2", 7, true)];
+        assert_eq!(promotion_target(3, &votes, None), Ok("ag-1"));
+        votes[0].refused = true;
         assert_eq!(
             promotion_target(3, &votes, None),
             Err(NoTarget::NoSynchronizedReplica {

@@ -117,20 +117,18 @@ pub fn alter(
                 secondary_allow,
             } => g.modify_replica(name, *secondary_allow)?,
             GroupAction::SetWriteLeaseValidity(seconds) => g.set_write_lease(*seconds)?,
-            // A replica that leaves the primary role (or waits for its manager) is failover-ready
-            // again only once a primary has synchronized it: another primary may commit what it
-            // lacks meanwhile.
+            // Its databases stay as failover-ready as they were (a primary taken offline holds
+            // every change it committed): they stop being so once another primary commits (its
+            // configuration, or its request to step down, clears them).
             GroupAction::Offline => {
                 g.role = Role::Resolving;
                 g.awaiting_manager = true;
                 g.lease_until = None;
-                g.ready.clear();
             }
             GroupAction::SetRoleSecondary => {
                 g.role = Role::Secondary;
                 g.awaiting_manager = false;
                 g.lease_until = None;
-                g.ready.clear();
             }
             GroupAction::Join { .. }
             | GroupAction::AddDatabase(_)
