@@ -39,8 +39,11 @@ pub fn audited(user: &str) -> Audited {
         source_ips: BTreeSet::new(),
     };
     let mut seen = BTreeSet::new();
-    for line in text.lines() {
-        let event: Value = serde_json::from_str(line).unwrap();
+    // The API server may be writing the last line while we read: only whole lines count.
+    let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    for line in whole.lines() {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{}: a line is not JSON: {e}: {line}", path.display()));
         // One count per request, at its first logged stage: a watch is logged at ResponseStarted
         // and completes only when it times out or its client goes, which may be after this read.
         if event["user"]["username"] != user
