@@ -580,7 +580,9 @@ impl Tick<'_> {
                         info!(group, "promoted this replica");
                         let because = memory.took_because.take().unwrap_or_default();
                         let note = format!(
-                            "{} is the primary of availability group {group}: {because}; SQL                              Server confirmed it was synchronized with the group's latest                              configuration",
+                            "{} is the primary of availability group {group}: {because}; SQL \
+                             Server confirmed it was synchronized with the group's latest \
+                             configuration",
                             self.me.name
                         );
                         told.tell(EventType::Normal, "Promoted", note).await;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod chart;
 pub mod cluster;
 pub mod fixture;
+pub mod group;
 pub mod operator;
 pub mod plane;
 pub mod real_node;

@@ -1,410 +1,24 @@
-//! A real availability group on the real node `real-1`: KubeDB's `mssql-ag-cluster` guide on the
-//! SQL Server test double, every pod running its `mssql-coordinator`, the operator installed by its
-//! Helm chart. The group forms (one primary, labels, the Services' endpoints); a row written
-//! through the primary Service reaches every secondary; and the group fails over, the old primary
-//! rejoining as a secondary, when the primary pod is deleted, its server killed, its server frozen
-//! (SIGSTOP), its coordinator killed, and when the primary pod is deleted while the operator is
-//! stopped. Throughout, a writer commits a row through the primary Service every 100 ms and
-//! reconnects on error, as a pooled application would, and a sampler checks every 100 ms that
-//! never two pods are labelled `primary` and never two servers accept a write. No acknowledged
-//! write is missing at the end.
+//! A real availability group on the real node `real-1` (`mssql_e2e::group`): KubeDB's
+//! `mssql-ag-cluster` guide on the SQL Server test double, every pod running its
+//! `mssql-coordinator`, the operator installed by its Helm chart. The group forms (one primary,
+//! labels, the Services' endpoints); a row written through the primary Service reaches every
+//! secondary; and the group fails over, the old primary rejoining as a secondary, when the
+//! primary pod is deleted, its server killed, its server frozen (SIGSTOP), its coordinator
+//! killed, and when the primary pod is deleted while the operator is stopped. Throughout, a
+//! writer commits a row through the primary Service every 100 ms and reconnects on error, as a
+//! pooled application would, and a sampler checks every 100 ms that never two pods are labelled
+//! `primary` and never two servers accept a write. No acknowledged write is missing at the end.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams};
-use kube::{Api, ResourceExt};
-use mssql_api::labels::ROLE;
 use mssql_e2e::cluster::eventually;
-use mssql_e2e::fixture::{READY_TIMEOUT, Setup};
-use mssql_e2e::real_node::{
-    DOUBLE_VERSION, Release, assert_node_ready, container_pid, double_version, load_images,
-    operator_values, place_on_node, wait_leader,
-};
-use mssql_e2e::{example_in, kubectl, kubectl_ok};
-use serde_json::{Value, json};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
-
-const DB: &str = "mssql-ag-cluster";
-const PODS: [&str; 3] = [
-    "mssql-ag-cluster-0",
-    "mssql-ag-cluster-1",
-    "mssql-ag-cluster-2",
-];
-const FAILOVER: Duration = Duration::from_secs(90);
-const WRITES: &str = "[agdb1].[dbo].[writes]";
-const PROBES: &str = "[agdb1].[dbo].[probes]";
-
-type Connection = Client<Compat<TcpStream>>;
-
-/// A connection as `sa` to `addr`, within a second.
-async fn connect(addr: SocketAddr, password: &str) -> Result<Connection, String> {
-    let mut config = Config::new();
-    config.host(addr.ip().to_string());
-    config.port(addr.port());
-    config.authentication(AuthMethod::sql_server("sa", password));
-    config.encryption(EncryptionLevel::Required);
-    config.trust_cert();
-    let connecting = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        Client::connect(config, tcp.compat_write())
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(1), connecting)
-        .await
-        .map_err(|_| format!("no login at {addr} within 1 s"))?
-}
-
-/// Runs `sql` on `connection` within two seconds; `Err` drops it.
-async fn run(connection: &mut Option<Connection>, sql: &str) -> Result<Vec<tiberius::Row>, String> {
-    let Some(client) = connection.as_mut() else {
-        return Err("not connected".into());
-    };
-    let work = async {
-        client
-            .simple_query(sql)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_first_result()
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let result = match tokio::time::timeout(Duration::from_secs(2), work).await {
-        Ok(result) => result,
-        Err(_) => Err("no answer within 2 s".into()),
-    };
-    if result.is_err() {
-        *connection = None;
-    }
-    result
-}
-
-/// What the writer saw: each acknowledged id and when.
-#[derive(Default)]
-struct Written {
-    acknowledged: Vec<(u64, Instant)>,
-    failed: u64,
-}
-
-/// Commits a row through the primary Service every 100 ms until `stop`, reconnecting on error.
-async fn writer(
-    service: SocketAddr,
-    password: String,
-    stop: Arc<AtomicBool>,
-    written: Arc<Mutex<Written>>,
-) {
-    let mut connection = None;
-    let mut id = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        id += 1;
-        if connection.is_none() {
-            connection = connect(service, &password).await.ok();
-        }
-        let sql = format!("INSERT INTO {WRITES} (id) VALUES ({id})");
-        match run(&mut connection, &sql).await {
-            Ok(_) => written
-                .lock()
-                .unwrap()
-                .acknowledged
-                .push((id, Instant::now())),
-            Err(_) => written.lock().unwrap().failed += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// What the sampler saw that must never be.
-#[derive(Default)]
-struct Sampled {
-    samples: u64,
-    /// Samples with more than one pod labelled primary, or more than one server taking a write.
-    violations: Vec<String>,
-}
-
-/// Every 100 ms until `stop`: the pods' role labels, and a write tried on every server at once.
-async fn sampler(
-    pods: Api<Pod>,
-    password: String,
-    stop: Arc<AtomicBool>,
-    sampled: Arc<Mutex<Sampled>>,
-) {
-    let probe = AtomicU64::new(1);
-    let mut connections: BTreeMap<String, Option<Connection>> = BTreeMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let Ok(list) = pods
-            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={DB}")))
-            .await
-        else {
-            continue;
-        };
-        let labelled: Vec<String> = list
-            .items
-            .iter()
-            .filter(|p| p.labels().get(ROLE).map(String::as_str) == Some("primary"))
-            .map(|p| p.name_any())
-            .collect();
-        let addresses: BTreeMap<String, SocketAddr> = list
-            .items
-            .iter()
-            .filter_map(|p| {
-                let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-                Some((p.name_any(), SocketAddr::new(ip, 1433)))
-            })
-            .collect();
-        for pod in addresses.keys() {
-            connections.entry(pod.clone()).or_insert(None);
-        }
-        let tries = connections.iter_mut().map(|(pod, connection)| {
-            let addr = addresses.get(pod).copied();
-            let id = probe.fetch_add(1, Ordering::Relaxed);
-            let password = &password;
-            async move {
-                let addr = addr?;
-                if connection.is_none() {
-                    *connection = connect(addr, password).await.ok();
-                }
-                let sql = format!("INSERT INTO {PROBES} (id) VALUES ({id})");
-                run(connection, &sql).await.ok().map(|_| pod.clone())
-            }
-        });
-        let accepted: Vec<String> = futures::future::join_all(tries)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        {
-            let mut sampled = sampled.lock().unwrap();
-            sampled.samples += 1;
-            if labelled.len() > 1 || accepted.len() > 1 {
-                sampled.violations.push(format!(
-                    "labelled primary: {labelled:?}; took a write: {accepted:?}"
-                ));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100).saturating_sub(started.elapsed())).await;
-    }
-}
-
-/// What happens to the primary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    PodDeleted,
-    ServerKilled,
-    CoordinatorKilled,
-    ServerFrozen,
-}
-
-impl Fault {
-    fn inflict(self, group: &Group, pod: &str) {
-        match self {
-            Self::PodDeleted => {
-                let ns = &group.t.ns.name;
-                kubectl_ok(&["delete", "pod", "-n", ns, pod, "--wait=false"], None);
-            }
-            Self::ServerKilled => group.signal(pod, "mssql", "-KILL"),
-            Self::CoordinatorKilled => group.signal(pod, "mssql-coordinator", "-KILL"),
-            Self::ServerFrozen => group.signal(pod, "mssql", "-STOP"),
-        }
-    }
-}
-
-struct Group {
-    t: Setup,
-    password: String,
-}
-
-impl Drop for Group {
-    /// A failed test shows what each coordinator decided (in its current and previous
-    /// container) and what each server logged.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for pod in PODS {
-            for (container, previous) in [
-                ("mssql-coordinator", "--previous=false"),
-                ("mssql-coordinator", "--previous=true"),
-                ("mssql", "--previous=false"),
-            ] {
-                let ns = &self.t.ns.name;
-                let args = [
-                    "logs",
-                    "-n",
-                    ns,
-                    pod,
-                    "-c",
-                    container,
-                    previous,
-                    "--tail=80",
-                ];
-                let logs = kubectl(&args, None);
-                eprintln!(
-                    "--- {pod} {container} {previous}:\n{}{}",
-                    logs.stdout, logs.stderr
-                );
-            }
-        }
-    }
-}
-
-impl Group {
-    /// The pod labelled primary, once exactly one is, it is not `old`, its server is PRIMARY,
-    /// the others are labelled secondary, and the primary Service's endpoints are its address.
-    async fn primary(&self, old: Option<&str>) -> String {
-        eventually(
-            "one labelled primary behind the primary Service",
-            FAILOVER,
-            || async {
-                let pods = self.t.api::<Pod>();
-                let mut primary = None;
-                for name in PODS {
-                    let pod = pods.get(name).await.map_err(|e| e.to_string())?;
-                    let role = pod.labels().get(ROLE).cloned();
-                    match role.as_deref() {
-                        Some("primary") if primary.is_none() => {
-                            let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
-                            primary = Some((name.to_owned(), ip));
-                        }
-                        Some("secondary") => {}
-                        other => return Err(format!("{name} is labelled {other:?}")),
-                    }
-                }
-                let (name, ip) = primary.ok_or("no pod is labelled primary")?;
-                if Some(name.as_str()) == old {
-                    return Err(format!("{name} is still the primary"));
-                }
-                let addresses = self.ready_endpoints(DB).await?;
-                if addresses == [ip.clone()] {
-                    Ok(name)
-                } else {
-                    Err(format!(
-                        "{DB}'s endpoints are {addresses:?}, not {name}'s {ip}"
-                    ))
-                }
-            },
-        )
-        .await
-    }
-
-    /// The addresses a Service sends clients to: its EndpointSlices' ready endpoints.
-    async fn ready_endpoints(&self, service: &str) -> Result<Vec<String>, String> {
-        let slices = self
-            .t
-            .api::<EndpointSlice>()
-            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(slices
-            .items
-            .iter()
-            .flat_map(|slice| slice.endpoints.iter())
-            .flatten()
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect())
-    }
-
-    async fn addr(&self, pod: &str) -> Result<SocketAddr, String> {
-        let pod = self
-            .t
-            .api::<Pod>()
-            .get(pod)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ip = pod.status.and_then(|s| s.pod_ip).ok_or("no address yet")?;
-        Ok(SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433))
-    }
-
-    async fn service(&self) -> SocketAddr {
-        let ip = self
-            .t
-            .api::<Service>()
-            .get(DB)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .cluster_ip
-            .unwrap();
-        SocketAddr::new(ip.parse().unwrap(), 1433)
-    }
-
-    /// The ids in the writes table of `pod`'s server.
-    async fn ids(&self, pod: &str) -> Result<Vec<u64>, String> {
-        let mut connection = Some(connect(self.addr(pod).await?, &self.password).await?);
-        let rows = run(
-            &mut connection,
-            &format!("SELECT id FROM {WRITES} ORDER BY id"),
-        )
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get::<i64, _>(0))
-            .map(|id| id as u64)
-            .collect())
-    }
-
-    fn signal(&self, pod: &str, container: &str, signal: &str) {
-        let pid = container_pid(&self.t.ns.name, pod, container);
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid} ({pod}/{container})");
-    }
-}
+use mssql_e2e::group::{DB, Fault, Group};
+use mssql_e2e::real_node::{assert_node_ready, wait_leader};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write() {
     assert_node_ready();
-    let images = load_images(&["operator", "mssql-double"]);
-    let operator_ns = format!("mssql-operator-ag-{}", std::process::id());
-    let _release = Release::install(
-        "mssql-operator",
-        &operator_ns,
-        &operator_values(&images["operator"]),
-    );
-    let t = Setup::without_operator("real-ag").await;
-    wait_leader(&t.client, &operator_ns, None).await;
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&double_version(&images["mssql-double"])),
-    );
-
-    // KubeDB's guide, on the node and its double, with secondaries readable; created once the
-    // operator's webhook answers.
-    let mut db: Value = serde_saphyr::from_str(&example_in(DB, &t.ns.name)).unwrap();
-    let spec = &mut db["spec"];
-    spec["version"] = json!(DOUBLE_VERSION);
-    spec["storage"]["storageClassName"] = json!("real-node-local");
-    spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
-    let pod = &mut spec["podTemplate"]["spec"];
-    place_on_node(pod);
-    pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
-    let db = db.to_string();
-    eventually(
-        "the database to be admitted",
-        Duration::from_secs(60),
-        || async {
-            let run = kubectl(&["create", "-f", "-"], Some(&db));
-            run.ok.then_some(()).ok_or(run.stderr)
-        },
-    )
-    .await;
-    t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
-    let password = t.secret_text(&format!("{DB}-auth"), "password").await;
-    let group = Group { t, password };
+    let group = Group::form("real-ag").await;
     let mut primary = group.primary(None).await;
 
     // The secondaries' Service sends clients to the two others.
@@ -419,62 +33,8 @@ async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write(
     )
     .await;
 
-    // A table written through the primary Service, read on every secondary.
-    let service = group.service().await;
-    // kube-proxy routes the Service a moment after its endpoints change.
-    let admin = eventually(
-        "a login through the primary Service",
-        Duration::from_secs(30),
-        || connect(service, &group.password),
-    )
-    .await;
-    let mut admin = Some(admin);
-    for table in [WRITES, PROBES] {
-        run(
-            &mut admin,
-            &format!("CREATE TABLE {table} (id BIGINT NOT NULL PRIMARY KEY)"),
-        )
-        .await
-        .unwrap();
-    }
-    run(&mut admin, &format!("INSERT INTO {WRITES} (id) VALUES (0)"))
-        .await
-        .unwrap();
-    for pod in PODS {
-        eventually(
-            &format!("the row on {pod}"),
-            Duration::from_secs(30),
-            || async {
-                let ids = group.ids(pod).await?;
-                (ids == [0]).then_some(()).ok_or(format!("{ids:?}"))
-            },
-        )
-        .await;
-    }
-
-    // The writer and the sampler, throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(Mutex::new(Written::default()));
-    let sampled = Arc::new(Mutex::new(Sampled::default()));
-    let writing = tokio::spawn(writer(
-        service,
-        group.password.clone(),
-        stop.clone(),
-        written.clone(),
-    ));
-    let sampling = tokio::spawn(sampler(
-        group.t.api(),
-        group.password.clone(),
-        stop.clone(),
-        sampled.clone(),
-    ));
-
-    for fault in [
-        Fault::PodDeleted,
-        Fault::ServerKilled,
-        Fault::CoordinatorKilled,
-        Fault::ServerFrozen,
-    ] {
+    let traffic = group.traffic().await;
+    for fault in Fault::ALL {
         let at = Instant::now();
         fault.inflict(&group, &primary);
         let next = group.primary(Some(&primary)).await;
@@ -488,19 +48,7 @@ async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write(
     }
 
     // The operator stopped: the coordinators fail over by themselves.
-    let scale = |replicas: &str| {
-        let replicas = format!("--replicas={replicas}");
-        let args = [
-            "scale",
-            "deployment",
-            "-n",
-            &operator_ns,
-            "mssql-operator",
-            &replicas,
-        ];
-        kubectl_ok(&args, None);
-    };
-    scale("0");
+    group.scale_operator(0);
     let at = Instant::now();
     Fault::PodDeleted.inflict(&group, &primary);
     let next = group.primary(Some(&primary)).await;
@@ -509,64 +57,16 @@ async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write(
         at.elapsed()
     );
     group.primary(None).await;
-    scale("1");
-    // It leads again (and its webhook answers) before the database is deleted at the end.
-    wait_leader(&group.t.client, &operator_ns, None).await;
+    group.scale_operator(1);
+    wait_leader(&group.t.client, &group.operator_ns, None).await;
 
-    stop.store(true, Ordering::Relaxed);
-    writing.await.unwrap();
-    sampling.await.unwrap();
-    let written = std::mem::take(&mut *written.lock().unwrap());
-    let sampled = std::mem::take(&mut *sampled.lock().unwrap());
-    assert!(sampled.samples > 100, "{} samples", sampled.samples);
-    assert!(sampled.violations.is_empty(), "{:#?}", sampled.violations);
-    let longest_gap = written
-        .acknowledged
-        .windows(2)
-        .map(|w| w[1].1 - w[0].1)
-        .max()
-        .unwrap_or_default();
+    let (written, sampled) = traffic.finish().await;
     println!(
-        "writer: {} acknowledged, {} failed attempts, longest gap {longest_gap:.1?}",
+        "writer: {} acknowledged, {} failed attempts, longest gap {:.1?}",
         written.acknowledged.len(),
-        written.failed
+        written.failed,
+        written.longest_gap()
     );
-    let acknowledged: Vec<u64> = written.acknowledged.iter().map(|(id, _)| *id).collect();
-    for pod in PODS {
-        let ids = group.ids(pod).await.unwrap_or_default();
-        let missing: Vec<&u64> = acknowledged.iter().filter(|id| !ids.contains(id)).collect();
-        println!("{pod}: {} rows, missing {missing:?}", ids.len());
-    }
-    for pod in PODS {
-        eventually(
-            &format!("every acknowledged row on {pod}"),
-            Duration::from_secs(60),
-            || async {
-                let ids = group.ids(pod).await?;
-                let missing: Vec<&u64> =
-                    acknowledged.iter().filter(|id| !ids.contains(id)).collect();
-                missing
-                    .is_empty()
-                    .then_some(())
-                    .ok_or(format!("{pod} lacks {missing:?}"))
-            },
-        )
-        .await;
-    }
-    group
-        .t
-        .api::<mssql_api::MssqlServer>()
-        .delete(DB, &DeleteParams::default())
-        .await
-        .unwrap();
-    group.t.wait_gone::<mssql_api::MssqlServer>(DB).await;
-    let _ = kubectl(
-        &[
-            "delete",
-            "mssqlserverversion",
-            DOUBLE_VERSION,
-            "--ignore-not-found",
-        ],
-        None,
-    );
+    group.assert_nothing_lost(&written, &sampled).await;
+    group.delete().await;
 }

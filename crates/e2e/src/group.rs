@@ -1,0 +1,616 @@
+//! A real availability group on the real node `real-1`, for the failover test and benchmark:
+//! KubeDB's `mssql-ag-cluster` guide on the SQL Server test double, every pod running its
+//! `mssql-coordinator`, the operator installed by its Helm chart; a writer that commits a row
+//! through the primary Service every 100 ms and reconnects on error, as a pooled application
+//! would; a sampler that checks every 100 ms that never two pods are labelled `primary` and never
+//! two servers accept a write; and the faults a primary can meet.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, ResourceExt};
+use mssql_api::labels::ROLE;
+use serde_json::{Value, json};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use crate::cluster::eventually;
+use crate::fixture::{READY_TIMEOUT, Setup};
+use crate::real_node::{
+    DOUBLE_VERSION, Release, container_pid, double_version, load_images, operator_values,
+    place_on_node, wait_leader,
+};
+use crate::{example_in, kubectl, kubectl_ok};
+
+pub const DB: &str = "mssql-ag-cluster";
+pub const PODS: [&str; 3] = [
+    "mssql-ag-cluster-0",
+    "mssql-ag-cluster-1",
+    "mssql-ag-cluster-2",
+];
+/// The longest a failover, or a replica's return, may take.
+pub const FAILOVER: Duration = Duration::from_secs(90);
+const WRITES: &str = "[agdb1].[dbo].[writes]";
+const PROBES: &str = "[agdb1].[dbo].[probes]";
+
+pub type Connection = Client<Compat<TcpStream>>;
+
+/// A connection as `sa` to `addr`, within a second.
+pub async fn connect(addr: SocketAddr, password: &str) -> Result<Connection, String> {
+    let mut config = Config::new();
+    config.host(addr.ip().to_string());
+    config.port(addr.port());
+    config.authentication(AuthMethod::sql_server("sa", password));
+    config.encryption(EncryptionLevel::Required);
+    config.trust_cert();
+    let connecting = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        Client::connect(config, tcp.compat_write())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(1), connecting)
+        .await
+        .map_err(|_| format!("no login at {addr} within 1 s"))?
+}
+
+/// Runs `sql` on `connection` within two seconds; `Err` drops it.
+pub async fn run(
+    connection: &mut Option<Connection>,
+    sql: &str,
+) -> Result<Vec<tiberius::Row>, String> {
+    let Some(client) = connection.as_mut() else {
+        return Err("not connected".into());
+    };
+    let work = async {
+        client
+            .simple_query(sql)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_first_result()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let result = match tokio::time::timeout(Duration::from_secs(2), work).await {
+        Ok(result) => result,
+        Err(_) => Err("no answer within 2 s".into()),
+    };
+    if result.is_err() {
+        *connection = None;
+    }
+    result
+}
+
+/// One write the primary Service acknowledged.
+pub struct Ack {
+    pub id: u64,
+    pub at: Instant,
+    /// The server that took it (`@@SERVERNAME`, the pod's name): a connection through a Service
+    /// stays with the pod it reached.
+    pub server: String,
+}
+
+/// What the writer saw.
+#[derive(Default)]
+pub struct Written {
+    pub acknowledged: Vec<Ack>,
+    pub failed: u64,
+}
+
+impl Written {
+    /// The longest time between two acknowledged writes.
+    pub fn longest_gap(&self) -> Duration {
+        self.acknowledged
+            .windows(2)
+            .map(|w| w[1].at - w[0].at)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// A connection and the server it reached.
+async fn connect_to_server(service: SocketAddr, password: &str) -> Option<(Connection, String)> {
+    let mut connection = Some(connect(service, password).await.ok()?);
+    let rows = run(
+        &mut connection,
+        "SELECT @@SERVERNAME, SERVERPROPERTY('IsHadrEnabled')",
+    )
+    .await
+    .ok()?;
+    let server = rows.first()?.get::<&str, _>(0)?.to_owned();
+    Some((connection?, server))
+}
+
+/// Commits a row through the primary Service every 100 ms until `stop`, reconnecting on error.
+async fn writer(
+    service: SocketAddr,
+    password: String,
+    stop: Arc<AtomicBool>,
+    written: Arc<Mutex<Written>>,
+) {
+    let mut connection = None;
+    let mut server = String::new();
+    let mut id = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        id += 1;
+        if connection.is_none() {
+            if let Some((c, s)) = connect_to_server(service, &password).await {
+                connection = Some(c);
+                server = s;
+            }
+        }
+        let sql = format!("INSERT INTO {WRITES} (id) VALUES ({id})");
+        match run(&mut connection, &sql).await {
+            Ok(_) => written.lock().unwrap().acknowledged.push(Ack {
+                id,
+                at: Instant::now(),
+                server: server.clone(),
+            }),
+            Err(_) => written.lock().unwrap().failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the sampler saw that must never be.
+#[derive(Default)]
+pub struct Sampled {
+    pub samples: u64,
+    /// Samples with more than one pod labelled primary, or more than one server taking a write.
+    pub violations: Vec<String>,
+}
+
+/// Every 100 ms until `stop`: the pods' role labels, and a write tried on every server at once.
+async fn sampler(
+    pods: Api<Pod>,
+    password: String,
+    stop: Arc<AtomicBool>,
+    sampled: Arc<Mutex<Sampled>>,
+) {
+    let probe = AtomicU64::new(1);
+    let mut connections: BTreeMap<String, Option<Connection>> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let Ok(list) = pods
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={DB}")))
+            .await
+        else {
+            continue;
+        };
+        let labelled: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| p.labels().get(ROLE).map(String::as_str) == Some("primary"))
+            .map(|p| p.name_any())
+            .collect();
+        let addresses: BTreeMap<String, SocketAddr> = list
+            .items
+            .iter()
+            .filter_map(|p| {
+                let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+                Some((p.name_any(), SocketAddr::new(ip, 1433)))
+            })
+            .collect();
+        for pod in addresses.keys() {
+            connections.entry(pod.clone()).or_insert(None);
+        }
+        let tries = connections.iter_mut().map(|(pod, connection)| {
+            let addr = addresses.get(pod).copied();
+            let id = probe.fetch_add(1, Ordering::Relaxed);
+            let password = &password;
+            async move {
+                let addr = addr?;
+                if connection.is_none() {
+                    *connection = connect(addr, password).await.ok();
+                }
+                let sql = format!("INSERT INTO {PROBES} (id) VALUES ({id})");
+                run(connection, &sql).await.ok().map(|_| pod.clone())
+            }
+        });
+        let accepted: Vec<String> = futures::future::join_all(tries)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        {
+            let mut sampled = sampled.lock().unwrap();
+            sampled.samples += 1;
+            if labelled.len() > 1 || accepted.len() > 1 {
+                sampled.violations.push(format!(
+                    "labelled primary: {labelled:?}; took a write: {accepted:?}"
+                ));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100).saturating_sub(started.elapsed())).await;
+    }
+}
+
+/// The writer and the sampler, running until [`Traffic::finish`].
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    pub written: Arc<Mutex<Written>>,
+    sampled: Arc<Mutex<Sampled>>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Traffic {
+    /// Stops both and returns what they saw.
+    pub async fn finish(self) -> (Written, Sampled) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let written = std::mem::take(&mut *self.written.lock().unwrap());
+        let sampled = std::mem::take(&mut *self.sampled.lock().unwrap());
+        (written, sampled)
+    }
+}
+
+/// What happens to the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    PodDeleted,
+    ServerKilled,
+    CoordinatorKilled,
+    ServerFrozen,
+}
+
+impl Fault {
+    pub const ALL: [Self; 4] = [
+        Self::PodDeleted,
+        Self::ServerKilled,
+        Self::CoordinatorKilled,
+        Self::ServerFrozen,
+    ];
+
+    pub fn inflict(self, group: &Group, pod: &str) {
+        match self {
+            Self::PodDeleted => group.delete_pod(pod),
+            Self::ServerKilled => group.signal(pod, "mssql", "-KILL"),
+            Self::CoordinatorKilled => group.signal(pod, "mssql-coordinator", "-KILL"),
+            Self::ServerFrozen => group.signal(pod, "mssql", "-STOP"),
+        }
+    }
+}
+
+/// The group, and the operator's Helm release it runs under.
+pub struct Group {
+    pub t: Setup,
+    pub password: String,
+    pub operator_ns: String,
+    /// Uninstalled after the test namespace is dropped (fields drop in order).
+    _release: Release,
+}
+
+impl Drop for Group {
+    /// A failed run shows what each coordinator decided (in its current and previous
+    /// container) and what each server logged.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for pod in PODS {
+            for (container, previous) in [
+                ("mssql-coordinator", "--previous=false"),
+                ("mssql-coordinator", "--previous=true"),
+                ("mssql", "--previous=false"),
+            ] {
+                let ns = &self.t.ns.name;
+                let args = [
+                    "logs",
+                    "-n",
+                    ns,
+                    pod,
+                    "-c",
+                    container,
+                    previous,
+                    "--tail=80",
+                ];
+                let logs = kubectl(&args, None);
+                eprintln!(
+                    "--- {pod} {container} {previous}:\n{}{}",
+                    logs.stdout, logs.stderr
+                );
+            }
+        }
+    }
+}
+
+impl Group {
+    /// The operator installed by its chart (in a namespace named after `name`), and KubeDB's AG
+    /// guide on the node and its double, with secondaries readable, Ready with one labelled
+    /// primary; a table written through the primary Service has reached every pod.
+    pub async fn form(name: &str) -> Self {
+        let images = load_images(&["operator", "mssql-double"]);
+        let operator_ns = format!("mssql-operator-{name}-{}", std::process::id());
+        let release = Release::install(
+            "mssql-operator",
+            &operator_ns,
+            &operator_values(&images["operator"]),
+        );
+        let t = Setup::without_operator(name).await;
+        wait_leader(&t.client, &operator_ns, None).await;
+        kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&double_version(&images["mssql-double"])),
+        );
+        let mut db: Value = serde_saphyr::from_str(&example_in(DB, &t.ns.name)).unwrap();
+        let spec = &mut db["spec"];
+        spec["version"] = json!(DOUBLE_VERSION);
+        spec["storage"]["storageClassName"] = json!("real-node-local");
+        spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
+        let pod = &mut spec["podTemplate"]["spec"];
+        place_on_node(pod);
+        pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
+        let db = db.to_string();
+        // Created once the operator's webhook answers.
+        eventually(
+            "the database to be admitted",
+            Duration::from_secs(60),
+            || async {
+                let run = kubectl(&["create", "-f", "-"], Some(&db));
+                run.ok.then_some(()).ok_or(run.stderr)
+            },
+        )
+        .await;
+        t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
+        let password = t.secret_text(&format!("{DB}-auth"), "password").await;
+        let group = Self {
+            t,
+            password,
+            operator_ns,
+            _release: release,
+        };
+        group.primary(None).await;
+        group.create_tables().await;
+        group
+    }
+
+    /// The writes and probes tables, created through the primary Service; a first row is read
+    /// on every pod.
+    async fn create_tables(&self) {
+        // kube-proxy routes the Service a moment after its endpoints change.
+        let service = self.service().await;
+        let admin = eventually(
+            "a login through the primary Service",
+            Duration::from_secs(30),
+            || connect(service, &self.password),
+        )
+        .await;
+        let mut admin = Some(admin);
+        for table in [WRITES, PROBES] {
+            run(
+                &mut admin,
+                &format!("CREATE TABLE {table} (id BIGINT NOT NULL PRIMARY KEY)"),
+            )
+            .await
+            .unwrap();
+        }
+        run(&mut admin, &format!("INSERT INTO {WRITES} (id) VALUES (0)"))
+            .await
+            .unwrap();
+        for pod in PODS {
+            self.has_rows(pod, &[0], Duration::from_secs(30)).await;
+        }
+    }
+
+    /// Starts the writer (through the primary Service) and the sampler.
+    pub async fn traffic(&self) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(Mutex::new(Written::default()));
+        let sampled = Arc::new(Mutex::new(Sampled::default()));
+        let writing = tokio::spawn(writer(
+            self.service().await,
+            self.password.clone(),
+            stop.clone(),
+            written.clone(),
+        ));
+        let sampling = tokio::spawn(sampler(
+            self.t.api(),
+            self.password.clone(),
+            stop.clone(),
+            sampled.clone(),
+        ));
+        Traffic {
+            stop,
+            written,
+            sampled,
+            tasks: [writing, sampling],
+        }
+    }
+
+    /// The pod labelled primary, once exactly one is, it is not `old`, its server is PRIMARY,
+    /// the others are labelled secondary, and the primary Service's endpoints are its address.
+    pub async fn primary(&self, old: Option<&str>) -> String {
+        eventually(
+            "one labelled primary behind the primary Service",
+            FAILOVER,
+            || self.primary_now(old),
+        )
+        .await
+    }
+
+    /// [`Group::primary`] as it is now.
+    pub async fn primary_now(&self, old: Option<&str>) -> Result<String, String> {
+        let pods = self.t.api::<Pod>();
+        let mut primary = None;
+        for name in PODS {
+            let pod = pods.get(name).await.map_err(|e| e.to_string())?;
+            let role = pod.labels().get(ROLE).cloned();
+            match role.as_deref() {
+                Some("primary") if primary.is_none() => {
+                    let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
+                    primary = Some((name.to_owned(), ip));
+                }
+                Some("secondary") => {}
+                other => return Err(format!("{name} is labelled {other:?}")),
+            }
+        }
+        let (name, ip) = primary.ok_or("no pod is labelled primary")?;
+        if Some(name.as_str()) == old {
+            return Err(format!("{name} is still the primary"));
+        }
+        let addresses = self.ready_endpoints(DB).await?;
+        if addresses == [ip.clone()] {
+            Ok(name)
+        } else {
+            Err(format!(
+                "{DB}'s endpoints are {addresses:?}, not {name}'s {ip}"
+            ))
+        }
+    }
+
+    /// The addresses a Service sends clients to: its EndpointSlices' ready endpoints.
+    pub async fn ready_endpoints(&self, service: &str) -> Result<Vec<String>, String> {
+        let slices = self
+            .t
+            .api::<EndpointSlice>()
+            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(slices
+            .items
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter())
+            .flatten()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .flat_map(|e| e.addresses.iter().cloned())
+            .collect())
+    }
+
+    /// `pod`'s address, as the API server says now.
+    pub async fn ip(&self, pod: &str) -> Result<String, String> {
+        let pod = self
+            .t
+            .api::<Pod>()
+            .get(pod)
+            .await
+            .map_err(|e| e.to_string())?;
+        pod.status
+            .and_then(|s| s.pod_ip)
+            .ok_or_else(|| "no address yet".into())
+    }
+
+    async fn addr(&self, pod: &str) -> Result<SocketAddr, String> {
+        let ip = self.ip(pod).await?;
+        Ok(SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433))
+    }
+
+    async fn service(&self) -> SocketAddr {
+        let ip = self
+            .t
+            .api::<Service>()
+            .get(DB)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .unwrap();
+        SocketAddr::new(ip.parse().unwrap(), 1433)
+    }
+
+    /// The ids in the writes table of `pod`'s server.
+    pub async fn ids(&self, pod: &str) -> Result<Vec<u64>, String> {
+        let mut connection = Some(connect(self.addr(pod).await?, &self.password).await?);
+        let rows = run(
+            &mut connection,
+            &format!("SELECT id FROM {WRITES} ORDER BY id"),
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<i64, _>(0))
+            .map(|id| id as u64)
+            .collect())
+    }
+
+    /// Waits until `pod`'s writes table holds every id of `ids`.
+    pub async fn has_rows(&self, pod: &str, ids: &[u64], within: Duration) {
+        eventually(&format!("the rows on {pod}"), within, || async {
+            let held = self.ids(pod).await?;
+            let missing: Vec<&u64> = ids.iter().filter(|id| !held.contains(id)).collect();
+            missing
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("{pod} lacks {missing:?}"))
+        })
+        .await;
+    }
+
+    /// Asserts what the writer and sampler saw: samples, never two primaries, and every
+    /// acknowledged row on every pod.
+    pub async fn assert_nothing_lost(&self, written: &Written, sampled: &Sampled) {
+        assert!(sampled.samples > 100, "{} samples", sampled.samples);
+        assert!(sampled.violations.is_empty(), "{:#?}", sampled.violations);
+        let acknowledged: Vec<u64> = written.acknowledged.iter().map(|a| a.id).collect();
+        for pod in PODS {
+            let ids = self.ids(pod).await.unwrap_or_default();
+            let missing = acknowledged.iter().filter(|id| !ids.contains(id)).count();
+            println!("{pod}: {} rows, {missing} acknowledged missing", ids.len());
+        }
+        for pod in PODS {
+            self.has_rows(pod, &acknowledged, Duration::from_secs(60))
+                .await;
+        }
+    }
+
+    pub fn delete_pod(&self, pod: &str) {
+        let ns = &self.t.ns.name;
+        kubectl_ok(&["delete", "pod", "-n", ns, pod, "--wait=false"], None);
+    }
+
+    pub fn signal(&self, pod: &str, container: &str, signal: &str) {
+        let pid = container_pid(&self.t.ns.name, pod, container);
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid} ({pod}/{container})");
+    }
+
+    /// Scales the operator's Deployment (0 stops it).
+    pub fn scale_operator(&self, replicas: u8) {
+        let replicas = format!("--replicas={replicas}");
+        let args = [
+            "scale",
+            "deployment",
+            "-n",
+            &self.operator_ns,
+            "mssql-operator",
+            &replicas,
+        ];
+        kubectl_ok(&args, None);
+    }
+
+    /// Deletes the database (waiting for it to go) and the double's catalog entry.
+    pub async fn delete(&self) {
+        // It leads (and its webhook answers) before the database is deleted.
+        wait_leader(&self.t.client, &self.operator_ns, None).await;
+        self.t
+            .api::<mssql_api::MssqlServer>()
+            .delete(DB, &DeleteParams::default())
+            .await
+            .unwrap();
+        self.t.wait_gone::<mssql_api::MssqlServer>(DB).await;
+        let _ = kubectl(
+            &[
+                "delete",
+                "mssqlserverversion",
+                DOUBLE_VERSION,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
