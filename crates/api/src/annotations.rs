@@ -22,6 +22,10 @@ pub const PODS_BEFORE_RESTART: &str = "mssql-operator.dev/pods-before-restart";
 /// certificate.
 pub const REVISIONS_BEFORE_ROTATION: &str = "mssql-operator.dev/revisions-before-rotation";
 
+/// On an availability group's pod, written by its coordinator: what its SQL Server last said of
+/// its replica, as JSON (`crate::pods::ReplicaReport`); written only when that changes.
+pub const REPLICA: &str = "mssql-operator.dev/replica";
+
 /// On a request the operator created for a renewal: why.
 pub const RENEWAL_REASON: &str = "mssql-operator.dev/renewal-reason";
 /// On a renewal request: `{"<pod>": {"<alias>": "<serial>"}}`, what the stale pods ran.

@@ -37,3 +37,97 @@ pub fn started_with(pod: &Pod) -> BTreeMap<String, StartedCertificate> {
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default()
 }
+
+/// `role_desc` of `sys.dm_hadr_availability_replica_states`, as a replica's report carries it.
+pub const SQL_PRIMARY: &str = "PRIMARY";
+pub const SQL_SECONDARY: &str = "SECONDARY";
+pub const SQL_RESOLVING: &str = "RESOLVING";
+
+/// What a pod's coordinator last read of its SQL Server's replica (annotation
+/// [`annotations::REPLICA`]). Written only when one of the first three fields changes, so
+/// `since` is when the replica came to be as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaReport {
+    /// [`SQL_PRIMARY`], [`SQL_SECONDARY`] or [`SQL_RESOLVING`]; `None`: the server holds no group
+    /// (yet), or does not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Every availability database of the group is SYNCHRONIZED here (a primary's always are).
+    pub synchronized: bool,
+    /// The replica is connected to its group (a primary to itself, a secondary to its primary).
+    pub connected: bool,
+    /// RFC 3339, whole seconds.
+    pub since: String,
+}
+
+impl ReplicaReport {
+    /// Whether `other` says the same of the replica, whenever it was said.
+    pub fn same_state(&self, other: &Self) -> bool {
+        (&self.role, self.synchronized, self.connected)
+            == (&other.role, other.synchronized, other.connected)
+    }
+}
+
+/// What `pod`'s coordinator last reported of its replica; `None` when it reported nothing
+/// readable (not a group's pod, or a coordinator that has not looked yet).
+pub fn replica_report(pod: &Pod) -> Option<ReplicaReport> {
+    let text = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(annotations::REPLICA)?;
+    serde_json::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotated(value: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.annotations =
+            Some([(annotations::REPLICA.to_owned(), value.to_owned())].into());
+        pod
+    }
+
+    #[test]
+    fn a_replica_report_is_read_from_its_annotation() {
+        let pod = annotated(
+            r#"{"role":"SECONDARY","synchronized":true,"connected":true,"since":"2026-01-01T00:00:00Z"}"#,
+        );
+        assert_eq!(
+            replica_report(&pod),
+            Some(ReplicaReport {
+                role: Some(SQL_SECONDARY.to_owned()),
+                synchronized: true,
+                connected: true,
+                since: "2026-01-01T00:00:00Z".to_owned(),
+            })
+        );
+        let none = annotated(r#"{"synchronized":false,"connected":false,"since":"x"}"#);
+        assert_eq!(replica_report(&none).unwrap().role, None);
+        assert_eq!(replica_report(&annotated("not json")), None);
+        assert_eq!(replica_report(&Pod::default()), None);
+    }
+
+    #[test]
+    fn the_same_state_is_told_apart_from_when_it_was_said() {
+        let report = |role: Option<&str>, synchronized, since: &str| ReplicaReport {
+            role: role.map(str::to_owned),
+            synchronized,
+            connected: true,
+            since: since.to_owned(),
+        };
+        let primary = report(Some(SQL_PRIMARY), true, "a");
+        assert!(primary.same_state(&report(Some(SQL_PRIMARY), true, "b")));
+        assert!(!primary.same_state(&report(Some(SQL_SECONDARY), true, "a")));
+        assert!(!primary.same_state(&report(Some(SQL_PRIMARY), false, "a")));
+        assert!(!primary.same_state(&report(None, true, "a")));
+        let disconnected = ReplicaReport {
+            connected: false,
+            ..primary.clone()
+        };
+        assert!(!primary.same_state(&disconnected));
+    }
+}

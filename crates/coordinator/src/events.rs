@@ -8,8 +8,7 @@ use kube::{Api, Client, Resource};
 use mssql_api::MssqlServer;
 use tracing::warn;
 
-/// An API call of this module that takes longer is given up: the loop has a lease to renew.
-const DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+use crate::API_DEADLINE;
 
 pub struct Told {
     recorder: Recorder,
@@ -24,7 +23,7 @@ impl Told {
     /// is not held up.
     pub async fn new(client: Client, namespace: &str, database: &str, pod: &str) -> Self {
         let databases: Api<MssqlServer> = Api::namespaced(client.clone(), namespace);
-        let read = tokio::time::timeout(DEADLINE, databases.get(database)).await;
+        let read = tokio::time::timeout(API_DEADLINE, databases.get(database)).await;
         let regarding = match read {
             Ok(Ok(db)) => db.object_ref(&()),
             _ => {
@@ -62,7 +61,7 @@ impl Told {
             secondary: None,
         };
         let publish = self.recorder.publish(&event, &self.regarding);
-        match tokio::time::timeout(DEADLINE, publish).await {
+        match tokio::time::timeout(API_DEADLINE, publish).await {
             Ok(Ok(())) => self.last = Some(note),
             Ok(Err(error)) => warn!(%error, reason, "could not publish an event"),
             Err(_) => warn!(reason, "could not publish an event: no answer in time"),

@@ -5,7 +5,7 @@
 //! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends),
 //! [`pfx`] (the endpoint certificate as SQL Server reads it). What talks to the world: [`sql`]
 //! (the local server), [`lease`] (the Lease), [`peers`] (the other coordinators), [`events`]
-//! (what it tells people), and [`run`],
+//! (what it tells people), [`report`] (its replica's state, on its pod), and [`run`],
 //! the loop that ties them together.
 
 pub mod decide;
@@ -14,7 +14,12 @@ pub mod labels;
 pub mod lease;
 pub mod peers;
 pub mod pfx;
+pub mod report;
 pub mod run;
 pub mod sql;
 pub mod timing;
 pub mod tsql;
+
+/// An API call other than the Lease's that takes longer is given up: the loop has a lease to
+/// renew.
+pub const API_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);

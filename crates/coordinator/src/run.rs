@@ -21,6 +21,7 @@ use crate::events::Told;
 use crate::labels;
 use crate::lease::{LeaseClient, Tracker};
 use crate::peers::{self, Answer, Ask, Shared, Tls, VoteAnswer};
+use crate::report::{Publisher, Reading};
 use crate::sql::{self, GroupState, SqlError};
 use crate::timing::Timing;
 use crate::tsql::{self, SecondaryAccess, error};
@@ -190,6 +191,11 @@ pub async fn run(
         .clone()
         .map(|target| sql::Server::new(target, timing.probe_timeout));
     let group = mssql_api::names::availability_group(&config.database);
+    // The arbiter runs no server: it has nothing to report.
+    let report = match &server {
+        Some(_) => Some(Publisher::start(pods.clone(), config.pod.clone()).await),
+        None => None,
+    };
     let mut memory = Memory::default();
     let mut told = Told::new(
         pods.clone().into_client(),
@@ -212,6 +218,7 @@ pub async fn run(
             leases: &leases,
             pods: &pods,
             shared: &shared,
+            report: report.as_ref(),
         };
         let released = tick
             .once(&mut memory, &mut told, server.as_mut(), stopping)
@@ -232,6 +239,8 @@ struct Tick<'a> {
     leases: &'a LeaseClient,
     pods: &'a Api<Pod>,
     shared: &'a Arc<Mutex<Shared>>,
+    /// Publishes its server's state on this pod; `None` for the arbiter.
+    report: Option<&'a Publisher>,
 }
 
 /// The pod part of a holder identity (`<pod>/<pod uid>/<incarnation>`).
@@ -380,6 +389,11 @@ impl Tick<'_> {
                         Err(e) => warn!(error = %e, "cannot set up the endpoint yet"),
                     }
                 }
+                let reading = match &local.group {
+                    Some(group) => Reading::of(group, &self.config.databases),
+                    None => Reading::nothing(),
+                };
+                self.publish(&reading);
                 match local.group {
                     None => {
                         memory.synchronized = false;
@@ -412,10 +426,19 @@ impl Tick<'_> {
                 memory.failures += 1;
                 memory.set_up = false;
                 warn!(error = %e, failures = memory.failures, "the server did not answer");
+                if self.config.timing.server_gone(memory.failures) {
+                    self.publish(&Reading::nothing());
+                }
                 Server::Silent {
                     failures: memory.failures,
                 }
             }
+        }
+    }
+
+    fn publish(&self, reading: &Reading) {
+        if let Some(report) = self.report {
+            report.publish(reading);
         }
     }
 

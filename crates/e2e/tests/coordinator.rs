@@ -4,7 +4,7 @@
 //! pods: the group forms, one primary is labelled, data moves, and the group fails over when its
 //! primary's server is killed, frozen, or its coordinator is stopped; with the API server stopped
 //! for a minute the primary goes on committing and nobody else is promoted; every acknowledged
-//! write is kept.
+//! write is kept. Each coordinator reports its server's state on its pod, only when it changes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
+use mssql_api::pods::{ReplicaReport, replica_report};
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::fixture::Setup;
 use mssql_e2e::operator::{binary, built_binary};
@@ -293,6 +294,32 @@ impl Group {
         labels
     }
 
+    /// What each pod's coordinator reports of its server (`mssql-operator.dev/replica`).
+    async fn reports(&self) -> Vec<Option<ReplicaReport>> {
+        let mut reports = Vec::new();
+        for member in &self.members {
+            let pod = self.t.api::<Pod>().get(&member.name).await.unwrap();
+            reports.push(replica_report(&pod));
+        }
+        reports
+    }
+
+    /// Waits until member `primary`'s pod reports PRIMARY and the others SECONDARY, each
+    /// synchronized and connected; returns the reports.
+    async fn reported(&self, primary: usize) -> Vec<Option<ReplicaReport>> {
+        eventually("each pod reporting its server", FAILOVER, || async {
+            let reports = self.reports().await;
+            let expected = |i: usize| if i == primary { "PRIMARY" } else { "SECONDARY" };
+            let right = reports.iter().enumerate().all(|(i, report)| {
+                report.as_ref().is_some_and(|r| {
+                    r.role.as_deref() == Some(expected(i)) && r.synchronized && r.connected
+                })
+            });
+            right.then(|| reports.clone()).ok_or(format!("{reports:?}"))
+        })
+        .await
+    }
+
     /// Waits until exactly one server is primary (not `except`), it is labelled so and the others
     /// secondary (`except` may be anything else); returns its index.
     async fn primary(&self, timeout: Duration, except: Option<usize>) -> usize {
@@ -402,6 +429,15 @@ async fn the_group_forms_and_fails_over_without_losing_an_acknowledged_write() {
         );
     }
 
+    // Each coordinator reports its server on its pod, and writes nothing while that holds.
+    let steady = group.reported(primary).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        group.reports().await,
+        steady,
+        "a steady group rewrites no report"
+    );
+
     // The primary's server killed: a secondary is promoted, the old primary comes back as one.
     let killed_at = Instant::now();
     group.stop_server(primary);
@@ -425,6 +461,11 @@ async fn the_group_forms_and_fails_over_without_losing_an_acknowledged_write() {
     assert_eq!(
         again, next,
         "the returning server is a secondary, not a second primary"
+    );
+    let reports = group.reported(next).await;
+    assert_ne!(
+        reports[primary], steady[primary],
+        "the old primary's report changed with its role"
     );
 
     // The primary's server frozen: it is fenced by its write lease, not trusted for its port.
