@@ -28,7 +28,7 @@ pub mod validate;
 pub mod validated;
 pub mod version;
 
-pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus, PodCertificate};
+pub use mssql::{MssqlServer, MssqlServerSpec, MssqlServerStatus, PodCertificate, ReplicaStatus};
 pub use ops::{MssqlServerOpsRequest, OpsRequestSpec, OpsRequestStatus};
 pub use version::{MssqlServerVersion, MssqlServerVersionSpec};
 

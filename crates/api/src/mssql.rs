@@ -431,6 +431,10 @@ pub struct MssqlServerStatus {
     /// loaded when it started (it reads it only then), and whether the Secret holds a newer one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<PodCertificate>,
+    /// Not in KubeDB's API: an availability group's replicas, one per pod, with the pod's role
+    /// label and what its coordinator last read of its SQL Server. Absent for a standalone server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
 }
 
 /// The certificate one pod runs for one alias.
@@ -446,6 +450,29 @@ pub struct PodCertificate {
     /// The alias's Secret holds another certificate: the pod serves it only after a restart (a
     /// `Restart` or `ReconfigureTLS` request).
     pub outdated: bool,
+}
+
+/// One replica of an availability group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub pod: String,
+    /// The pod's `kubedb.com/role` label (`primary`, `secondary`), which the Services select by;
+    /// absent while it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// What the replica's SQL Server says it is (`role_desc`); absent when its server holds no
+    /// group yet, does not answer, or its coordinator has reported nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["PRIMARY", "SECONDARY", "RESOLVING"]))]
+    pub sql_role: Option<String>,
+    /// Every availability database is SYNCHRONIZED on this replica.
+    pub synchronized: bool,
+    /// Connected to its group (a secondary to its primary).
+    pub connected: bool,
+    /// RFC 3339: since when the replica has been in this state, as its coordinator saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 impl MssqlServer {

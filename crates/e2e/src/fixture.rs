@@ -162,12 +162,31 @@ impl Setup {
     }
 
     pub async fn set_role(&self, pod: &str, role: &str) {
-        let patch = json!({"metadata": {"labels": {"kubedb.com/role": role}}});
         self.api::<Pod>()
-            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                pod,
+                &PatchParams::default(),
+                &Patch::Merge(&role_patch(role)),
+            )
             .await
             .unwrap();
     }
+}
+
+/// What a coordinator writes on a kwok pod of a group, where none runs: the role label and its
+/// server's report (`mssql-operator.dev/replica`), a `primary` synchronized PRIMARY and a
+/// `secondary` synchronized SECONDARY.
+pub fn role_patch(role: &str) -> Value {
+    let report = json!({
+        "role": role.to_uppercase(),
+        "synchronized": true,
+        "connected": true,
+        "since": "2026-01-01T00:00:00Z",
+    });
+    json!({"metadata": {
+        "labels": {mssql_api::labels::ROLE: role},
+        "annotations": {mssql_api::annotations::REPLICA: report.to_string()},
+    }})
 }
 
 /// Creates the KubeDB doc example `example` (an ops request) in the test's namespace, after `edit`;

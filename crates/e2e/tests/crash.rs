@@ -78,11 +78,10 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     wait_ready_replicas(&client, &ns.name, "mssql-ag-cluster", 3).await;
     for i in 0..3 {
         let role = if i == 2 { "primary" } else { "secondary" };
-        let patch = serde_json::json!({"metadata": {"labels": {"kubedb.com/role": role}}});
         pods.patch(
             &format!("mssql-ag-cluster-{i}"),
             &Default::default(),
-            &kube::api::Patch::Merge(&patch),
+            &kube::api::Patch::Merge(&fixture::role_patch(role)),
         )
         .await
         .unwrap();

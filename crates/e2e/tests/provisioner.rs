@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use mssql_api::MssqlServer;
 use mssql_api::condition::{self, Condition};
 use mssql_certs::cert_manager::Certificate;
@@ -211,12 +211,56 @@ async fn availability_group_is_ready_once_a_primary_is_labelled() {
         !condition_of(&db, "AcceptingConnection").is_true(),
         "no primary yet"
     );
-    // What the coordinator would do.
+    // A label alone is not a primary: its server must say PRIMARY too.
+    let label = json!({"metadata": {"labels": {"kubedb.com/role": "primary"}}});
+    t.api::<Pod>()
+        .patch(
+            "mssql-ag-cluster-0",
+            &PatchParams::default(),
+            &Patch::Merge(&label),
+        )
+        .await
+        .unwrap();
+    let db = eventually("the label in the status", SHORT, || async {
+        let db = t
+            .api::<MssqlServer>()
+            .get("mssql-ag-cluster")
+            .await
+            .map_err(|e| e.to_string())?;
+        let replicas = &db.status.as_ref().ok_or("no status")?.replicas;
+        let first = replicas.first().ok_or("no replicas")?;
+        (first.role.as_deref() == Some("primary"))
+            .then_some(db.clone())
+            .ok_or(format!("{replicas:?}"))
+    })
+    .await;
+    assert!(!condition_of(&db, "AGPrimaryReplicaReady").is_true());
+    assert_eq!(db.status.unwrap().replicas[0].sql_role, None);
+    // What the coordinators would do.
     t.set_role("mssql-ag-cluster-0", "primary").await;
     t.set_role("mssql-ag-cluster-1", "secondary").await;
     t.set_role("mssql-ag-cluster-2", "secondary").await;
     let db = t.wait_phase("mssql-ag-cluster", "Ready", SHORT).await;
     assert!(condition_of(&db, "AGPrimaryReplicaReady").is_true());
+    let replicas: Vec<_> = db
+        .status
+        .unwrap()
+        .replicas
+        .into_iter()
+        .map(|r| (r.pod, r.role, r.sql_role, r.synchronized, r.connected))
+        .collect();
+    let replica = |pod: &str, role: &str| {
+        let sql_role = Some(role.to_uppercase());
+        (pod.to_owned(), Some(role.to_owned()), sql_role, true, true)
+    };
+    assert_eq!(
+        replicas,
+        [
+            replica("mssql-ag-cluster-0", "primary"),
+            replica("mssql-ag-cluster-1", "secondary"),
+            replica("mssql-ag-cluster-2", "secondary"),
+        ]
+    );
 
     for service in [
         "mssql-ag-cluster",

@@ -1,6 +1,7 @@
 //! The operator's Prometheus metrics: what it reconciles, the ops requests it runs and how long
-//! each step takes, the databases it has paused, when each certificate expires, and the pods
-//! whose renewed certificate is not rolled out yet.
+//! each step takes, the databases it has paused, when each certificate expires, the pods
+//! whose renewed certificate is not rolled out yet, and each availability group's replicas and
+//! failovers.
 //! Everything is kept in memory and rendered in the text format on each scrape of `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,6 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::build::start::RunningCertificate;
+use crate::provisioner::replicas::labelled_primary;
+use mssql_api::ReplicaStatus;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -62,6 +65,17 @@ struct DatabaseLabels {
     database: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct ReplicaLabels {
+    namespace: String,
+    database: String,
+    pod: String,
+    /// The pod's `kubedb.com/role` label; empty when it has none.
+    role: String,
+    /// What its SQL Server says (PRIMARY, SECONDARY, RESOLVING); empty when nothing.
+    sql_role: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RolloutLabels {
     namespace: String,
@@ -85,6 +99,10 @@ struct Seen {
     earliest_served: BTreeMap<DatabaseLabels, i64>,
     /// Database → the reason its rollout is pending for.
     rollouts: BTreeMap<DatabaseLabels, String>,
+    /// Database → the series of its replicas' roles.
+    replicas: BTreeMap<DatabaseLabels, BTreeSet<ReplicaLabels>>,
+    /// Database → the pod last seen labelled primary.
+    primaries: BTreeMap<DatabaseLabels, String>,
 }
 
 /// Histograms per label set, each made with its own buckets.
@@ -103,6 +121,9 @@ pub struct Metrics {
     pods_outdated: Family<DatabaseLabels, Gauge>,
     served_expiry: Family<DatabaseLabels, Gauge>,
     rollout_pending: Family<RolloutLabels, Gauge>,
+    replica_role: Family<ReplicaLabels, Gauge>,
+    replicas_not_synchronized: Family<DatabaseLabels, Gauge>,
+    failovers: Family<DatabaseLabels, Counter>,
     leader: Gauge,
     seen: Mutex<Seen>,
 }
@@ -134,6 +155,9 @@ impl Metrics {
             pods_outdated: Family::default(),
             served_expiry: Family::default(),
             rollout_pending: Family::default(),
+            replica_role: Family::default(),
+            replicas_not_synchronized: Family::default(),
+            failovers: Family::default(),
             leader: Gauge::default(),
             seen: Mutex::default(),
         };
@@ -200,6 +224,23 @@ impl Metrics {
             "1 while a database's renewed certificates wait to be rolled out, by reason \
              (WaitingForMaintenanceWindow, ManualRollout, RestartEnded, ...)",
             self.rollout_pending.clone(),
+        );
+        r.register(
+            "replica_role",
+            "1 per replica of an availability group, with its pod's role label and the role its \
+             SQL Server reports",
+            self.replica_role.clone(),
+        );
+        r.register(
+            "replicas_not_synchronized",
+            "Replicas of an availability group that do not report themselves synchronized",
+            self.replicas_not_synchronized.clone(),
+        );
+        r.register(
+            "failovers",
+            "Changes of the pod labelled primary from one pod to another, as the operator saw \
+             them",
+            self.failovers.clone(),
         );
         r.register(
             "leader",
@@ -381,10 +422,80 @@ impl Metrics {
         }
     }
 
+    /// Records the replicas of availability group `namespace/name` (none: it has no pods, or is
+    /// no group); `recorded` are those its status held before, which tell a primary that changed
+    /// while no operator looked (it was restarting).
+    pub fn replicas(
+        &self,
+        namespace: &str,
+        name: &str,
+        replicas: &[ReplicaStatus],
+        recorded: &[ReplicaStatus],
+    ) {
+        let database = DatabaseLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+        };
+        let series: BTreeSet<ReplicaLabels> = replicas
+            .iter()
+            .map(|r| ReplicaLabels {
+                namespace: namespace.to_owned(),
+                database: name.to_owned(),
+                pod: r.pod.clone(),
+                role: r.role.clone().unwrap_or_default(),
+                sql_role: r.sql_role.clone().unwrap_or_default(),
+            })
+            .collect();
+        let mut seen = self.lock();
+        for gone in seen
+            .replicas
+            .remove(&database)
+            .unwrap_or_default()
+            .difference(&series)
+        {
+            self.replica_role.remove(gone);
+        }
+        if replicas.is_empty() {
+            // Nothing to compare a later primary with: a group brought back from no pods at all
+            // (halted, every pod deleted) has not failed over.
+            self.replicas_not_synchronized.remove(&database);
+            seen.primaries.remove(&database);
+            return;
+        }
+        for labels in &series {
+            self.replica_role.get_or_create(labels).set(1);
+        }
+        seen.replicas.insert(database.clone(), series);
+        let behind = replicas.iter().filter(|r| !r.synchronized).count();
+        self.replicas_not_synchronized
+            .get_or_create(&database)
+            .set(behind as i64);
+        // Made at 0 with the group, so that its first failover is an increase.
+        let failovers = self.failovers.get_or_create(&database);
+        let before = seen
+            .primaries
+            .get(&database)
+            .map(String::as_str)
+            .or_else(|| labelled_primary(recorded));
+        let now = labelled_primary(replicas);
+        if failed_over(before, now) {
+            failovers.inc();
+        }
+        // Kept through a moment without a primary label, even if only the status knew it.
+        if let Some(last) = now.or(before).map(str::to_owned) {
+            seen.primaries.insert(database, last);
+        }
+    }
+
     pub fn database_gone(&self, namespace: &str, name: &str) {
         self.database_paused(namespace, name, false);
         self.certificates(namespace, name, &[]);
         self.rollout(namespace, name, None);
+        self.replicas(namespace, name, &[], &[]);
+        self.failovers.remove(&DatabaseLabels {
+            namespace: namespace.to_owned(),
+            database: name.to_owned(),
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -393,6 +504,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A failover: the primary label has moved from one pod to another. A moment with no pod
+/// labelled (the old one loses its label before the new one gets it) is not one; what counts is
+/// the last pod seen labelled.
+fn failed_over(before: Option<&str>, now: Option<&str>) -> bool {
+    matches!((before, now), (Some(before), Some(now)) if before != now)
 }
 
 #[cfg(test)]
@@ -583,6 +701,123 @@ mod tests {
             .find(|l| l.starts_with(&format!("{name}{{")))
             .unwrap_or_else(|| panic!("no {name} in {text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    fn replica(
+        pod: &str,
+        role: Option<&str>,
+        sql_role: Option<&str>,
+        synced: bool,
+    ) -> ReplicaStatus {
+        ReplicaStatus {
+            pod: pod.to_owned(),
+            role: role.map(str::to_owned),
+            sql_role: sql_role.map(str::to_owned),
+            synchronized: synced,
+            connected: synced,
+            since: None,
+        }
+    }
+
+    /// A group of three with `primary` labelled and PRIMARY, the others secondary and synchronized.
+    fn group(primary: &str) -> Vec<ReplicaStatus> {
+        ["ag-0", "ag-1", "ag-2"]
+            .into_iter()
+            .map(|pod| match pod == primary {
+                true => replica(pod, Some("primary"), Some("PRIMARY"), true),
+                false => replica(pod, Some("secondary"), Some("SECONDARY"), true),
+            })
+            .collect()
+    }
+
+    const FAILOVERS: &str = "mssql_operator_failovers_total{namespace=\"demo\",database=\"ag\"}";
+
+    #[test]
+    fn each_replica_has_its_roles_and_a_group_counts_those_not_synchronized() {
+        let m = Metrics::new();
+        let mut replicas = group("ag-0");
+        replicas[2] = replica("ag-2", None, None, false);
+        m.replicas("demo", "ag", &replicas, &[]);
+        assert_eq!(
+            lines_with(&m, "mssql_operator_replica"),
+            [
+                "mssql_operator_replica_role{namespace=\"demo\",database=\"ag\",pod=\"ag-0\",role=\"primary\",sql_role=\"PRIMARY\"} 1",
+                "mssql_operator_replica_role{namespace=\"demo\",database=\"ag\",pod=\"ag-1\",role=\"secondary\",sql_role=\"SECONDARY\"} 1",
+                "mssql_operator_replica_role{namespace=\"demo\",database=\"ag\",pod=\"ag-2\",role=\"\",sql_role=\"\"} 1",
+                "mssql_operator_replicas_not_synchronized{namespace=\"demo\",database=\"ag\"} 1",
+            ]
+        );
+        assert_eq!(
+            scraped(&m.render(), "mssql_operator_failovers_total"),
+            0,
+            "made with the group"
+        );
+        // ag-2 joins: its old series goes.
+        m.replicas("demo", "ag", &group("ag-0"), &[]);
+        let text = m.render();
+        assert!(!text.contains("sql_role=\"\""), "{text}");
+        assert!(text.contains("pod=\"ag-2\",role=\"secondary\",sql_role=\"SECONDARY\"} 1"));
+        assert!(text.contains(
+            "mssql_operator_replicas_not_synchronized{namespace=\"demo\",database=\"ag\"} 0"
+        ));
+        // Halted: no pods, no series; the counter stays until the database goes.
+        m.replicas("demo", "ag", &[], &[]);
+        let text = m.render();
+        assert!(!text.contains("mssql_operator_replica"), "{text}");
+        assert!(text.contains(FAILOVERS), "{text}");
+        m.database_gone("demo", "ag");
+        assert!(!m.render().contains("database=\"ag\""));
+    }
+
+    #[test]
+    fn a_failover_is_a_move_of_the_primary_label_to_another_pod() {
+        let m = Metrics::new();
+        let failovers = |m: &Metrics| scraped(&m.render(), "mssql_operator_failovers_total");
+        m.replicas("demo", "ag", &group("ag-0"), &[]);
+        m.replicas("demo", "ag", &group("ag-0"), &[]);
+        assert_eq!(failovers(&m), 0, "formed, then steady");
+        // The old primary loses its label before the new one gets it: one failover, not two.
+        let mut between = group("ag-0");
+        between[0] = replica("ag-0", Some("secondary"), Some("RESOLVING"), false);
+        m.replicas("demo", "ag", &between, &[]);
+        assert_eq!(failovers(&m), 0);
+        m.replicas("demo", "ag", &group("ag-1"), &[]);
+        assert_eq!(failovers(&m), 1);
+        m.replicas("demo", "ag", &group("ag-2"), &[]);
+        m.replicas("demo", "ag", &group("ag-2"), &[]);
+        assert_eq!(failovers(&m), 2);
+    }
+
+    #[test]
+    fn a_failover_while_no_operator_looked_is_found_in_the_status() {
+        // A new operator process: the status its predecessor wrote says ag-0 was the primary.
+        let m = Metrics::new();
+        m.replicas("demo", "ag", &group("ag-1"), &group("ag-0"));
+        assert_eq!(scraped(&m.render(), "mssql_operator_failovers_total"), 1);
+        // Its own status now says ag-1; what it remembers counts from here.
+        m.replicas("demo", "ag", &group("ag-1"), &group("ag-1"));
+        assert_eq!(scraped(&m.render(), "mssql_operator_failovers_total"), 1);
+
+        // Started in the middle of one: no pod labelled primary yet; the status's is kept.
+        let m = Metrics::new();
+        let mut between = group("ag-0");
+        between[0].role = Some("secondary".to_owned());
+        m.replicas("demo", "ag", &between, &group("ag-0"));
+        m.replicas("demo", "ag", &group("ag-2"), &between);
+        assert_eq!(scraped(&m.render(), "mssql_operator_failovers_total"), 1);
+    }
+
+    #[test]
+    fn only_a_primary_seen_on_both_sides_can_have_moved() {
+        for (before, now, moved) in [
+            (None, None, false),
+            (None, Some("ag-0"), false),
+            (Some("ag-0"), None, false),
+            (Some("ag-0"), Some("ag-0"), false),
+            (Some("ag-0"), Some("ag-1"), true),
+        ] {
+            assert_eq!(failed_over(before, now), moved, "{before:?} → {now:?}");
+        }
     }
 
     #[test]

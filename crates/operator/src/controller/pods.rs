@@ -1,13 +1,13 @@
 //! What the controllers read of a database's pod, taken from it once, as the watch delivers it:
 //! its identity, role and revision, whether it is Ready or being deleted, the certificates it
-//! started with, and, when it is not Ready, why, in words a person can act on (a pod the
+//! started with, what its coordinator reports of its replica, and, when it is not Ready, why, in words a person can act on (a pod the
 //! scheduler cannot place, an image that cannot be pulled, a container that crashes). A thousand
 //! pods kept as objects, even without their spec, were the larger part of the operator's memory.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 use mssql_api::labels::{INSTANCE, ROLE};
-use mssql_api::pods::{StartedCertificate, is_ready, started_with};
+use mssql_api::pods::{ReplicaReport, StartedCertificate, is_ready, replica_report, started_with};
 
 /// One pod of a database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct PodFacts {
     pub terminating: bool,
     /// The certificates it started with, by alias (`mssql_api::pods::started_with`).
     pub started: Vec<(String, StartedCertificate)>,
+    /// An availability group's pod: what its coordinator last read of its SQL Server.
+    pub replica: Option<ReplicaReport>,
     /// Why it is not Ready; `None` when it is.
     pub not_ready: Option<NotReady>,
 }
@@ -42,6 +44,7 @@ impl PodFacts {
             ready,
             terminating: pod.metadata.deletion_timestamp.is_some(),
             started: started_with(pod).into_iter().collect(),
+            replica: replica_report(pod),
             name,
         }
     }
@@ -184,7 +187,9 @@ mod tests {
                 "app.kubernetes.io/instance": "db", "kubedb.com/role": "primary",
                 "controller-revision-hash": "db-7f"},
                 "annotations": {"mssql-operator.dev/certificates":
-                    r#"{"server":{"serial":"0A","notAfter":100}}"#}},
+                    r#"{"server":{"serial":"0A","notAfter":100}}"#,
+                    "mssql-operator.dev/replica":
+                    r#"{"role":"PRIMARY","synchronized":true,"connected":true,"since":"2026-01-01T00:00:00Z"}"#}},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .unwrap();
@@ -206,6 +211,12 @@ mod tests {
                         not_after: 100
                     }
                 )],
+                replica: Some(ReplicaReport {
+                    role: Some("PRIMARY".into()),
+                    synchronized: true,
+                    connected: true,
+                    since: "2026-01-01T00:00:00Z".into(),
+                }),
                 not_ready: None,
             }
         );

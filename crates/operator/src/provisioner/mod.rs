@@ -2,7 +2,7 @@
 //! dereference and validate (`dereference`, into a typed `Server`), build (pure, `crate::build`:
 //! the database's typed set of objects), apply (`apply`: in a fixed order, skipped when unchanged,
 //! leftovers of an earlier shape deleted), observe (`observe`: pods, roles, certificates they
-//! run), status (`status`, pure: KubeDB's conditions and phase), written once.
+//! run, `replicas`: what each replica's SQL Server says), status (`status`, pure: KubeDB's conditions and phase), written once.
 //! A database whose `Paused` condition is True (an ops request owns it) is observed only.
 //! Pods left on older certificates than their Secrets hold are rolled out by `renewal`.
 
@@ -13,6 +13,7 @@ pub mod dereference;
 pub mod health;
 pub mod observe;
 pub mod renewal;
+pub mod replicas;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -503,10 +504,14 @@ async fn halt(
         .map_err(Error::Cleanup)?;
     let halted = status::halted(status, &key(db), db.metadata.generation, &now());
     write_status(&context.client, db, halted).await?;
-    // Its pods are gone, and with them the certificates they ran, as the status says.
+    // Its pods are gone, and with them the certificates they ran and its replicas, as the
+    // status says.
     context
         .metrics
         .certificates(&server.namespace, &server.name, &[]);
+    context
+        .metrics
+        .replicas(&server.namespace, &server.name, &[], &[]);
     Ok(Action::await_change())
 }
 
@@ -649,6 +654,12 @@ async fn write_observed(
     why: Option<&Why>,
 ) -> Result<(), Error> {
     let new = status::provisioned(status, &key(db), observed, db.metadata.generation, &now());
+    context.metrics.replicas(
+        &server.namespace,
+        &server.name,
+        &observed.group,
+        &status.replicas,
+    );
     let rollout = observed.rollout.as_ref();
     context.metrics.rollout(
         &server.namespace,

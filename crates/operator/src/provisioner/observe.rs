@@ -1,18 +1,18 @@
-//! Observe: what the database's StatefulSets and pods say now — readiness, roles, the
-//! certificates each pod started with, and, for a pod that is not Ready, why.
+//! Observe: what the database's StatefulSets and pods say now — readiness, roles, what each
+//! replica's SQL Server says, the certificates each pod started with, and, for a pod that is not
+//! Ready, why.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use mssql_api::labels::ROLE_PRIMARY;
 use mssql_api::names;
 use mssql_api::pods::StartedCertificate;
 use mssql_api::validated::{Server, Topology};
 
 use super::status::Observed;
-use super::{Context, Error, health};
+use super::{Context, Error, health, replicas};
 
 fn observing(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Observe { what, source }
@@ -36,10 +36,12 @@ pub async fn observe(
     };
     let ready_replicas = counts(&server.name).ready;
     let pods = known.pods_of(&server.namespace, &server.name);
-    let primary_ready = (server.topology != Topology::Standalone).then(|| {
-        pods.iter()
-            .any(|p| p.role.as_deref() == Some(ROLE_PRIMARY) && p.ready)
-    });
+    let primary_ready =
+        (server.topology != Topology::Standalone).then(|| replicas::primary_ready(&pods));
+    let group = match server.group() {
+        Some(_) => replicas::of(&server.name, &pods),
+        None => Vec::new(),
+    };
     let started = pods
         .iter()
         .filter(|p| !p.terminating && !p.started.is_empty())
@@ -76,6 +78,7 @@ pub async fn observe(
         replicas: server.replicas,
         ready_replicas,
         primary_ready,
+        group,
         started,
         secrets,
         rollout: None,

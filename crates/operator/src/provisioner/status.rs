@@ -10,7 +10,7 @@ use mssql_api::phase::{
     self, ACCEPTING_CONNECTION, AG_PRIMARY_REPLICA_READY, CERTIFICATE_ROLLOUT_PENDING, HALTED,
     PHASE_NOT_READY, PROVISIONED, PROVISIONING_STARTED, READY, REPLICA_READY, SPEC_VALID,
 };
-use mssql_api::{MssqlServerStatus, PodCertificate};
+use mssql_api::{MssqlServerStatus, PodCertificate, ReplicaStatus};
 
 use super::health::NotReady;
 use super::renewal::{Plan, Rollout};
@@ -23,8 +23,11 @@ use crate::build::start::RunningCertificate;
 pub struct Observed {
     pub replicas: i32,
     pub ready_replicas: i32,
-    /// `None` for a standalone server (it has no roles); else whether a Ready pod is `primary`.
+    /// `None` for a standalone server (it has no roles); else whether a Ready pod is `primary`
+    /// and its SQL Server says so too (`super::replicas::primary_ready`).
     pub primary_ready: Option<bool>,
+    /// An availability group's replicas; empty for a standalone server.
+    pub group: Vec<ReplicaStatus>,
     /// Per pod (by name), the certificates it started with, by alias.
     pub started: BTreeMap<String, BTreeMap<String, StartedCertificate>>,
     /// What each alias's Secret holds now.
@@ -224,7 +227,12 @@ pub fn provisioned(
         }
         None => condition::remove(&mut conditions, CERTIFICATE_ROLLOUT_PENDING),
     }
-    finish(conditions, generation, observed.pod_certificates())
+    finish(
+        conditions,
+        generation,
+        observed.pod_certificates(),
+        observed.group.clone(),
+    )
 }
 
 /// The status of a database whose spec cannot be provisioned; `errors` say why.
@@ -249,7 +257,12 @@ pub fn invalid(
             )
         },
     );
-    let mut status = finish(conditions, generation, status.certificates.clone());
+    let mut status = finish(
+        conditions,
+        generation,
+        status.certificates.clone(),
+        status.replicas.clone(),
+    );
     // A database that never got as far as provisioning has no phase of its own: the STATUS
     // column says NotReady rather than nothing (a running one keeps the phase its pods earn).
     status.phase = status.phase.or_else(|| Some(PHASE_NOT_READY.to_owned()));
@@ -264,7 +277,7 @@ pub fn halted(
     now: &Time,
 ) -> MssqlServerStatus {
     let mut conditions = status.conditions.clone();
-    // Its pods are gone, and with them what they ran.
+    // Its pods are gone, and with them what they ran and their replicas.
     condition::remove(&mut conditions, CERTIFICATE_ROLLOUT_PENDING);
     condition::set(
         &mut conditions,
@@ -279,19 +292,21 @@ pub fn halted(
             now.clone(),
         ),
     );
-    finish(conditions, generation, Vec::new())
+    finish(conditions, generation, Vec::new(), Vec::new())
 }
 
 fn finish(
     conditions: Vec<Condition>,
     generation: Option<i64>,
     certificates: Vec<PodCertificate>,
+    replicas: Vec<ReplicaStatus>,
 ) -> MssqlServerStatus {
     MssqlServerStatus {
         phase: phase::phase(&conditions).map(str::to_owned),
         observed_generation: generation,
         conditions,
         certificates,
+        replicas,
     }
 }
 
@@ -486,6 +501,34 @@ mod tests {
         assert_eq!(halted.phase.as_deref(), Some("Halted"));
         let resumed = provisioned(&halted, "demo/ms", &observed, Some(6), &now());
         assert_eq!(resumed.phase.as_deref(), Some("Ready"));
+    }
+
+    #[test]
+    fn a_groups_replicas_are_shown_kept_while_invalid_and_gone_when_halted() {
+        let replica = ReplicaStatus {
+            pod: "ag-0".to_owned(),
+            role: Some("primary".to_owned()),
+            sql_role: Some("PRIMARY".to_owned()),
+            synchronized: true,
+            connected: true,
+            since: Some("2026-01-01T00:00:00Z".to_owned()),
+        };
+        let observed = Observed {
+            replicas: 1,
+            ready_replicas: 1,
+            primary_ready: Some(true),
+            group: vec![replica.clone()],
+            ..Observed::default()
+        };
+        let status = first("demo/ag", &observed);
+        assert_eq!(status.replicas, [replica]);
+        let invalid = super::invalid(&status, "broken", Some(2), &now());
+        assert_eq!(invalid.replicas, status.replicas, "kept while invalid");
+        assert!(
+            halted(&status, "demo/ag", Some(2), &now())
+                .replicas
+                .is_empty()
+        );
     }
 
     #[test]
