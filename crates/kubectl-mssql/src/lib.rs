@@ -1,11 +1,13 @@
-//! `kubectl mssql`: the TLS of an MSSQLServer and its ReconfigureTLS requests, for people.
+//! `kubectl mssql`: an MSSQLServer's replicas, its TLS and its ReconfigureTLS requests, for
+//! people.
 //!
-//! Pure modules turn API objects into reports (`status`, `ops`), requests (`request`) and text
+//! Pure modules turn API objects into reports (`replicas`, `status`, `ops`), requests (`request`) and text
 //! (`render`, `text`); `cluster` makes the API calls; `main.rs` is the command line.
 
 pub mod cluster;
 pub mod ops;
 pub mod render;
+pub mod replicas;
 pub mod request;
 pub mod status;
 #[cfg(test)]

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Client, ResourceExt};
 use kubectl_mssql::ops::{Tracker, restarts};
 use kubectl_mssql::request::{IssuerChoice, RequestOptions, TlsOp};
-use kubectl_mssql::{Error, cluster, ops, render, request, status};
+use kubectl_mssql::{Error, cluster, ops, render, replicas, request, status};
 use mssql_api::progress::{Ended, Progress};
 use serde::Serialize;
 
@@ -18,7 +18,8 @@ use serde::Serialize;
     name = "kubectl-mssql",
     bin_name = "kubectl mssql",
     version,
-    about = "The TLS of mssql-operator's MSSQLServers, and their ReconfigureTLS requests"
+    about = "The replicas and TLS of mssql-operator's MSSQLServers, and their ReconfigureTLS \
+             requests"
 )]
 struct Cli {
     /// Namespace; default: the current kubeconfig context's.
@@ -30,6 +31,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A database's phase and, in an availability group, each replica's role and state.
+    Status {
+        /// The MSSQLServer's name.
+        database: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// A database's certificates, and changes to its TLS (ReconfigureTLS requests).
     #[command(subcommand)]
     Tls(Tls),
@@ -166,6 +175,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Error> {
     let namespace = cli.namespace;
     match cli.command {
+        Command::Status { database, output } => {
+            let (client, namespace) = cluster::connect(namespace).await?;
+            let db = cluster::database(&client, &namespace, &database)
+                .await?
+                .ok_or_else(|| request::database_not_found(&namespace, &database))?;
+            let report = replicas::database_status(&db, now());
+            print(output, &report, render::database_status)
+        }
         Command::Tls(Tls::Status { database, output }) => {
             let (client, namespace) = cluster::connect(namespace).await?;
             let db = cluster::database(&client, &namespace, &database)

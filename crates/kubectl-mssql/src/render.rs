@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use mssql_api::steps::{FAILED, SKIPPED};
 
 use crate::ops::{Change, OpsDetail, OpsRow, Restarts};
+use crate::replicas::{DatabaseStatus, Replica};
 use crate::status::{CertificateStatus, TlsStatus};
 use crate::text::{age, bar, list, table};
 
@@ -124,6 +125,66 @@ pub fn tls_status(s: &TlsStatus) -> String {
                 policy.join(", ")
             ),
         }
+    );
+    out
+}
+
+pub fn database_status(s: &DatabaseStatus) -> String {
+    let phase = s.phase.as_deref().unwrap_or("no status yet");
+    let shape = match s.availability_group {
+        true => "availability group",
+        false => "standalone: one server, no replicas",
+    };
+    let mut out = format!(
+        "MSSQLServer {}/{}: {phase} ({shape})\n",
+        s.namespace, s.database
+    );
+    if let Some(why) = &s.no_primary {
+        let _ = writeln!(out, "No primary: {why}");
+    }
+    if !s.availability_group {
+        return out;
+    }
+    out.push('\n');
+    if s.replicas.is_empty() {
+        out.push_str("No replicas reported yet.\n");
+        return out;
+    }
+    let dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let rows: Vec<Vec<String>> = s
+        .replicas
+        .iter()
+        .map(|Replica { status: r, age }| {
+            let since = match (&r.since, age) {
+                (Some(since), Some(age)) => format!("{since} ({age})"),
+                (since, _) => dash(since),
+            };
+            vec![
+                r.pod.clone(),
+                dash(&r.role),
+                dash(&r.sql_role),
+                yes_no(r.synchronized),
+                yes_no(r.connected),
+                since,
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "POD",
+            "ROLE",
+            "SQL ROLE",
+            "SYNCHRONIZED",
+            "CONNECTED",
+            "SINCE",
+        ],
+        &rows,
+    ));
+    let synchronized = s.replicas.iter().filter(|r| r.status.synchronized).count();
+    let _ = writeln!(
+        out,
+        "{synchronized} of {} replicas synchronized.",
+        s.replicas.len()
     );
     out
 }
@@ -340,6 +401,79 @@ mod tests {
             renewal_policy: BTreeMap::new(),
             rollout: None,
         }
+    }
+
+    fn replica(pod: &str, role: Option<&str>, sql_role: Option<&str>, synced: bool) -> Replica {
+        Replica {
+            status: mssql_api::ReplicaStatus {
+                pod: pod.to_owned(),
+                role: role.map(str::to_owned),
+                sql_role: sql_role.map(str::to_owned),
+                synchronized: synced,
+                connected: synced,
+                since: synced.then(|| "2026-01-01T00:00:00Z".to_owned()),
+            },
+            age: synced.then(|| "5m0s".to_owned()),
+        }
+    }
+
+    fn group() -> DatabaseStatus {
+        DatabaseStatus {
+            namespace: "demo".to_owned(),
+            database: "ag".to_owned(),
+            phase: Some("Critical".to_owned()),
+            availability_group: true,
+            no_primary: None,
+            replicas: vec![
+                replica("ag-0", Some("primary"), Some("PRIMARY"), true),
+                replica("ag-1", Some("secondary"), Some("SECONDARY"), true),
+                replica("ag-2", None, None, false),
+            ],
+        }
+    }
+
+    #[test]
+    fn database_status_shows_each_replica_of_a_group() {
+        assert_eq!(
+            database_status(&group()),
+            "MSSQLServer demo/ag: Critical (availability group)
+
+POD    ROLE        SQL ROLE    SYNCHRONIZED   CONNECTED   SINCE
+ag-0   primary     PRIMARY     yes            yes         2026-01-01T00:00:00Z (5m0s)
+ag-1   secondary   SECONDARY   yes            yes         2026-01-01T00:00:00Z (5m0s)
+ag-2   -           -           no             no          -
+2 of 3 replicas synchronized.
+"
+        );
+    }
+
+    #[test]
+    fn database_status_says_why_there_is_no_primary_and_when_nothing_is_reported() {
+        let s = DatabaseStatus {
+            phase: Some("NotReady".to_owned()),
+            no_primary: Some("No ready primary replica for MSSQL demo/ag".to_owned()),
+            replicas: vec![],
+            ..group()
+        };
+        assert_eq!(
+            database_status(&s),
+            "MSSQLServer demo/ag: NotReady (availability group)
+No primary: No ready primary replica for MSSQL demo/ag
+
+No replicas reported yet.
+"
+        );
+        let standalone = DatabaseStatus {
+            database: "ms".to_owned(),
+            phase: None,
+            availability_group: false,
+            no_primary: None,
+            ..s
+        };
+        assert_eq!(
+            database_status(&standalone),
+            "MSSQLServer demo/ms: no status yet (standalone: one server, no replicas)\n"
+        );
     }
 
     #[test]
