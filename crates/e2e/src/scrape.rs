@@ -1,7 +1,7 @@
 //! Reading an operator process's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// A free local port for an operator's `--listen` (free when asked; nothing else here binds it).
@@ -14,8 +14,13 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on `127.0.0.1:port`: the status code and body, or why there is none.
 pub fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect :{port}: {e}"))?;
+    get_from(SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// `GET path` on `addr` (an operator's pod on the real node).
+pub fn get_from(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
