@@ -142,11 +142,11 @@ async fn writer(
     let mut id = 0u64;
     while !stop.load(Ordering::Relaxed) {
         id += 1;
-        if connection.is_none() {
-            if let Some((c, s)) = connect_to_server(service, &password).await {
-                connection = Some(c);
-                server = s;
-            }
+        if connection.is_none()
+            && let Some((c, s)) = connect_to_server(service, &password).await
+        {
+            connection = Some(c);
+            server = s;
         }
         let sql = format!("INSERT INTO {WRITES} (id) VALUES ({id})");
         match run(&mut connection, &sql).await {
