@@ -440,7 +440,7 @@ impl Group {
     }
 
     /// [`Group::primary`] as it is now.
-    pub async fn primary_now(&self, old: Option<&str>) -> Result<String, String> {
+    async fn primary_now(&self, old: Option<&str>) -> Result<String, String> {
         let pods = self.t.api::<Pod>();
         let mut primary = None;
         for name in PODS {
@@ -498,6 +498,35 @@ impl Group {
         pod.status
             .and_then(|s| s.pod_ip)
             .ok_or_else(|| "no address yet".into())
+    }
+
+    /// `pod`'s uid, which a replacement of the same name does not share.
+    pub async fn uid(&self, pod: &str) -> String {
+        let pod = self.t.api::<Pod>().get_metadata(pod).await.unwrap();
+        pod.metadata.uid.unwrap_or_default()
+    }
+
+    /// Waits until the pod named `pod` is not the one with uid `not` and every container in it
+    /// is ready: a deleted pod's successor has started, not the deleted one still stopping.
+    pub async fn ready_pod(&self, pod: &str, not: Option<&str>) {
+        eventually(&format!("{pod} ready"), FAILOVER, || async {
+            let found = self
+                .t
+                .api::<Pod>()
+                .get(pod)
+                .await
+                .map_err(|e| e.to_string())?;
+            if not.is_some() && found.metadata.uid.as_deref() == not {
+                return Err("still the pod that was deleted".into());
+            }
+            let statuses = found
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default();
+            let ready = !statuses.is_empty() && statuses.iter().all(|c| c.ready);
+            ready.then_some(()).ok_or(format!("not ready: {statuses:?}"))
+        })
+        .await
     }
 
     async fn addr(&self, pod: &str) -> Result<SocketAddr, String> {

@@ -1,7 +1,8 @@
 //! The failover benchmark (`hack/bench-failover`, docs/benchmarks.md): unplanned failovers of a
 //! real availability group on the real node, each kind many times, timed from the fault to the
 //! first write the new primary acknowledges through the primary Service, and split into stages
-//! read from the coordinators' logs and the API server. Not a test: it reports numbers, and exits
+//! read from the coordinators' logs and the API server. Each run's coordinator log lines are
+//! kept in `<out>/logs/`, for the outliers. Not a test: it reports numbers, and exits
 //! non-zero only when a write was lost, two primaries were seen, or a failover did not happen.
 
 use std::collections::BTreeMap;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
-use mssql_e2e::group::{FAILOVER, Fault, Group, PODS, Written};
+use mssql_api::labels::ROLE;
+use mssql_e2e::group::{DB, FAILOVER, Fault, Group, PODS, Written};
 use mssql_e2e::real_node::assert_node_ready;
 use tokio::task::JoinHandle;
 
@@ -138,12 +140,16 @@ impl Logs {
 struct Failover {
     fault: Fault,
     old: String,
+    /// The old primary pod's uid at the fault.
+    uid: String,
     new: String,
     /// The end of each stage, as time since the fault; `None` when not seen.
     ends: [Option<Duration>; 6],
     /// Attempts that failed, and the longest time without an acknowledged write, around it.
     failed_writes: u64,
     gap: Duration,
+    /// The coordinators' lines from the fault on, as `<seconds after the fault> <pod> <line>`.
+    log: String,
 }
 
 impl Failover {
@@ -191,9 +197,30 @@ fn from_logs(
     [detection, decision, promotion, label]
 }
 
+/// The pod labelled primary now, if it is not `old`.
+async fn labelled_primary(group: &Group, old: &str) -> Option<String> {
+    let pods = group.t.api::<Pod>();
+    for pod in PODS.iter().filter(|p| **p != old) {
+        let labels = pods.get_metadata(pod).await.ok()?.metadata.labels?;
+        if labels.get(ROLE).map(String::as_str) == Some("primary") {
+            return Some(pod.to_string());
+        }
+    }
+    None
+}
+
+/// Whether the primary Service sends clients to `pod`, and only there.
+async fn behind_service(group: &Group, pod: &str) -> bool {
+    match (group.ip(pod).await, group.ready_endpoints(DB).await) {
+        (Ok(ip), Ok(ready)) => ready == [ip],
+        _ => false,
+    }
+}
+
 /// One fault on the primary, measured until its successor takes a write through the Service.
 async fn failover(group: &Group, written: &Arc<Mutex<Written>>, fault: Fault) -> Failover {
     let old = group.primary(None).await;
+    let uid = group.uid(&old).await;
     let logs = Logs::follow(group);
     // The followers are attached, and anything logged while the last run settled is older.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -208,14 +235,14 @@ async fn failover(group: &Group, written: &Arc<Mutex<Written>>, fault: Fault) ->
     let mut new = None;
     let mut service = None;
     let mut client = None;
-    while started.elapsed() < FAILOVER && client.is_none() {
+    while started.elapsed() < FAILOVER && (client.is_none() || service.is_none()) {
         if new.is_none() {
-            new = group.primary_now(Some(&old)).await.ok();
-            if new.is_some() {
-                service = Some(started.elapsed());
-            }
+            new = labelled_primary(group, &old).await;
         }
         if let Some(new) = &new {
+            if service.is_none() && behind_service(group, new).await {
+                service = Some(started.elapsed());
+            }
             let w = written.lock().unwrap();
             client = w.acknowledged[acks_before..]
                 .iter()
@@ -229,6 +256,13 @@ async fn failover(group: &Group, written: &Arc<Mutex<Written>>, fault: Fault) ->
         client.unwrap_or_else(|| panic!("{fault:?}: {new} took no write through the Service"));
     let lines = logs.stop(at);
     let [detection, decision, promotion, label] = from_logs(&lines, at, &new);
+    let log = lines
+        .iter()
+        .map(|(t, pod, line)| {
+            let after = t.duration_since(at).unwrap_or_default().as_secs_f64();
+            format!("{after:7.3} {pod} {line}\n")
+        })
+        .collect();
     let (failed_writes, gap) = {
         let w = written.lock().unwrap();
         // From the last write before the fault to the first on the new primary.
@@ -244,21 +278,32 @@ async fn failover(group: &Group, written: &Arc<Mutex<Written>>, fault: Fault) ->
     Failover {
         fault,
         old,
+        uid,
         new,
         ends: [detection, decision, promotion, label, service, Some(client)],
         failed_writes,
         gap,
+        log,
     }
 }
 
 /// Puts the old primary back as a healthy secondary holding everything written so far.
 async fn recover(group: &Group, written: &Arc<Mutex<Written>>, run: &Failover) {
-    match run.fault {
-        Fault::ServerFrozen => group.signal(&run.old, "mssql", "-CONT"),
+    let deleted = match run.fault {
+        Fault::ServerFrozen => {
+            group.signal(&run.old, "mssql", "-CONT");
+            false
+        }
         // A fresh pod: kubelet's restart back-off would grow with every kill of one container.
-        Fault::ServerKilled | Fault::CoordinatorKilled => group.delete_pod(&run.old),
-        Fault::PodDeleted => {}
-    }
+        Fault::ServerKilled | Fault::CoordinatorKilled => {
+            group.delete_pod(&run.old);
+            true
+        }
+        Fault::PodDeleted => true,
+    };
+    // Not the deleted pod, still stopping and serving what it holds, but its successor.
+    let not = deleted.then_some(run.uid.as_str());
+    group.ready_pod(&run.old, not).await;
     group.primary(None).await;
     let last = written.lock().unwrap().acknowledged.last().map(|a| a.id);
     for pod in PODS {
@@ -359,7 +404,8 @@ async fn main() {
         );
         std::process::exit(2)
     });
-    std::fs::create_dir_all(&options.out).expect("the output directory");
+    let logs = options.out.join("logs");
+    std::fs::create_dir_all(&logs).expect("the output directory");
     assert_node_ready();
     let group = Group::form("bench-failover").await;
     let traffic = group.traffic().await;
@@ -377,6 +423,8 @@ async fn main() {
                 seconds(run.total()),
                 run.stages().map(seconds)
             );
+            let file = format!("{:02}-{}.log", round, kebab(fault));
+            std::fs::write(logs.join(file), &run.log).expect("a run's log");
             recover(&group, &traffic.written, &run).await;
             runs.push(run);
         }
