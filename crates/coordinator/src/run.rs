@@ -571,7 +571,16 @@ impl Tick<'_> {
                 memory.led = true;
                 self.renew(memory).await;
                 self.give_write_lease(memory, server).await;
-                self.maintain(server).await;
+                // The labels follow the Lease: written only under a fresh proof of holding it.
+                let now = Instant::now();
+                let timing = &self.config.timing;
+                if let Lease::Mine { anchor } =
+                    memory
+                        .tracker
+                        .view(self.leases.identity(), true, now, timing)
+                {
+                    self.maintain(server, anchor).await;
+                }
             }
             Next::Bootstrap => {
                 self.renew(memory).await;
@@ -761,7 +770,7 @@ impl Tick<'_> {
             return;
         }
         let renew = tsql::renew_write_lease(self.group, timing.write_lease_seconds());
-        match server.execute(&renew, &[]).await {
+        match server.execute_quickly(&renew).await {
             Ok(()) => memory.write_lease_end = Some(timing.write_lease_end(sent)),
             Err(e) => warn!(error = %e, "cannot renew the write lease"),
         }
@@ -777,7 +786,7 @@ impl Tick<'_> {
     }
 
     /// As primary: the group as the spec says it (replicas, access, databases) and the labels.
-    async fn maintain(&self, server: &mut sql::Server) {
+    async fn maintain(&self, server: &mut sql::Server, anchor: Instant) {
         let group = self.group;
         let rows = match server.replicas().await {
             Ok(rows) => rows,
@@ -812,7 +821,7 @@ impl Tick<'_> {
             .filter(|r| r.role == Some(Role::Secondary) && r.connected)
             .map(|r| r.name.as_str())
             .collect();
-        self.label(&secondaries).await;
+        self.label(&secondaries, anchor).await;
     }
 
     async fn add_database(&self, server: &mut sql::Server, db: &str) -> Result<(), SqlError> {
@@ -827,10 +836,14 @@ impl Tick<'_> {
     }
 
     /// Labels the pods in the order of [`labels::relabel`]. Nothing is written unless every pod
-    /// was read (a pod not seen might be labelled `primary`), and every call has the API
-    /// deadline: an API server that does not answer must not hold up the write lease's renewal.
-    async fn label(&self, secondaries: &[&str]) {
-        let deadline = self.config.timing.probe_timeout;
+    /// was read (a pod not seen might be labelled `primary`), every call has the API deadline
+    /// (an API server that does not answer must not hold up the write lease's renewal), and each
+    /// write must end while the proof of holding the Lease begun at `anchor` lasts: a tick held
+    /// up past it would interleave its labels with the next holder's (two pods labelled primary,
+    /// seen by the failover benchmark when a server froze mid-statement).
+    async fn label(&self, secondaries: &[&str], anchor: Instant) {
+        let timing = &self.config.timing;
+        let deadline = timing.probe_timeout;
         let mut roles: BTreeMap<String, Option<String>> = BTreeMap::new();
         for member in self.config.members.iter().filter(|m| !m.arbiter) {
             match tokio::time::timeout(deadline, self.pods.get_opt(&member.name)).await {
@@ -854,6 +867,12 @@ impl Tick<'_> {
             })
             .collect();
         for (pod, role) in labels::relabel(&pods, &self.me.name, secondaries) {
+            if !timing.may_write_as_holder(anchor, Instant::now(), deadline) {
+                return warn!(
+                    pod,
+                    role, "not labelling: the Lease was last proved held too long ago"
+                );
+            }
             let patch = json!({"metadata": {"labels": {mssql_api::labels::ROLE: role}}});
             let written = tokio::time::timeout(
                 deadline,

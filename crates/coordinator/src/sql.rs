@@ -161,8 +161,23 @@ impl Server {
 
     /// Runs one batch; `done` lists the error numbers that mean it was done before.
     pub async fn execute(&mut self, batch: &str, done: &[u32]) -> Result<(), SqlError> {
+        self.execute_within(STATEMENT_TIMEOUT, batch, done).await
+    }
+
+    /// [`Server::execute`] with a probe's deadline, for a statement the loop repeats every tick
+    /// (the write lease's renewal): one that hangs must not hold up the Lease's renewal.
+    pub async fn execute_quickly(&mut self, batch: &str) -> Result<(), SqlError> {
+        self.execute_within(self.probe_timeout, batch, &[]).await
+    }
+
+    async fn execute_within(
+        &mut self,
+        timeout: Duration,
+        batch: &str,
+        done: &[u32],
+    ) -> Result<(), SqlError> {
         let result = self
-            .with(STATEMENT_TIMEOUT, async |c| {
+            .with(timeout, async |c| {
                 c.simple_query(batch).await?.into_results().await?;
                 Ok(())
             })

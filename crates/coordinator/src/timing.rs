@@ -79,6 +79,14 @@ impl Timing {
         now <= anchor + self.lease - self.write_lease - self.margin
     }
 
+    /// Whether a write to the API server as the Lease's holder (a pod's role label), sent `now`
+    /// and given `deadline`, ends `margin` before anyone else may take the Lease after the last
+    /// proof, begun at `anchor`. A coordinator whose tick was held up (by a server that froze
+    /// mid-statement) must not relabel pods the next holder labels at the same moment.
+    pub fn may_write_as_holder(&self, anchor: Instant, now: Instant, deadline: Duration) -> bool {
+        now + deadline + self.margin <= anchor + self.lease
+    }
+
     /// Whether another coordinator's Lease may be taken: nobody renewed it for `lease` since this
     /// coordinator saw it last change.
     pub fn lease_expired(&self, last_change_seen: Instant, now: Instant) -> bool {
@@ -102,6 +110,19 @@ mod tests {
 
     fn at(start: Instant, millis: u64) -> Instant {
         start + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn a_holder_writes_labels_only_while_its_proof_outlasts_the_write() {
+        let timing = Timing::default();
+        let start = Instant::now();
+        let deadline = Duration::from_secs(1);
+        // Lease 10 s, margin 2 s, deadline 1 s: the last write may be sent 7 s after the proof.
+        assert!(timing.may_write_as_holder(start, at(start, 0), deadline));
+        assert!(timing.may_write_as_holder(start, at(start, 7000), deadline));
+        assert!(!timing.may_write_as_holder(start, at(start, 7001), deadline));
+        // A tick held up past the Lease (a server frozen mid-statement) writes nothing.
+        assert!(!timing.may_write_as_holder(start, at(start, 15_000), deadline));
     }
 
     #[test]

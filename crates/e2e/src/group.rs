@@ -226,7 +226,8 @@ async fn sampler(
             sampled.samples += 1;
             if labelled.len() > 1 || accepted.len() > 1 {
                 sampled.violations.push(format!(
-                    "labelled primary: {labelled:?}; took a write: {accepted:?}"
+                    "{}: labelled primary: {labelled:?}; took a write: {accepted:?}",
+                    jiff::Timestamp::now()
                 ));
             }
         }
@@ -524,7 +525,9 @@ impl Group {
                 .and_then(|s| s.container_statuses)
                 .unwrap_or_default();
             let ready = !statuses.is_empty() && statuses.iter().all(|c| c.ready);
-            ready.then_some(()).ok_or(format!("not ready: {statuses:?}"))
+            ready
+                .then_some(())
+                .ok_or(format!("not ready: {statuses:?}"))
         })
         .await
     }

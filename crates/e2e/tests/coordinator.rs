@@ -230,7 +230,7 @@ impl Group {
             .env("MSSQL_SA_PASSWORD", PASSWORD)
             .env("DBM_LOGIN_PASSWORD", "Dbm!Login0")
             .env("MASTER_KEY_PASSWORD", "Master!Key0")
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,tiberius=off")
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
