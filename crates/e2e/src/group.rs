@@ -15,7 +15,10 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
+use mssql_api::MssqlServer;
+use mssql_api::condition;
 use mssql_api::labels::ROLE;
+use mssql_api::phase::AG_PRIMARY_REPLICA_READY;
 use serde_json::{Value, json};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
@@ -31,11 +34,6 @@ use crate::real_node::{
 use crate::{example_in, kubectl, kubectl_ok};
 
 pub const DB: &str = "mssql-ag-cluster";
-pub const PODS: [&str; 3] = [
-    "mssql-ag-cluster-0",
-    "mssql-ag-cluster-1",
-    "mssql-ag-cluster-2",
-];
 /// The longest a failover, or a replica's return, may take.
 pub const FAILOVER: Duration = Duration::from_secs(90);
 const WRITES: &str = "[agdb1].[dbo].[writes]";
@@ -165,6 +163,8 @@ async fn writer(
 #[derive(Default)]
 pub struct Sampled {
     pub samples: u64,
+    /// How long the sampler ran.
+    pub lasted: Duration,
     /// Samples with more than one pod labelled primary, or more than one server taking a write.
     pub violations: Vec<String>,
 }
@@ -237,6 +237,7 @@ async fn sampler(
 
 /// The writer and the sampler, running until [`Traffic::finish`].
 pub struct Traffic {
+    started: Instant,
     stop: Arc<AtomicBool>,
     pub written: Arc<Mutex<Written>>,
     sampled: Arc<Mutex<Sampled>>,
@@ -251,7 +252,8 @@ impl Traffic {
             task.await.unwrap();
         }
         let written = std::mem::take(&mut *self.written.lock().unwrap());
-        let sampled = std::mem::take(&mut *self.sampled.lock().unwrap());
+        let mut sampled = std::mem::take(&mut *self.sampled.lock().unwrap());
+        sampled.lasted = self.started.elapsed();
         (written, sampled)
     }
 }
@@ -263,6 +265,9 @@ pub enum Fault {
     ServerKilled,
     CoordinatorKilled,
     ServerFrozen,
+    /// Its server and its coordinator frozen at once (SIGSTOP), as a node that stops answering:
+    /// nobody hands the role over, so the Lease must run out and a majority elect the next.
+    PodFrozen,
 }
 
 impl Fault {
@@ -279,6 +284,10 @@ impl Fault {
             Self::ServerKilled => group.signal(pod, "mssql", "-KILL"),
             Self::CoordinatorKilled => group.signal(pod, "mssql-coordinator", "-KILL"),
             Self::ServerFrozen => group.signal(pod, "mssql", "-STOP"),
+            Self::PodFrozen => {
+                group.signal(pod, "mssql", "-STOP");
+                group.signal(pod, "mssql-coordinator", "-STOP");
+            }
         }
     }
 }
@@ -288,6 +297,7 @@ pub struct Group {
     pub t: Setup,
     pub password: String,
     pub operator_ns: String,
+    replicas: usize,
     /// Uninstalled after the test namespace is dropped (fields drop in order).
     _release: Release,
 }
@@ -299,7 +309,11 @@ impl Drop for Group {
         if !std::thread::panicking() {
             return;
         }
-        for pod in PODS {
+        let arbiter = self
+            .replicas
+            .is_multiple_of(2)
+            .then(|| format!("{DB}-arbiter-0"));
+        for pod in self.pods().iter().chain(&arbiter) {
             for (container, previous) in [
                 ("mssql-coordinator", "--previous=false"),
                 ("mssql-coordinator", "--previous=true"),
@@ -328,9 +342,10 @@ impl Drop for Group {
 
 impl Group {
     /// The operator installed by its chart (in a namespace named after `name`), and KubeDB's AG
-    /// guide on the node and its double, with secondaries readable, Ready with one labelled
-    /// primary; a table written through the primary Service has reached every pod.
-    pub async fn form(name: &str) -> Self {
+    /// guide with `replicas` on the node and its double (and the arbiter of an even group),
+    /// with secondaries readable, Ready with one labelled primary; a table written through the
+    /// primary Service has reached every pod.
+    pub async fn form(name: &str, replicas: usize) -> Self {
         let images = load_images(&["operator", "mssql-double"]);
         let operator_ns = format!("mssql-operator-{name}-{}", std::process::id());
         let release = Release::install(
@@ -347,6 +362,10 @@ impl Group {
         let mut db: Value = serde_saphyr::from_str(&example_in(DB, &t.ns.name)).unwrap();
         let spec = &mut db["spec"];
         spec["version"] = json!(DOUBLE_VERSION);
+        spec["replicas"] = json!(replicas);
+        if replicas.is_multiple_of(2) {
+            place_on_node(&mut spec["arbiter"]);
+        }
         spec["storage"]["storageClassName"] = json!("real-node-local");
         spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
         let pod = &mut spec["podTemplate"]["spec"];
@@ -369,6 +388,7 @@ impl Group {
             t,
             password,
             operator_ns,
+            replicas,
             _release: release,
         };
         group.primary(None).await;
@@ -399,9 +419,52 @@ impl Group {
         run(&mut admin, &format!("INSERT INTO {WRITES} (id) VALUES (0)"))
             .await
             .unwrap();
-        for pod in PODS {
-            self.has_rows(pod, &[0], Duration::from_secs(30)).await;
+        for pod in self.pods() {
+            self.has_rows(&pod, &[0], Duration::from_secs(30)).await;
         }
+    }
+
+    /// The replicas' pods (not the arbiter's).
+    pub fn pods(&self) -> Vec<String> {
+        (0..self.replicas).map(|i| format!("{DB}-{i}")).collect()
+    }
+
+    /// Waits until the database's status lists the replicas: `primary` labelled primary and
+    /// PRIMARY to its server, the others labelled secondary and SECONDARY, each synchronized and
+    /// connected; and `AGPrimaryReplicaReady` is True.
+    pub async fn status_shows(&self, primary: &str) {
+        let expected: Vec<_> = self
+            .pods()
+            .into_iter()
+            .map(|pod| match pod == primary {
+                true => (pod, "primary", "PRIMARY", true),
+                false => (pod, "secondary", "SECONDARY", true),
+            })
+            .collect();
+        eventually("status.replicas to show the group", FAILOVER, || async {
+            let db = self
+                .t
+                .api::<MssqlServer>()
+                .get(DB)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = db.status.unwrap_or_default();
+            let replicas: Vec<_> = status
+                .replicas
+                .iter()
+                .map(|r| {
+                    let role = r.role.as_deref().unwrap_or("-");
+                    let sql_role = r.sql_role.as_deref().unwrap_or("-");
+                    (r.pod.clone(), role, sql_role, r.synchronized && r.connected)
+                })
+                .collect();
+            let ready = condition::find(&status.conditions, AG_PRIMARY_REPLICA_READY)
+                .is_some_and(|c| c.is_true());
+            (replicas == expected && ready)
+                .then_some(())
+                .ok_or(format!("{replicas:?}; AGPrimaryReplicaReady {ready}"))
+        })
+        .await;
     }
 
     /// Starts the writer (through the primary Service) and the sampler.
@@ -422,6 +485,7 @@ impl Group {
             sampled.clone(),
         ));
         Traffic {
+            started: Instant::now(),
             stop,
             written,
             sampled,
@@ -444,13 +508,13 @@ impl Group {
     async fn primary_now(&self, old: Option<&str>) -> Result<String, String> {
         let pods = self.t.api::<Pod>();
         let mut primary = None;
-        for name in PODS {
-            let pod = pods.get(name).await.map_err(|e| e.to_string())?;
+        for name in self.pods() {
+            let pod = pods.get(&name).await.map_err(|e| e.to_string())?;
             let role = pod.labels().get(ROLE).cloned();
             match role.as_deref() {
                 Some("primary") if primary.is_none() => {
                     let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
-                    primary = Some((name.to_owned(), ip));
+                    primary = Some((name, ip));
                 }
                 Some("secondary") => {}
                 other => return Err(format!("{name} is labelled {other:?}")),
@@ -579,19 +643,39 @@ impl Group {
         .await;
     }
 
+    /// Stops `traffic`, prints what the writer saw, asserts that nothing was lost
+    /// ([`Group::assert_nothing_lost`]) and deletes the database.
+    pub async fn end(&self, traffic: Traffic) {
+        let (written, sampled) = traffic.finish().await;
+        println!(
+            "writer: {} acknowledged, {} failed attempts, longest gap {:.1?}",
+            written.acknowledged.len(),
+            written.failed,
+            written.longest_gap()
+        );
+        self.assert_nothing_lost(&written, &sampled).await;
+        self.delete().await;
+    }
+
     /// Asserts what the writer and sampler saw: samples, never two primaries, and every
     /// acknowledged row on every pod.
     pub async fn assert_nothing_lost(&self, written: &Written, sampled: &Sampled) {
-        assert!(sampled.samples > 100, "{} samples", sampled.samples);
+        // Every 100 ms, or as long as a round of writes takes: at least one a second.
+        assert!(
+            sampled.samples >= sampled.lasted.as_secs().max(10),
+            "{} samples in {:?}",
+            sampled.samples,
+            sampled.lasted
+        );
         assert!(sampled.violations.is_empty(), "{:#?}", sampled.violations);
         let acknowledged: Vec<u64> = written.acknowledged.iter().map(|a| a.id).collect();
-        for pod in PODS {
-            let ids = self.ids(pod).await.unwrap_or_default();
+        for pod in self.pods() {
+            let ids = self.ids(&pod).await.unwrap_or_default();
             let missing = acknowledged.iter().filter(|id| !ids.contains(id)).count();
             println!("{pod}: {} rows, {missing} acknowledged missing", ids.len());
         }
-        for pod in PODS {
-            self.has_rows(pod, &acknowledged, Duration::from_secs(60))
+        for pod in self.pods() {
+            self.has_rows(&pod, &acknowledged, Duration::from_secs(60))
                 .await;
         }
     }
@@ -630,11 +714,11 @@ impl Group {
         // It leads (and its webhook answers) before the database is deleted.
         wait_leader(&self.t.client, &self.operator_ns, None).await;
         self.t
-            .api::<mssql_api::MssqlServer>()
+            .api::<MssqlServer>()
             .delete(DB, &DeleteParams::default())
             .await
             .unwrap();
-        self.t.wait_gone::<mssql_api::MssqlServer>(DB).await;
+        self.t.wait_gone::<MssqlServer>(DB).await;
         let _ = kubectl(
             &[
                 "delete",

@@ -17,50 +17,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use mssql_api::MssqlServer;
-use mssql_api::condition;
-use mssql_api::phase::AG_PRIMARY_REPLICA_READY;
 use mssql_e2e::cluster::eventually;
-use mssql_e2e::group::{DB, FAILOVER, Fault, Group, PODS};
+use mssql_e2e::group::{DB, FAILOVER, Fault, Group};
 use mssql_e2e::real_node::{assert_node_ready, wait_leader};
 use mssql_e2e::scrape;
-
-/// Waits until the database's status lists the three pods: `primary` labelled primary and
-/// PRIMARY to its server, the two others labelled secondary and SECONDARY, each synchronized and
-/// connected; and `AGPrimaryReplicaReady` is True.
-async fn status_shows(group: &Group, primary: &str) {
-    let expected: Vec<_> = PODS
-        .iter()
-        .map(|&pod| match pod == primary {
-            true => (pod.to_owned(), "primary", "PRIMARY", true),
-            false => (pod.to_owned(), "secondary", "SECONDARY", true),
-        })
-        .collect();
-    eventually("status.replicas to show the group", FAILOVER, || async {
-        let db = group
-            .t
-            .api::<MssqlServer>()
-            .get(DB)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = db.status.unwrap_or_default();
-        let replicas: Vec<_> = status
-            .replicas
-            .iter()
-            .map(|r| {
-                let role = r.role.as_deref().unwrap_or("-");
-                let sql_role = r.sql_role.as_deref().unwrap_or("-");
-                (r.pod.clone(), role, sql_role, r.synchronized && r.connected)
-            })
-            .collect();
-        let ready = condition::find(&status.conditions, AG_PRIMARY_REPLICA_READY)
-            .is_some_and(|c| c.is_true());
-        (replicas == expected && ready)
-            .then_some(())
-            .ok_or(format!("{replicas:?}; AGPrimaryReplicaReady {ready}"))
-    })
-    .await;
-}
 
 /// Waits until the leading operator's `mssql_operator_failovers_total` of the group is `count`.
 async fn failovers_counted(group: &Group, count: u32) {
@@ -109,10 +69,10 @@ async fn operator_gone(group: &Group) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write() {
     assert_node_ready();
-    let group = Group::form("real-ag").await;
+    let group = Group::form("real-ag", 3).await;
     let mut primary = group.primary(None).await;
     // Each replica in the status: one PRIMARY labelled primary, two SECONDARY synchronized.
-    status_shows(&group, &primary).await;
+    group.status_shows(&primary).await;
     failovers_counted(&group, 0).await;
 
     // The secondaries' Service sends clients to the two others.
@@ -138,7 +98,7 @@ async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write(
         }
         // The old primary rejoins as a secondary; the status and the count follow.
         group.primary(None).await;
-        status_shows(&group, &next).await;
+        group.status_shows(&next).await;
         failovers_counted(&group, done).await;
         primary = next;
     }
@@ -157,16 +117,8 @@ async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write(
     group.scale_operator(1);
     wait_leader(&group.t.client, &group.operator_ns, None).await;
     // The new operator finds the move against the primary its predecessor's status recorded.
-    status_shows(&group, &next).await;
+    group.status_shows(&next).await;
     failovers_counted(&group, 1).await;
 
-    let (written, sampled) = traffic.finish().await;
-    println!(
-        "writer: {} acknowledged, {} failed attempts, longest gap {:.1?}",
-        written.acknowledged.len(),
-        written.failed,
-        written.longest_gap()
-    );
-    group.assert_nothing_lost(&written, &sampled).await;
-    group.delete().await;
+    group.end(traffic).await;
 }

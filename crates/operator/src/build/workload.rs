@@ -74,7 +74,9 @@ pub fn statefulset(
 }
 
 /// `<db>-arbiter`: the quorum witness of an even-sized availability group, one pod with the
-/// arbiter's resources, node selector and tolerations, and a small volume of its own.
+/// arbiter's resources, node selector and tolerations, and a small volume of its own (KubeDB's
+/// shape). It only votes and confirms, so its one container is the coordinator: no server, and
+/// nothing to prepare for one.
 pub fn arbiter(
     server: &Server,
     owner: &OwnerReference,
@@ -98,7 +100,19 @@ pub fn arbiter(
     if let Some(pod) = sts_spec.template.spec.as_mut() {
         pod.node_selector.clone_from(&spec.node_selector);
         pod.tolerations.clone_from(&spec.tolerations);
-        if let Some(mssql) = pod.containers.first_mut() {
+        pod.containers
+            .retain(|c| c.name == mssql_api::CONTAINER_COORDINATOR);
+        pod.init_containers = None;
+        let mounted: Vec<&str> = pod
+            .containers
+            .iter()
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .map(|m| m.name.as_str())
+            .collect();
+        if let Some(volumes) = pod.volumes.as_mut() {
+            volumes.retain(|v| mounted.contains(&v.name.as_str()));
+        }
+        if let Some(coordinator) = pod.containers.first_mut() {
             let without_storage = |list: &Option<
                 std::collections::BTreeMap<
                     String,
@@ -112,7 +126,7 @@ pub fn arbiter(
                         .collect()
                 })
             };
-            mssql.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            coordinator.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
                 requests: without_storage(&resources.requests),
                 limits: without_storage(&resources.limits),
                 ..Default::default()

@@ -66,8 +66,40 @@ fn an_even_availability_group_gets_an_arbiter() {
     let claim = to_json(&spec.volume_claim_templates.unwrap()[0].spec);
     assert_eq!(claim["resources"]["requests"]["storage"], "2Gi");
     let pod = spec.template.spec.unwrap();
+    // Its coordinator alone, with the arbiter's resources and only the volumes it mounts.
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["mssql-coordinator"]);
+    assert!(pod.init_containers.is_none());
+    assert!(
+        pod.containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--arbiter".to_owned())
+    );
     assert_eq!(
         to_json(&pod.containers[0].resources),
         json!({"limits": {"memory": "256Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}})
+    );
+    let mounted: Vec<&str> = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.name.as_str())
+        .collect();
+    let volumes: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(!volumes.is_empty());
+    assert!(
+        volumes.iter().all(|v| mounted.contains(v)),
+        "{volumes:?} {mounted:?}"
+    );
+    assert!(
+        mounted.iter().all(|m| volumes.contains(m)),
+        "{volumes:?} {mounted:?}"
     );
 }
