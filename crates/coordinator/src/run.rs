@@ -572,13 +572,7 @@ impl Tick<'_> {
                 self.renew(memory).await;
                 self.give_write_lease(memory, server).await;
                 // The labels follow the Lease: written only under a fresh proof of holding it.
-                let now = Instant::now();
-                let timing = &self.config.timing;
-                if let Lease::Mine { anchor } =
-                    memory
-                        .tracker
-                        .view(self.leases.identity(), true, now, timing)
-                {
+                if let Some(anchor) = self.proof(memory) {
                     self.maintain(server, anchor).await;
                 }
             }
@@ -755,14 +749,22 @@ impl Tick<'_> {
         }
     }
 
+    /// When the last proof that this coordinator holds the Lease began, while it still counts.
+    fn proof(&self, memory: &Memory) -> Option<Instant> {
+        let identity = self.leases.identity();
+        match memory
+            .tracker
+            .view(identity, true, Instant::now(), &self.config.timing)
+        {
+            Lease::Mine { anchor } => Some(anchor),
+            _ => None,
+        }
+    }
+
     /// Gives the write lease while the last proof of holding the Lease allows it.
     async fn give_write_lease(&self, memory: &mut Memory, server: &mut sql::Server) {
         let timing = &self.config.timing;
-        let Lease::Mine { anchor } =
-            memory
-                .tracker
-                .view(self.leases.identity(), true, Instant::now(), timing)
-        else {
+        let Some(anchor) = self.proof(memory) else {
             return;
         };
         let sent = Instant::now();
