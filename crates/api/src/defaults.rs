@@ -48,7 +48,11 @@ pub fn default_mssqlserver(db: &mut MssqlServer, version: Option<&MssqlServerVer
             .get_or_insert_with(AvailabilityGroupSpec::default);
         default_availability_group(group);
     }
-    if availability_group && spec.replicas.is_some_and(|r| r % 2 == 0) {
+    if availability_group
+        && spec
+            .replicas
+            .is_some_and(crate::validated::group_has_arbiter)
+    {
         spec.arbiter.get_or_insert_with(default_arbiter);
     }
     if let Some(secret) = spec.config_secret.take() {

@@ -59,13 +59,26 @@ pub struct ReplicaReport {
     pub connected: bool,
     /// RFC 3339, whole seconds.
     pub since: String,
+    /// On the primary: the replicas its group has (`sys.availability_replicas`), so that the
+    /// operator removes a pod only once the group has let it go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 impl ReplicaReport {
     /// Whether `other` says the same of the replica, whenever it was said.
     pub fn same_state(&self, other: &Self) -> bool {
-        (&self.role, self.synchronized, self.connected)
-            == (&other.role, other.synchronized, other.connected)
+        (
+            &self.role,
+            self.synchronized,
+            self.connected,
+            &self.replicas,
+        ) == (
+            &other.role,
+            other.synchronized,
+            other.connected,
+            &other.replicas,
+        )
     }
 }
 
@@ -103,6 +116,7 @@ mod tests {
                 synchronized: true,
                 connected: true,
                 since: "2026-01-01T00:00:00Z".to_owned(),
+                replicas: Vec::new(),
             })
         );
         let none = annotated(r#"{"synchronized":false,"connected":false,"since":"x"}"#);
@@ -118,6 +132,7 @@ mod tests {
             synchronized,
             connected: true,
             since: since.to_owned(),
+            replicas: Vec::new(),
         };
         let primary = report(Some(SQL_PRIMARY), true, "a");
         assert!(primary.same_state(&report(Some(SQL_PRIMARY), true, "b")));
@@ -129,5 +144,10 @@ mod tests {
             ..primary.clone()
         };
         assert!(!primary.same_state(&disconnected));
+        let listing = ReplicaReport {
+            replicas: vec!["ag-0".to_owned()],
+            ..primary.clone()
+        };
+        assert!(!primary.same_state(&listing), "a primary's group changed");
     }
 }

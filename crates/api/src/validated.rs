@@ -168,6 +168,12 @@ impl Server {
     }
 }
 
+/// Whether an availability group of `replicas` replicas has an arbiter: an even count does, so
+/// that its voters are odd (KubeDB's rule).
+pub fn group_has_arbiter(replicas: i32) -> bool {
+    replicas % 2 == 0
+}
+
 /// Defaults and validates `db` against its catalog entry; every problem is returned at once.
 pub fn validated(
     db: &MssqlServer,
@@ -225,7 +231,8 @@ fn convert(db: MssqlServer, version: &MssqlServerVersion) -> Server {
     };
     let auth_name = spec.auth_secret.as_ref().and_then(|s| s.name.clone());
     let replicas = spec.replicas.expect("validated: spec.replicas");
-    let even_group = matches!(topology, Topology::AvailabilityGroup(_)) && replicas % 2 == 0;
+    let even_group =
+        matches!(topology, Topology::AvailabilityGroup(_)) && group_has_arbiter(replicas);
     let configuration = spec.configuration.unwrap_or_default();
     Server {
         namespace: db

@@ -156,6 +156,9 @@ pub struct View<'a> {
     pub fencing: bool,
     /// The pod is stopping (SIGTERM).
     pub stopping: bool,
+    /// The spec no longer wants this pod (the group is scaled down): it hands the primary role
+    /// over as a stopping pod does, with no deadline, and takes nothing.
+    pub leaving: bool,
     /// It has been stopping too long to wait any more for a secondary to catch up.
     pub handover_expired: bool,
     /// Until when this coordinator promised a primary not to take the Lease (failsafe).
@@ -208,6 +211,8 @@ pub enum Wait {
     LeaseHeld,
     /// The API server does not answer: nobody is promoted without the Lease.
     ApiServer,
+    /// The spec no longer wants this pod: it waits for the operator to remove it.
+    Leaving,
 }
 
 /// The next move of the coordinator of `view.me`.
@@ -222,7 +227,7 @@ pub fn next(view: &View<'_>) -> Next {
         Lease::Offered => {
             let valid = candidates(view.voters, view.votes)
                 .is_ok_and(|mut valid| valid.any(|v| v.member == view.me));
-            if valid && !view.stopping {
+            if valid && !view.stopping && !view.leaving {
                 Next::Acquire
             } else {
                 // Not a replica SQL Server would promote (any more): the others may take it.
@@ -247,7 +252,7 @@ fn holding(view: &View<'_>) -> Next {
         Server::Silent { failures } => view.timing.server_gone(*failures),
         _ => false,
     };
-    if view.stopping || view.fencing || gone {
+    if view.stopping || view.leaving || view.fencing || gone {
         return let_go(view);
     }
     match view.server {
@@ -287,12 +292,12 @@ fn holding(view: &View<'_>) -> Next {
 /// (or free it) once its server can no longer take writes.
 fn let_go(view: &View<'_>) -> Next {
     let writes_possible = match view.server {
-        // A stopping primary goes on serving until a synchronized secondary has its latest
-        // configuration (a switchover, not a failover), for as long as the pod may wait.
+        // A stopping (or leaving) primary goes on serving until a synchronized secondary has
+        // its latest configuration (a switchover, not a failover), for as long as it may wait.
         Server::Replica {
             role: Role::Primary,
             ..
-        } if view.stopping
+        } if (view.stopping || view.leaving)
             && !view.fencing
             && !view.handover_expired
             && promotion_target(view.voters, view.votes, Some(view.me)).is_err() =>
@@ -344,6 +349,7 @@ fn not_holding(view: &View<'_>, lease_takeable: bool) -> Next {
         {
             return Next::Join;
         }
+        _ if view.leaving => return Next::Wait(Wait::Leaving),
         _ => {}
     }
     let promised = view.promised_until.is_some_and(|until| view.now < until);

@@ -4,7 +4,7 @@
 //! Pure parts, unit-tested without a cluster: [`timing`] (the two leases kept apart), [`decide`]
 //! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends),
 //! [`pfx`] (the endpoint certificate as SQL Server reads it). What talks to the world: [`sql`]
-//! (the local server), [`lease`] (the Lease), [`peers`] (the other coordinators), [`events`]
+//! (the local server), [`lease`] (the Lease), [`membership`] (who the voters are), [`peers`] (the other coordinators), [`events`]
 //! (what it tells people), [`report`] (its replica's state, on its pod), and [`run`],
 //! the loop that ties them together.
 
@@ -12,6 +12,7 @@ pub mod decide;
 pub mod events;
 pub mod labels;
 pub mod lease;
+pub mod membership;
 pub mod peers;
 pub mod pfx;
 pub mod report;

@@ -26,6 +26,8 @@ pub struct Reading {
     pub role: Option<&'static str>,
     pub synchronized: bool,
     pub connected: bool,
+    /// On the primary: its group's replicas.
+    pub replicas: Vec<String>,
 }
 
 impl Reading {
@@ -48,7 +50,16 @@ impl Reading {
             }),
             synchronized: group.synchronized && (group.role == Role::Primary || seeded),
             connected: group.connected,
+            replicas: Vec::new(),
         }
+    }
+
+    /// A primary's reading with its group's replicas (what it last read of them).
+    pub fn listing(mut self, replicas: &[String]) -> Self {
+        if self.role == Some(SQL_PRIMARY) {
+            self.replicas = replicas.to_vec();
+        }
+        self
     }
 }
 
@@ -62,6 +73,7 @@ pub fn next(
         role: reading.role.map(str::to_owned),
         synchronized: reading.synchronized,
         connected: reading.connected,
+        replicas: reading.replicas.clone(),
         since: Timestamp::from_second(now.as_second())
             .unwrap_or(now)
             .to_string(),
@@ -149,6 +161,7 @@ mod tests {
             connected,
             synchronized,
             databases: databases.iter().map(|d| (*d).to_owned()).collect(),
+            required: 1,
         }
     }
 
@@ -157,6 +170,7 @@ mod tests {
             role,
             synchronized,
             connected,
+            replicas: Vec::new(),
         }
     }
 
@@ -206,6 +220,7 @@ mod tests {
                 synchronized: true,
                 connected: true,
                 since: "2026-01-01T00:00:00Z".to_owned(),
+                replicas: Vec::new(),
             }
         );
         assert_eq!(
@@ -222,9 +237,19 @@ mod tests {
             reading(Some("SECONDARY"), true, true),
             reading(Some("PRIMARY"), false, true),
             reading(Some("PRIMARY"), true, false),
+            primary.clone().listing(&["ag-0".to_owned()]),
         ] {
             assert!(next(Some(&first), &changed, at(0)).is_some(), "{changed:?}");
         }
+    }
+
+    #[test]
+    fn only_a_primary_lists_its_group_s_replicas() {
+        let replicas = ["ag-0".to_owned(), "ag-1".to_owned()];
+        let primary = reading(Some("PRIMARY"), true, true).listing(&replicas);
+        assert_eq!(primary.replicas, replicas);
+        let secondary = reading(Some("SECONDARY"), true, true).listing(&replicas);
+        assert!(secondary.replicas.is_empty());
     }
 
     #[test]

@@ -20,9 +20,10 @@ use crate::decide::{self, Lease, Next, Role, Server, View, Vote, Wait};
 use crate::events::Told;
 use crate::labels;
 use crate::lease::{LeaseClient, Tracker};
+use crate::membership::{self, Membership};
 use crate::peers::{self, Answer, Ask, Shared, Tls, VoteAnswer};
 use crate::report::{Publisher, Reading};
-use crate::sql::{self, GroupState, SqlError};
+use crate::sql::{self, GroupState, Local, SqlError};
 use crate::timing::Timing;
 use crate::tsql::{self, SecondaryAccess, error};
 
@@ -48,8 +49,8 @@ pub struct Config {
     pub pod: String,
     /// This pod's uid: a Lease held under it was held by an earlier process in this very pod.
     pub pod_uid: String,
-    /// Every voter, this pod among them.
-    pub members: Vec<Member>,
+    /// How the voters are named and reached; who they are follows the database's spec.
+    pub membership: Membership,
     /// The local server; `None` for the arbiter, which runs none.
     pub sql: Option<sql::Target>,
     /// The endpoint certificate's PEM files: `tls.crt`, `tls.key`, `ca.crt`.
@@ -81,8 +82,6 @@ pub enum RunError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("this pod {0} is not among the group's members")]
-    NotAMember(String),
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, RunError> {
@@ -135,6 +134,8 @@ struct Memory {
     led: bool,
     /// Its server said PRIMARY at the last look.
     was_primary: bool,
+    /// As primary: the replicas its group had at the last look.
+    group_replicas: Vec<String>,
 }
 
 /// How long a stopping primary waits for a secondary to catch up before it fences all the same:
@@ -148,12 +149,6 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let timing = config.timing;
-    let me = config
-        .members
-        .iter()
-        .find(|m| m.name == config.pod)
-        .cloned()
-        .ok_or_else(|| RunError::NotAMember(config.pod.clone()))?;
     let tls = peer_tls(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -185,6 +180,10 @@ pub async fn run(
         &identity,
         &timing,
     );
+    let mut replicas = membership::watch(
+        Api::namespaced(client.clone(), &config.namespace),
+        config.database.clone(),
+    );
     let pods: Api<Pod> = Api::namespaced(client, &config.namespace);
     let mut server = config
         .sql
@@ -204,15 +203,34 @@ pub async fn run(
         &config.pod,
     )
     .await;
+    // Nothing is decided before the group's size is known; a stop meanwhile has nothing to hand
+    // over.
+    while replicas.borrow_and_update().is_none() {
+        if *stop.borrow() || replicas.changed().await.is_err() {
+            return Ok(());
+        }
+    }
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(identity, group, "coordinator started");
     loop {
         ticker.tick().await;
         let stopping = *stop.borrow();
+        let count = replicas.borrow().unwrap_or_default();
+        let members = config.membership.members(count);
+        // A pod the spec no longer wants: it hands the primary role over, takes nothing, and
+        // runs on until the operator removes it.
+        let me = members
+            .iter()
+            .find(|m| m.name == config.pod)
+            .cloned()
+            .unwrap_or_else(|| config.membership.member(&config.pod));
+        let leaving = !members.contains(&me);
         let tick = Tick {
             config: &config,
+            members: &members,
             me: &me,
+            leaving,
             group: &group,
             tls: &tls,
             leases: &leases,
@@ -233,7 +251,10 @@ pub async fn run(
 /// What one tick works with.
 struct Tick<'a> {
     config: &'a Config,
+    /// Every voter the spec wants now; `me` among them unless it is leaving.
+    members: &'a [Member],
     me: &'a Member,
+    leaving: bool,
     group: &'a str,
     tls: &'a Tls,
     leases: &'a LeaseClient,
@@ -319,12 +340,13 @@ impl Tick<'_> {
             me: &self.me.name,
             server: &local,
             lease: &lease,
-            voters: self.config.members.len(),
+            voters: self.members.len(),
             votes: &votes,
-            all_answered_without_group: votes.len() == self.config.members.len()
+            all_answered_without_group: votes.len() == self.members.len()
                 && votes.iter().all(|v| !v.has_group),
             fencing: memory.fencing,
             stopping,
+            leaving: self.leaving,
             handover_expired: memory
                 .stopping_since
                 .is_some_and(|since| now >= since + HANDOVER_WAIT),
@@ -390,7 +412,9 @@ impl Tick<'_> {
                     }
                 }
                 let reading = match &local.group {
-                    Some(group) => Reading::of(group, &self.config.databases),
+                    Some(group) => {
+                        Reading::of(group, &self.config.databases).listing(&memory.group_replicas)
+                    }
                     None => Reading::nothing(),
                 };
                 self.publish(&reading);
@@ -418,6 +442,9 @@ impl Tick<'_> {
                             _ => memory.synchronized,
                         };
                         memory.was_primary = role == Role::Primary;
+                        if role != Role::Primary {
+                            memory.group_replicas.clear();
+                        }
                         Server::Replica { role, sequence }
                     }
                 }
@@ -526,7 +553,6 @@ impl Tick<'_> {
         };
         self.shared.lock().expect("not poisoned").vote = Some(mine.clone());
         let asks = self
-            .config
             .members
             .iter()
             .filter(|m| m.name != self.me.name)
@@ -573,12 +599,12 @@ impl Tick<'_> {
                 self.give_write_lease(memory, server).await;
                 // The labels follow the Lease: written only under a fresh proof of holding it.
                 if let Some(anchor) = self.proof(memory) {
-                    self.maintain(server, anchor).await;
+                    memory.group_replicas = self.maintain(server, anchor).await;
                 }
             }
             Next::Bootstrap => {
                 self.renew(memory).await;
-                let replicas = self.config.members.iter().filter(|m| !m.arbiter).count();
+                let replicas = self.members.iter().filter(|m| !m.arbiter).count();
                 let create = tsql::create_group(
                     group,
                     self.config.timing.write_lease_seconds(),
@@ -735,7 +761,6 @@ impl Tick<'_> {
             primary: self.me.name.clone(),
         };
         let others: Vec<&Member> = self
-            .config
             .members
             .iter()
             .filter(|m| m.name != self.me.name)
@@ -788,19 +813,72 @@ impl Tick<'_> {
     }
 
     /// As primary: the group as the spec says it (replicas, access, databases) and the labels.
-    async fn maintain(&self, server: &mut sql::Server, anchor: Instant) {
+    /// Returns the replicas the group had when it looked.
+    async fn maintain(&self, server: &mut sql::Server, anchor: Instant) -> Vec<String> {
         let group = self.group;
         let rows = match server.replicas().await {
             Ok(rows) => rows,
-            Err(e) => return warn!(error = %e, "cannot read the group's replicas"),
+            Err(e) => {
+                warn!(error = %e, "cannot read the group's replicas");
+                return Vec::new();
+            }
         };
+        let local = match server.local().await {
+            Ok(Local { group: Some(local) }) => local,
+            Ok(Local { group: None }) => return Vec::new(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the group");
+                return Vec::new();
+            }
+        };
+        let wanted: Vec<&Member> = self.members.iter().filter(|m| !m.arbiter).collect();
+        let wants = |name: &str| wanted.iter().any(|m| m.name == name);
+        // Commits wait for fewer secondaries before one leaves, and for more only once they
+        // are synchronized.
+        let synchronized = rows
+            .iter()
+            .filter(|r| r.role == Some(Role::Secondary) && r.synchronized && wants(&r.name))
+            .count();
+        let required = tsql::required_now(wanted.len(), local.required, synchronized);
+        let settled = required == local.required || {
+            let set = tsql::set_required_secondaries(group, required);
+            match server.execute(&set, &[]).await {
+                Ok(()) => {
+                    info!(
+                        group,
+                        required, "synchronized secondaries required to commit"
+                    );
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, required, "cannot set the secondaries required to commit");
+                    false
+                }
+            }
+        };
+        // Not before commits stop waiting for the replicas that leave.
+        let leaving = rows
+            .iter()
+            .filter(|r| settled && !wants(&r.name) && r.name != self.me.name);
+        for row in leaving {
+            match server
+                .execute(&tsql::remove_replica(group, &row.name), &[])
+                .await
+            {
+                Ok(()) => info!(group, replica = row.name, "removed the replica"),
+                Err(e) => warn!(error = %e, replica = row.name, "cannot remove the replica"),
+            }
+        }
         let access = self.config.access.tsql();
-        for member in self.config.members.iter().filter(|m| !m.arbiter) {
+        for member in &wanted {
             match rows.iter().find(|r| r.name == member.name) {
                 None => {
                     let add = tsql::add_replica(group, &self.replica(member));
-                    if let Err(e) = server.execute(&add, &[error::REPLICA_EXISTS]).await {
-                        warn!(error = %e, replica = member.name, "cannot add the replica");
+                    match server.execute(&add, &[error::REPLICA_EXISTS]).await {
+                        Ok(()) => info!(group, replica = member.name, "added the replica"),
+                        Err(e) => {
+                            warn!(error = %e, replica = member.name, "cannot add the replica")
+                        }
                     }
                 }
                 Some(row) if row.access != access && member.name != self.me.name => {
@@ -810,20 +888,25 @@ impl Tick<'_> {
                 Some(_) => {}
             }
         }
-        if let Ok(local) = server.local().await {
-            let have = local.group.map(|g| g.databases).unwrap_or_default();
-            for db in self.config.databases.iter().filter(|db| !have.contains(db)) {
-                if let Err(e) = self.add_database(server, db).await {
-                    warn!(error = %e, database = db, "cannot add the database");
-                }
+        for db in self
+            .config
+            .databases
+            .iter()
+            .filter(|db| !local.databases.contains(db))
+        {
+            if let Err(e) = self.add_database(server, db).await {
+                warn!(error = %e, database = db, "cannot add the database");
             }
         }
         let secondaries: Vec<&str> = rows
             .iter()
-            .filter(|r| r.role == Some(Role::Secondary) && r.connected)
+            .filter(|r| r.role == Some(Role::Secondary) && r.connected && wants(&r.name))
             .map(|r| r.name.as_str())
             .collect();
         self.label(&secondaries, anchor).await;
+        let mut names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
     }
 
     async fn add_database(&self, server: &mut sql::Server, db: &str) -> Result<(), SqlError> {
@@ -847,7 +930,7 @@ impl Tick<'_> {
         let timing = &self.config.timing;
         let deadline = timing.probe_timeout;
         let mut roles: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for member in self.config.members.iter().filter(|m| !m.arbiter) {
+        for member in self.members.iter().filter(|m| !m.arbiter) {
             match tokio::time::timeout(deadline, self.pods.get_opt(&member.name)).await {
                 Ok(Ok(Some(pod))) => {
                     let role = pod

@@ -68,6 +68,8 @@ pub struct Local {
 pub struct GroupState {
     pub name: String,
     pub sequence: i64,
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT.
+    pub required: usize,
     pub role: Role,
     /// `connected_state_desc` = CONNECTED: a secondary's link to its primary is up.
     pub connected: bool,
@@ -83,6 +85,8 @@ pub struct ReplicaRow {
     pub access: String,
     pub role: Option<Role>,
     pub connected: bool,
+    /// `synchronization_health_desc` = HEALTHY: every database of it is synchronized.
+    pub synchronized: bool,
 }
 
 fn role(desc: &str) -> Role {
@@ -221,8 +225,9 @@ impl Server {
             };
             let name: &str = row.get(0).unwrap_or_default();
             let sequence: i64 = row.get(1).unwrap_or(0);
-            let role_desc: &str = row.get(2).unwrap_or_default();
-            let connected: &str = row.get(4).unwrap_or_default();
+            let required: i32 = row.get(2).unwrap_or(0);
+            let role_desc: &str = row.get(3).unwrap_or_default();
+            let connected: &str = row.get(5).unwrap_or_default();
             let (name, role, connected) =
                 (name.to_owned(), role(role_desc), connected == "CONNECTED");
             let databases = c
@@ -241,6 +246,7 @@ impl Server {
                 group: Some(GroupState {
                     name,
                     sequence,
+                    required: usize::try_from(required).unwrap_or(0),
                     role,
                     connected,
                     synchronized,
@@ -266,6 +272,7 @@ impl Server {
                     access: row.get::<&str, _>(2).unwrap_or_default().to_owned(),
                     role: row.get::<&str, _>(3).map(role),
                     connected: row.get::<&str, _>(4) == Some("CONNECTED"),
+                    synchronized: row.get::<&str, _>(5) == Some("HEALTHY"),
                 })
                 .collect())
         })

@@ -95,6 +95,19 @@ pub fn required_synchronized_secondaries(replicas: usize) -> usize {
     }
 }
 
+/// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT for a group of `replicas` replicas, from the
+/// group's `current` one and its `synchronized` secondaries: lowered at once (before a replica
+/// leaves, so that no commit waits for it), raised only as far as the secondaries already
+/// synchronized allow (a replica being seeded must not stop every commit).
+pub fn required_now(replicas: usize, current: usize, synchronized: usize) -> usize {
+    let wanted = required_synchronized_secondaries(replicas);
+    if wanted <= current {
+        wanted
+    } else {
+        wanted.min(current.max(synchronized))
+    }
+}
+
 pub fn probe() -> &'static str {
     "SELECT @@SERVERNAME, SERVERPROPERTY('IsHadrEnabled')"
 }
@@ -192,6 +205,13 @@ pub fn remove_replica(group: &str, name: &str) -> String {
     alter_group(group, &format!("REMOVE REPLICA ON {}", literal(name)))
 }
 
+pub fn set_required_secondaries(group: &str, required: usize) -> String {
+    alter_group(
+        group,
+        &format!("SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {required})"),
+    )
+}
+
 pub fn modify_access(group: &str, name: &str, access: SecondaryAccess) -> String {
     alter_group(
         group,
@@ -256,8 +276,9 @@ pub fn resume(db: &str) -> String {
 }
 
 /// The local replica and its group; no row when this server holds no group.
-pub const QUERY_LOCAL: &str = "SELECT ag.name, ag.sequence_number, ars.role_desc, \
-ars.operational_state_desc, ars.connected_state_desc, ars.synchronization_health_desc \
+pub const QUERY_LOCAL: &str = "SELECT ag.name, ag.sequence_number, \
+ag.required_synchronized_secondaries_to_commit, ars.role_desc, ars.operational_state_desc, \
+ars.connected_state_desc, ars.synchronization_health_desc \
 FROM sys.availability_groups AS ag \
 JOIN sys.dm_hadr_availability_replica_states AS ars ON ars.group_id = ag.group_id \
 WHERE ars.is_local = 1";
@@ -390,6 +411,26 @@ mod tests {
         assert_eq!(required_synchronized_secondaries(3), 1);
         assert_eq!(required_synchronized_secondaries(4), 2);
         assert_eq!(required_synchronized_secondaries(5), 2);
+    }
+
+    #[test]
+    fn the_required_secondaries_drop_at_once_and_rise_with_the_synchronized_ones() {
+        // 5 → 3 replicas: from 2 to 1 before a replica leaves.
+        assert_eq!(required_now(3, 2, 4), 1);
+        assert_eq!(required_now(3, 2, 0), 1);
+        // 3 → 5: the new replicas are being seeded; only the two synchronized ones count.
+        assert_eq!(required_now(5, 1, 2), 2);
+        assert_eq!(required_now(5, 1, 1), 1);
+        assert_eq!(required_now(5, 1, 0), 1);
+        // 1 → 2 (an arbiter joins): nothing is raised until the new secondary is synchronized.
+        assert_eq!(required_now(2, 0, 0), 0);
+        assert_eq!(required_now(2, 0, 1), 1);
+        // Steady.
+        assert_eq!(required_now(3, 1, 2), 1);
+        assert_eq!(
+            set_required_secondaries("ag", 2),
+            "ALTER AVAILABILITY GROUP [ag] SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 2)"
+        );
     }
 
     #[test]

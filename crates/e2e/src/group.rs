@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mssql_api::MssqlServer;
 use mssql_api::condition;
@@ -693,6 +693,17 @@ impl Group {
             .unwrap()
             .success();
         assert!(ok, "kill {signal} {pid} ({pod}/{container})");
+    }
+
+    /// Sets the database's `spec.replicas`: [`Group::pods`] are the new count's from now on.
+    pub async fn scale(&mut self, replicas: usize) {
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.t
+            .api::<MssqlServer>()
+            .patch(DB, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        self.replicas = replicas;
     }
 
     /// Scales the operator's Deployment (0 stops it).

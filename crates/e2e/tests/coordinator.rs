@@ -214,7 +214,6 @@ impl Group {
             format!("--database={DB}"),
             format!("--namespace={}", self.t.ns.name),
             format!("--pod={}", member.name),
-            "--replicas=3".to_owned(),
             format!("--listen={}:2380", member.ip),
             format!("--sql-host={}", member.ip),
             format!("--endpoint-certificate={}", self.certs.display()),

@@ -1,12 +1,14 @@
 //! `mssql-operator coordinator`: the availability group's coordinator, run as the
-//! `mssql-coordinator` container of every pod of a group (docs/coordinator.md). Its flags name
-//! the group's members; its secrets come from the environment.
+//! `mssql-coordinator` container of every pod of a group (docs/coordinator.md). Its flags say how
+//! members are reached; who they are follows the database's `spec.replicas`, read while it runs
+//! (so that scaling restarts no pod); its secrets come from the environment.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use mssql_coordinator::membership::Membership;
 use mssql_coordinator::peers;
-use mssql_coordinator::run::{Config, Member};
+use mssql_coordinator::run::Config;
 use mssql_coordinator::sql::Target;
 use mssql_coordinator::timing::Timing;
 use mssql_coordinator::tsql::SecondaryAccess;
@@ -27,12 +29,6 @@ pub struct CoordinatorArgs {
     /// This pod's uid (a restarted coordinator knows its pod's earlier one is gone).
     #[arg(long, env = "POD_UID", default_value = "")]
     pub pod_uid: String,
-    /// The group's replicas: pods `<database>-0` … `<database>-<replicas - 1>`.
-    #[arg(long)]
-    pub replicas: u32,
-    /// The group has an arbiter (`<database>-arbiter-0`), which votes and runs no SQL Server.
-    #[arg(long)]
-    pub arbiter: bool,
     /// How a member's host name is made from its pod name.
     #[arg(long, default_value = "{pod}.{database}-pods.{namespace}.svc")]
     pub host_template: String,
@@ -83,46 +79,25 @@ fn parse_access(text: &str) -> Result<SecondaryAccess, String> {
 }
 
 impl CoordinatorArgs {
-    fn host(&self, pod: &str) -> String {
-        self.member_hosts
-            .iter()
-            .find(|(name, _)| name == pod)
-            .map(|(_, host)| host.clone())
-            .unwrap_or_else(|| {
-                self.host_template
-                    .replace("{pod}", pod)
-                    .replace("{database}", &self.database)
-                    .replace("{namespace}", &self.namespace)
-            })
-    }
-
-    fn members(&self) -> Vec<Member> {
-        let member = |name: String, ordinal: u32, arbiter: bool| Member {
-            host: self.host(&name),
-            name,
-            ordinal,
-            arbiter,
+    fn membership(&self) -> Membership {
+        Membership {
+            database: self.database.clone(),
+            namespace: self.namespace.clone(),
+            host_template: self.host_template.clone(),
+            hosts: self.member_hosts.clone(),
             peer_port: self.peer_port,
-        };
-        let mut members: Vec<Member> = (0..self.replicas)
-            .map(|i| member(format!("{}-{i}", self.database), i, false))
-            .collect();
-        if self.arbiter {
-            let arbiter = mssql_api::names::arbiter(&self.database);
-            members.push(member(format!("{arbiter}-0"), 0, true));
         }
-        members
     }
 
     pub fn config(&self) -> Config {
-        let members = self.members();
-        let arbiter = members.iter().any(|m| m.name == self.pod && m.arbiter);
+        let membership = self.membership();
+        let arbiter = membership.member(&self.pod).arbiter;
         Config {
             namespace: self.namespace.clone(),
             database: self.database.clone(),
             pod: self.pod.clone(),
             pod_uid: self.pod_uid.clone(),
-            members,
+            membership,
             sql: (!arbiter).then(|| Target {
                 host: self.sql_host.clone(),
                 port: self.sql_port,
@@ -194,32 +169,16 @@ mod tests {
     }
 
     #[test]
-    fn members_are_the_replicas_and_the_arbiter_by_their_dns_names() {
-        let config = args(&["--replicas=2", "--arbiter"]).config();
-        let names: Vec<(&str, &str, bool)> = config
-            .members
-            .iter()
-            .map(|m| (m.name.as_str(), m.host.as_str(), m.arbiter))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("ag-0", "ag-0.ag-pods.demo.svc", false),
-                ("ag-1", "ag-1.ag-pods.demo.svc", false),
-                ("ag-arbiter-0", "ag-arbiter-0.ag-pods.demo.svc", true),
-            ]
-        );
+    fn the_arbiter_runs_no_sql_and_members_are_reached_as_given() {
+        let config = args(&["--member-host=ag-0=127.0.0.7"]).config();
         assert!(config.sql.is_some());
         assert_eq!(config.ca, PathBuf::from(ENDPOINT_SECRET_DIR).join("ca.crt"));
-    }
-
-    #[test]
-    fn a_member_host_can_be_given_and_the_arbiter_runs_no_sql() {
-        let mut given = args(&["--replicas=2", "--arbiter", "--member-host=ag-0=127.0.0.7"]);
-        given.pod = "ag-arbiter-0".into();
-        let config = given.config();
-        assert_eq!(config.members[0].host, "127.0.0.7");
-        assert!(config.sql.is_none());
+        let members = config.membership.members(2);
+        assert_eq!(members[0].host, "127.0.0.7");
+        assert_eq!(members[2].host, "ag-arbiter-0.ag-pods.demo.svc");
+        let mut arbiter = args(&[]);
+        arbiter.pod = "ag-arbiter-0".into();
+        assert!(arbiter.config().sql.is_none());
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub enum GroupAction {
         cluster_type: String,
     },
     SetWriteLeaseValidity(u32),
+    /// SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = n), primary only.
+    SetRequiredSynchronizedSecondaries(u32),
     SetRoleSecondary,
     Offline,
     Failover,
@@ -205,8 +207,9 @@ pub enum StateQuery {
 }
 
 /// The local replica and its group (sys.availability_groups, sys.dm_hadr_availability_replica_states).
-pub const LOCAL_REPLICA_QUERY: &str = "SELECT ag.name, ag.sequence_number, ars.role_desc, \
-ars.operational_state_desc, ars.connected_state_desc, ars.synchronization_health_desc \
+pub const LOCAL_REPLICA_QUERY: &str = "SELECT ag.name, ag.sequence_number, \
+ag.required_synchronized_secondaries_to_commit, ars.role_desc, ars.operational_state_desc, \
+ars.connected_state_desc, ars.synchronization_health_desc \
 FROM sys.availability_groups AS ag \
 JOIN sys.dm_hadr_availability_replica_states AS ars ON ars.group_id = ag.group_id \
 WHERE ars.is_local = 1";
@@ -948,6 +951,11 @@ impl Parser {
                 ("WRITE_LEASE_VALIDITY", Some([Token::Number(n)])) => {
                     GroupAction::SetWriteLeaseValidity(u32::try_from(*n).map_err(|_| near(option))?)
                 }
+                ("REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", Some([Token::Number(n)])) => {
+                    GroupAction::SetRequiredSynchronizedSecondaries(
+                        u32::try_from(*n).map_err(|_| near(option))?,
+                    )
+                }
                 ("ROLE", Some([Token::Word(w)])) if w.eq_ignore_ascii_case("SECONDARY") => {
                     GroupAction::SetRoleSecondary
                 }
@@ -1095,7 +1103,8 @@ mod tests {
     #[test]
     fn state_queries_match_whatever_the_layout() {
         let spread =
-            "select AG.name,ag.sequence_number, ars.role_desc,\n ars.operational_state_desc,
+            "select AG.name,ag.sequence_number, ag.required_synchronized_secondaries_to_commit,
+            ars.role_desc,\n ars.operational_state_desc,
             ars.connected_state_desc, ars.synchronization_health_desc\n\
             FROM sys.availability_groups AS ag JOIN sys.dm_hadr_availability_replica_states AS ars
             ON ars.group_id = ag.group_id WHERE ars.is_local = 1;";
@@ -1271,6 +1280,10 @@ mod tests {
             (
                 "SET (WRITE_LEASE_VALIDITY = 4)".into(),
                 GroupAction::SetWriteLeaseValidity(4),
+            ),
+            (
+                "SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 2)".into(),
+                GroupAction::SetRequiredSynchronizedSecondaries(2),
             ),
             (
                 "set (role = secondary)".into(),

@@ -60,6 +60,7 @@ struct Case {
     all_answered_without_group: bool,
     fencing: bool,
     stopping: bool,
+    leaving: bool,
     handover_expired: bool,
     promised_until: Option<Instant>,
     write_lease_end: Option<Instant>,
@@ -82,6 +83,7 @@ impl Case {
             all_answered_without_group: false,
             fencing: false,
             stopping: false,
+            leaving: false,
             handover_expired: false,
             promised_until: None,
             write_lease_end: None,
@@ -100,6 +102,7 @@ impl Case {
             all_answered_without_group: self.all_answered_without_group,
             fencing: self.fencing,
             stopping: self.stopping,
+            leaving: self.leaving,
             handover_expired: self.handover_expired,
             promised_until: self.promised_until,
             write_lease_end: self.write_lease_end,
@@ -503,5 +506,63 @@ mod the_others {
         case.votes = vec![vote("ag-1", 7, true), vote("ag-2", 7, true)];
         case.stopping = true;
         assert_eq!(case.next(), Next::Wait(Wait::Following));
+    }
+
+    #[test]
+    fn a_leaving_replica_takes_nothing_and_joins_nothing() {
+        // The group was scaled from 4 replicas to 3: ag-3 is no longer a voter.
+        let now = Instant::now();
+        for lease in [Lease::Free, Lease::Offered, theirs("ag-0", now - secs(60))] {
+            let mut case = Case::new("ag-3", SECONDARY, lease, now);
+            case.leaving = true;
+            assert_eq!(case.next(), Next::Wait(Wait::Leaving));
+            case.server = Server::NoGroup;
+            assert_eq!(case.next(), Next::Wait(Wait::Leaving));
+        }
+        // A primary it must not stay.
+        let mut case = Case::new("ag-3", PRIMARY, theirs("ag-0", now), now);
+        case.leaving = true;
+        assert_eq!(
+            case.next(),
+            Next::Demote {
+                offline_first: true
+            }
+        );
+    }
+}
+
+mod leaving {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_leaving_primary_serves_until_a_wanted_secondary_can_take_over_then_hands_over() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-3", PRIMARY, mine(now), now);
+        case.leaving = true;
+        // The voters are those of the group it leaves behind, and its own answer.
+        case.votes = vec![
+            vote("ag-0", 8, false),
+            vote("ag-1", 8, false),
+            vote("ag-2", 7, true),
+            vote("ag-3", 8, true),
+        ];
+        assert_eq!(
+            case.next(),
+            Next::Lead,
+            "no synchronized secondary has its latest change"
+        );
+        // No deadline: nobody is stopping the pod while the group still needs it.
+        case.now = now + secs(600);
+        assert_eq!(case.next(), Next::Lead);
+        case.votes[1].synchronized = true;
+        assert_eq!(case.next(), Next::Fence);
+        case.server = RESOLVING;
+        assert_eq!(
+            case.next(),
+            Next::Release {
+                to: Some("ag-1".into())
+            }
+        );
     }
 }

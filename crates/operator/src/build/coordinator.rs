@@ -68,14 +68,12 @@ pub fn container(
     endpoint_source: &str,
     mut user: Container,
 ) -> Container {
+    // Nothing here depends on `spec.replicas`: the coordinators read it, so scaling restarts no
+    // pod.
     let mut args = vec![
         "coordinator".to_owned(),
-        format!("--replicas={}", server.replicas),
         format!("--secondary-access-mode={}", group.secondary_access_mode),
     ];
-    if server.arbiter.is_some() {
-        args.push("--arbiter".to_owned());
-    }
     if !group.databases.is_empty() {
         args.push(format!("--databases={}", group.databases.join(",")));
     }

@@ -12,4 +12,4 @@ pub mod start;
 pub mod workload;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

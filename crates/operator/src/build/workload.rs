@@ -1,6 +1,9 @@
 //! The StatefulSet, its PodDisruptionBudget and its ServiceAccount.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -67,6 +70,16 @@ pub fn statefulset(
             }),
             template: pod_template(server, config_secret, start, coordinator_image),
             volume_claim_templates: claims,
+            // A group's pod goes only once the group has let it go (provisioner::scale): its
+            // volume holds nothing the others lack, and a later scale-up seeds a new replica
+            // rather than reviving a removed one. Deleting the database keeps volumes by its
+            // deletion policy, as before.
+            persistent_volume_claim_retention_policy: server.group().map(|_| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_scaled: Some("Delete".to_owned()),
+                    when_deleted: Some("Retain".to_owned()),
+                }
+            }),
             ..StatefulSetSpec::default()
         }),
         status: None,

@@ -216,6 +216,7 @@ mod tests {
                     synchronized: true,
                     connected: true,
                     since: "2026-01-01T00:00:00Z".into(),
+                    replicas: Vec::new(),
                 }),
                 not_ready: None,
             }

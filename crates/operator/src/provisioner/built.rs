@@ -77,10 +77,12 @@ impl Built {
 }
 
 /// What a build of `db` is made from, as a digest: its spec and metadata (uid, generation,
-/// labels, annotations), its catalog entry, and what its pods start with (the restart hash covers
-/// the certificates, their CA and `mssql.conf`) or which Secret it waits for.
-pub fn inputs(db: &MssqlServer, known: &Known, material: &Material) -> u64 {
+/// labels, annotations), its catalog entry, what its pods start with (the restart hash covers
+/// the certificates, their CA and `mssql.conf`) or which Secret it waits for, and how many pods
+/// it keeps (`provisioner::scale`).
+pub fn inputs(db: &MssqlServer, known: &Known, material: &Material, replicas: i32) -> u64 {
     let mut hasher = DefaultHasher::new();
+    replicas.hash(&mut hasher);
     db.metadata.uid.hash(&mut hasher);
     db.metadata.generation.hash(&mut hasher);
     db.metadata.labels.hash(&mut hasher);

@@ -14,6 +14,7 @@ pub mod health;
 pub mod observe;
 pub mod renewal;
 pub mod replicas;
+pub mod scale;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -542,9 +543,17 @@ async fn ensure_objects(
             Ensured::Waiting(format!("cert-manager to issue secret {secret}"))
         }
     };
+    let scale = scale::scale(
+        server,
+        &context.known.pods_of(&server.namespace, &server.name),
+    );
+    if let Some(why) = &scale.holding {
+        info!(database = %key(db), replicas = scale.replicas, "keeping pods the spec no longer wants: {why}");
+    }
     let remembered = (build == Build::Remembered).then(|| {
         let db_key = (server.namespace.clone(), server.name.clone());
-        (built::inputs(db, &context.known, &material), db_key)
+        let inputs = built::inputs(db, &context.known, &material, scale.replicas);
+        (inputs, db_key)
     });
     if let Some((inputs, db_key)) = &remembered
         && context
@@ -568,7 +577,13 @@ async fn ensure_objects(
         passwords: passwords.each_ref().map(String::as_str),
         coordinator_image: &context.coordinator_image,
     };
-    let set = resources::resources(server, &inputs);
+    // The pods it keeps while the group lets them go are still its own (the coordinators' Role
+    // names them).
+    let kept = Server {
+        replicas: scale.replicas,
+        ..server.clone()
+    };
+    let set = resources::resources(&kept, &inputs);
     let outcome = apply::apply_all(
         client,
         &context.known.owned,

@@ -74,6 +74,7 @@ mod tests {
                 synchronized: sql_role == "PRIMARY",
                 connected: sql_role != "RESOLVING",
                 since: SINCE.to_owned(),
+                replicas: Vec::new(),
             }),
             ..PodFacts::default()
         }

@@ -266,6 +266,15 @@ impl Group {
         Ok(())
     }
 
+    /// "ALTER AVAILABILITY GROUP … SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = n)", on the
+    /// primary: commits wait for that many synchronized secondaries from the next one on.
+    pub fn set_required(&mut self, required: u32) -> Result<(), SqlError> {
+        self.require_primary()?;
+        self.config.required_synchronized_secondaries_to_commit = required;
+        self.bump();
+        Ok(())
+    }
+
     /// "ALTER AVAILABILITY GROUP … SET (WRITE_LEASE_VALIDITY = n)": valid for `seconds` from
     /// now, on any replica (a failover target sets its own before it fails over). 47116 when the
     /// group has no external lease, 47119 when the lease would end earlier than it does.
@@ -360,7 +369,9 @@ mod tests {
         assert_eq!(group.remove_replica("a", "a").unwrap_err().number, 35284);
         assert_eq!(group.remove_replica("a", "c").unwrap_err().number, 35283);
         group.remove_replica("a", "b").unwrap();
-        assert_eq!(group.config.sequence_number, 4);
+        group.set_required(0).unwrap();
+        assert_eq!(group.config.required_synchronized_secondaries_to_commit, 0);
+        assert_eq!(group.config.sequence_number, 5);
         group.role = Role::Secondary;
         assert_eq!(
             group
@@ -369,6 +380,7 @@ mod tests {
                 .number,
             41140
         );
+        assert_eq!(group.set_required(1).unwrap_err().number, 41140);
     }
 
     #[test]

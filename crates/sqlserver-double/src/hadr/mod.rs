@@ -117,6 +117,7 @@ pub fn alter(
                 secondary_allow,
             } => g.modify_replica(name, *secondary_allow)?,
             GroupAction::SetWriteLeaseValidity(seconds) => g.set_write_lease(*seconds)?,
+            GroupAction::SetRequiredSynchronizedSecondaries(n) => g.set_required(*n)?,
             // Its databases stay as failover-ready as they were (a primary taken offline holds
             // every change it committed): they stop being so once another primary commits (its
             // configuration, or its request to step down, clears them).

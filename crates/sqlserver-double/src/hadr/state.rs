@@ -87,6 +87,10 @@ pub fn local_replica(instance: &Instance) -> (Vec<Column>, Vec<Vec<Value>>) {
     let columns = vec![
         Column::new("name", ColumnType::NVarChar(128)),
         Column::new("sequence_number", ColumnType::BigInt),
+        Column::new(
+            "required_synchronized_secondaries_to_commit",
+            ColumnType::Int,
+        ),
         Column::new("role_desc", ColumnType::NVarChar(60)),
         Column::new("operational_state_desc", ColumnType::NVarChar(60)),
         Column::new("connected_state_desc", ColumnType::NVarChar(60)),
@@ -108,6 +112,7 @@ pub fn local_replica(instance: &Instance) -> (Vec<Column>, Vec<Vec<Value>>) {
     let row = vec![
         text(&group.config.name),
         Value::BigInt(group.config.sequence_number),
+        Value::Int(group.config.required_synchronized_secondaries_to_commit as i32),
         text(group.role.desc()),
         text(operational),
         text(if connected {

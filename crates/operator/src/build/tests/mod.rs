@@ -83,6 +83,14 @@ fn volume<'a>(spec: &'a PodSpec, name: &str) -> &'a Volume {
         .unwrap_or_else(|| panic!("no volume {name}"))
 }
 
+/// KubeDB's availability-group example as database `ag` of `replicas` replicas.
+pub(crate) fn group_server(replicas: i32) -> Server {
+    let mut value = example("mssql-ag-cluster");
+    value["metadata"]["name"] = json!("ag");
+    value["spec"]["replicas"] = json!(replicas);
+    server_from(value)
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap()
 }

@@ -189,9 +189,7 @@ fn availability_group_pods_run_the_coordinator_with_its_own_api_token() {
         to_json(&coordinator.args),
         json!([
             "coordinator",
-            "--replicas=2",
             "--secondary-access-mode=ReadOnly",
-            "--arbiter",
             "--databases=agdb1,agdb2"
         ])
     );

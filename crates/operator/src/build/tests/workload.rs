@@ -27,6 +27,48 @@ fn pdb_and_service_account() {
 }
 
 #[test]
+fn scaling_a_group_changes_its_counts_not_its_pods() {
+    let build = |replicas| {
+        let server = group_server(replicas);
+        let sts = statefulset(&server, &owner(), "cfg", &start("h"), IMAGE);
+        let arbiter = arbiter(&server, &owner(), "cfg", &start("h"), IMAGE);
+        (sts.spec.unwrap(), arbiter.map(|a| a.spec.unwrap().template))
+    };
+    let (three, _) = build(3);
+    let (five, _) = build(5);
+    assert_eq!((three.replicas, five.replicas), (Some(3), Some(5)));
+    assert_eq!(three.template, five.template, "no pod restarts");
+    let (two, two_arbiter) = build(2);
+    let (four, four_arbiter) = build(4);
+    assert_eq!(two.template, three.template);
+    assert_eq!(four.template, three.template);
+    assert_eq!(two_arbiter.unwrap(), four_arbiter.unwrap());
+    let policy = five.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(
+        (
+            policy.when_scaled.as_deref(),
+            policy.when_deleted.as_deref()
+        ),
+        (Some("Delete"), Some("Retain")),
+        "a replica the group let go leaves no volume behind"
+    );
+    let standalone = statefulset(
+        &server_from(example("ms-standalone")),
+        &owner(),
+        "cfg",
+        &start("h"),
+        IMAGE,
+    );
+    assert!(
+        standalone
+            .spec
+            .unwrap()
+            .persistent_volume_claim_retention_policy
+            .is_none()
+    );
+}
+
+#[test]
 fn an_even_availability_group_gets_an_arbiter() {
     assert!(
         arbiter(
@@ -70,12 +112,10 @@ fn an_even_availability_group_gets_an_arbiter() {
     let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["mssql-coordinator"]);
     assert!(pod.init_containers.is_none());
-    assert!(
-        pod.containers[0]
-            .args
-            .as_ref()
-            .unwrap()
-            .contains(&"--arbiter".to_owned())
+    // It knows it is the arbiter by its pod's name (the coordinator reads the group's size).
+    assert_eq!(
+        pod.containers[0].args.as_ref().unwrap()[0],
+        "coordinator".to_owned()
     );
     assert_eq!(
         to_json(&pod.containers[0].resources),

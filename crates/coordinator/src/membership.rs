@@ -1,0 +1,167 @@
+//! Who the group's voters are: the replicas its database's spec asks for (`spec.replicas`), and
+//! the arbiter when that count is even. The count is read from the API server while the
+//! coordinator runs, not given at its start, so that scaling a group restarts no pod.
+
+use std::time::Duration;
+
+use kube::Api;
+use mssql_api::mssql::MssqlServer;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::API_DEADLINE;
+use crate::run::Member;
+
+/// How often the database's replica count is read again.
+const EVERY: Duration = Duration::from_secs(5);
+
+/// How members are named and reached.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    /// The `MSSQLServer`'s name: replicas are pods `<database>-0` … `<database>-<n - 1>`.
+    pub database: String,
+    pub namespace: String,
+    /// How a member's host name is made from its pod name (`{pod}`, `{database}`, `{namespace}`).
+    pub host_template: String,
+    /// Members reached elsewhere than the template says (pod name, host): tests that run them as
+    /// processes on loopback addresses.
+    pub hosts: Vec<(String, String)>,
+    /// The port every coordinator answers the others on.
+    pub peer_port: u16,
+}
+
+impl Membership {
+    fn host(&self, pod: &str) -> String {
+        self.hosts
+            .iter()
+            .find(|(name, _)| name == pod)
+            .map(|(_, host)| host.clone())
+            .unwrap_or_else(|| {
+                self.host_template
+                    .replace("{pod}", pod)
+                    .replace("{database}", &self.database)
+                    .replace("{namespace}", &self.namespace)
+            })
+    }
+
+    fn arbiter_pod(&self) -> String {
+        format!("{}-0", mssql_api::names::arbiter(&self.database))
+    }
+
+    /// The voters of a group of `replicas` replicas.
+    pub fn members(&self, replicas: u32) -> Vec<Member> {
+        let mut members: Vec<Member> = (0..replicas)
+            .map(|i| self.member(&format!("{}-{i}", self.database)))
+            .collect();
+        if mssql_api::validated::group_has_arbiter(i32::try_from(replicas).unwrap_or(i32::MAX)) {
+            members.push(self.member(&self.arbiter_pod()));
+        }
+        members
+    }
+
+    /// `pod` as a member, whether or not the group has it (a pod the spec no longer wants still
+    /// runs until the operator removes it).
+    pub fn member(&self, pod: &str) -> Member {
+        let arbiter = pod == self.arbiter_pod();
+        let ordinal = pod
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        Member {
+            host: self.host(pod),
+            name: pod.to_owned(),
+            ordinal,
+            arbiter,
+            peer_port: self.peer_port,
+        }
+    }
+}
+
+/// The database's `spec.replicas`, read now and every few seconds by a task of its own (an API
+/// server that does not answer holds up neither the loop nor the write lease's renewal).
+/// `None` until a first read is answered; a failed read keeps the last count.
+pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<u32>> {
+    let (sender, receiver) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let read = tokio::time::timeout(API_DEADLINE, api.get(&database)).await;
+            let replicas = match read {
+                Ok(Ok(db)) => db.spec.replicas.and_then(|n| u32::try_from(n).ok()),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot read the database's replica count");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let Some(replicas) = replicas else {
+                warn!("the database's spec has no replica count");
+                continue;
+            };
+            sender.send_if_modified(|last| {
+                let changed = *last != Some(replicas);
+                if changed {
+                    info!(replicas, "the group's replica count");
+                    *last = Some(replicas);
+                }
+                changed
+            });
+            if sender.is_closed() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership() -> Membership {
+        Membership {
+            database: "ag".to_owned(),
+            namespace: "demo".to_owned(),
+            host_template: "{pod}.{database}-pods.{namespace}.svc".to_owned(),
+            hosts: vec![("ag-0".to_owned(), "127.0.0.7".to_owned())],
+            peer_port: 2380,
+        }
+    }
+
+    #[test]
+    fn members_are_the_replicas_and_for_an_even_count_the_arbiter() {
+        let names = |n| -> Vec<(String, u32, bool)> {
+            membership()
+                .members(n)
+                .into_iter()
+                .map(|m| (m.name, m.ordinal, m.arbiter))
+                .collect()
+        };
+        let replica = |i: u32| (format!("ag-{i}"), i, false);
+        let arbiter = ("ag-arbiter-0".to_owned(), 0, true);
+        assert_eq!(names(3), vec![replica(0), replica(1), replica(2)]);
+        assert_eq!(names(2), vec![replica(0), replica(1), arbiter.clone()]);
+        assert_eq!(
+            names(4),
+            vec![replica(0), replica(1), replica(2), replica(3), arbiter]
+        );
+    }
+
+    #[test]
+    fn members_are_reached_by_their_dns_names_unless_told_otherwise() {
+        let members = membership().members(2);
+        assert_eq!(members[0].host, "127.0.0.7");
+        assert_eq!(members[1].host, "ag-1.ag-pods.demo.svc");
+        assert_eq!(members[2].host, "ag-arbiter-0.ag-pods.demo.svc");
+        assert!(members.iter().all(|m| m.peer_port == 2380));
+    }
+
+    #[test]
+    fn a_pod_the_group_no_longer_has_is_still_a_member_by_its_name() {
+        let leaving = membership().member("ag-4");
+        assert_eq!((leaving.ordinal, leaving.arbiter), (4, false));
+        assert!(!membership().members(3).contains(&leaving));
+    }
+}
