@@ -11,7 +11,8 @@ use tracing::warn;
 use crate::API_DEADLINE;
 
 pub struct Told {
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
     regarding: ObjectReference,
     last: Option<String>,
 }
@@ -42,7 +43,8 @@ impl Told {
             instance: Some(pod.to_owned()),
         };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            reporter,
             regarding,
             last: None,
         }
@@ -60,7 +62,11 @@ impl Told {
             action: "Coordinate".to_owned(),
             secondary: None,
         };
-        let publish = self.recorder.publish(&event, &self.regarding);
+        // A recorder of its own for each note: kube's counts an Event with the reason of an earlier
+        // one as a repeat of it (a series), keeping the earlier note, so a second promotion's
+        // reason, or a second replica added, would not be read anywhere.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let publish = recorder.publish(&event, &self.regarding);
         match tokio::time::timeout(API_DEADLINE, publish).await {
             Ok(Ok(())) => self.last = Some(note),
             Ok(Err(error)) => warn!(%error, reason, "could not publish an event"),

@@ -599,7 +599,7 @@ impl Tick<'_> {
                 self.give_write_lease(memory, server).await;
                 // The labels follow the Lease: written only under a fresh proof of holding it.
                 if let Some(anchor) = self.proof(memory) {
-                    memory.group_replicas = self.maintain(server, anchor).await;
+                    memory.group_replicas = self.maintain(server, told, anchor).await;
                 }
             }
             Next::Bootstrap => {
@@ -814,7 +814,12 @@ impl Tick<'_> {
 
     /// As primary: the group as the spec says it (replicas, access, databases) and the labels.
     /// Returns the replicas the group had when it looked.
-    async fn maintain(&self, server: &mut sql::Server, anchor: Instant) -> Vec<String> {
+    async fn maintain(
+        &self,
+        server: &mut sql::Server,
+        told: &mut Told,
+        anchor: Instant,
+    ) -> Vec<String> {
         let group = self.group;
         let rows = match server.replicas().await {
             Ok(rows) => rows,
@@ -861,11 +866,17 @@ impl Tick<'_> {
             .iter()
             .filter(|r| settled && !wants(&r.name) && r.name != self.me.name);
         for row in leaving {
-            match server
-                .execute(&tsql::remove_replica(group, &row.name), &[])
-                .await
-            {
-                Ok(()) => info!(group, replica = row.name, "removed the replica"),
+            let remove = tsql::remove_replica(group, &row.name);
+            match server.execute(&remove, &[]).await {
+                Ok(()) => {
+                    info!(group, replica = row.name, "removed the replica");
+                    let note = format!(
+                        "{} removed {} from availability group {group}: the spec no longer wants \
+                         it; its pod and volume go next",
+                        self.me.name, row.name
+                    );
+                    told.tell(EventType::Normal, "ReplicaRemoved", note).await;
+                }
                 Err(e) => warn!(error = %e, replica = row.name, "cannot remove the replica"),
             }
         }
@@ -875,7 +886,15 @@ impl Tick<'_> {
                 None => {
                     let add = tsql::add_replica(group, &self.replica(member));
                     match server.execute(&add, &[error::REPLICA_EXISTS]).await {
-                        Ok(()) => info!(group, replica = member.name, "added the replica"),
+                        Ok(()) => {
+                            info!(group, replica = member.name, "added the replica");
+                            let note = format!(
+                                "{} added {} to availability group {group}; it joins and is \
+                                 seeded automatically",
+                                self.me.name, member.name
+                            );
+                            told.tell(EventType::Normal, "ReplicaAdded", note).await;
+                        }
                         Err(e) => {
                             warn!(error = %e, replica = member.name, "cannot add the replica")
                         }

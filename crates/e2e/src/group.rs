@@ -304,7 +304,9 @@ pub struct Group {
 
 impl Drop for Group {
     /// A failed run shows what each coordinator decided (in its current and previous
-    /// container) and what each server logged.
+    /// container) and what each server logged, then deletes its namespace while the operator
+    /// still runs to remove its finalizers (uninstalled first, it would leave the namespace
+    /// Terminating for ever).
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
@@ -337,6 +339,8 @@ impl Drop for Group {
                 );
             }
         }
+        let ns = &self.t.ns.name;
+        let _ = kubectl(&["delete", "namespace", ns, "--timeout=180s"], None);
     }
 }
 
@@ -363,9 +367,8 @@ impl Group {
         let spec = &mut db["spec"];
         spec["version"] = json!(DOUBLE_VERSION);
         spec["replicas"] = json!(replicas);
-        if replicas.is_multiple_of(2) {
-            place_on_node(&mut spec["arbiter"]);
-        }
+        // Where the arbiter runs once the count is even (now, or after scaling).
+        place_on_node(&mut spec["arbiter"]);
         spec["storage"]["storageClassName"] = json!("real-node-local");
         spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
         let pod = &mut spec["podTemplate"]["spec"];

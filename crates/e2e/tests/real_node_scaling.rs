@@ -5,10 +5,12 @@
 //! the arbiter). No pod the group keeps is restarted, the primary stays, no acknowledged write is
 //! lost and never two primaries are seen.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use mssql_api::pods::replica_report;
 use mssql_e2e::group::{DB, Group};
 use mssql_e2e::real_node::assert_node_ready;
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_scales_up_and_down_without_restarting_a_pod() {
@@ -31,8 +33,32 @@ async fn a_group_scales_up_and_down_without_restarting_a_pod() {
     group.has_rows(&fourth, &[0], Duration::from_secs(60)).await;
     assert_eq!(group.primary(None).await, primary, "the primary stays");
 
-    // Down: the fourth replica leaves the group before its pod and volume go.
+    // Down: the fourth replica leaves the group before its pod and volume go. Watched every
+    // 100 ms: once its pod is seen going, the primary no longer lists it (its report is
+    // rewritten when the group changes, and a removed replica is never listed again).
     group.scale(3).await;
+    let pods = group.t.api::<Pod>();
+    let watching = std::time::Instant::now();
+    loop {
+        let going = match pods.get_opt(&fourth).await.unwrap() {
+            None => true,
+            Some(pod) => pod.metadata.deletion_timestamp.is_some(),
+        };
+        if going {
+            let primary_pod = pods.get(&primary).await.unwrap();
+            let listed = replica_report(&primary_pod).unwrap().replicas;
+            assert!(
+                !listed.contains(&fourth),
+                "{fourth} went while the group still had it: {listed:?}"
+            );
+            break;
+        }
+        assert!(
+            watching.elapsed() < Duration::from_secs(120),
+            "{fourth} was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     group.t.wait_gone::<Pod>(&fourth).await;
     group
         .t
@@ -43,6 +69,18 @@ async fn a_group_scales_up_and_down_without_restarting_a_pod() {
     assert_eq!(group.primary(None).await, primary, "the primary stays");
     for (pod, uid) in &uids {
         assert_eq!(&group.uid(pod).await, uid, "{pod} was not restarted");
+    }
+    // Each step was told.
+    let told: Vec<String> = group
+        .t
+        .events_of(DB)
+        .await
+        .into_iter()
+        .filter(|(_, note)| note.contains(&fourth))
+        .map(|(reason, _)| reason)
+        .collect();
+    for reason in ["ReplicaAdded", "ReplicaRemoved"] {
+        assert!(told.iter().any(|r| r == reason), "no {reason}: {told:?}");
     }
     group.end(traffic).await;
 }

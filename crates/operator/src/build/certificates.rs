@@ -18,8 +18,10 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// KubeDB's common name of the client certificate.
 pub const CLIENT_COMMON_NAME: &str = "mssql";
 
-/// Every DNS name of the server: the services in all their forms, each pod, and localhost (for
-/// tools run inside a pod), then the user's own names.
+/// Every DNS name of the server: the services in all their forms, every pod (a wildcard under
+/// the governing service), and localhost (for tools run inside a pod), then the user's own names.
+/// Nothing depends on the replica count: scaling a group re-issues no certificate, so no pod
+/// restarts and a new replica presents the endpoint certificate its peers already trust.
 pub fn server_dns_names(server: &Server, user: &[String]) -> Vec<String> {
     let ns = &server.namespace;
     let forms = |service: &str| {
@@ -38,10 +40,6 @@ pub fn server_dns_names(server: &Server, user: &[String]) -> Vec<String> {
     names.extend(forms(&pods));
     names.push(format!("*.{pods}.{ns}.svc"));
     names.push(format!("*.{pods}.{ns}.svc.{CLUSTER_DOMAIN}"));
-    for pod in server.pod_names() {
-        names.push(format!("{pod}.{pods}.{ns}.svc"));
-        names.push(pod);
-    }
     names.push("localhost".to_owned());
     for name in user {
         if !names.contains(name) {
