@@ -1,7 +1,7 @@
 //! The coordinator's loop: every tick it reads its server, the Lease and the other voters, asks
 //! [`decide::next`] and carries out that one move (docs/coordinator.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -136,6 +136,9 @@ struct Memory {
     was_primary: bool,
     /// As primary: the replicas its group had at the last look.
     group_replicas: Vec<String>,
+    /// Every replica a group led by this coordinator had, while its pod exists: a replica the
+    /// spec no longer wants may still carry a label to take back.
+    former: BTreeSet<String>,
 }
 
 /// How long a stopping primary waits for a secondary to catch up before it fences all the same:
@@ -599,7 +602,9 @@ impl Tick<'_> {
                 self.give_write_lease(memory, server).await;
                 // The labels follow the Lease: written only under a fresh proof of holding it.
                 if let Some(anchor) = self.proof(memory) {
-                    memory.group_replicas = self.maintain(server, told, anchor).await;
+                    memory.group_replicas = self
+                        .maintain(server, told, &mut memory.former, anchor)
+                        .await;
                 }
             }
             Next::Bootstrap => {
@@ -716,6 +721,11 @@ impl Tick<'_> {
         )
     }
 
+    /// Whether the spec wants replica `name`.
+    fn wants(&self, name: &str) -> bool {
+        self.members.iter().any(|m| !m.arbiter && m.name == name)
+    }
+
     fn replica(&self, member: &Member) -> tsql::Replica {
         tsql::Replica {
             name: member.name.clone(),
@@ -818,6 +828,7 @@ impl Tick<'_> {
         &self,
         server: &mut sql::Server,
         told: &mut Told,
+        former: &mut BTreeSet<String>,
         anchor: Instant,
     ) -> Vec<String> {
         let group = self.group;
@@ -837,7 +848,7 @@ impl Tick<'_> {
             }
         };
         let wanted: Vec<&Member> = self.members.iter().filter(|m| !m.arbiter).collect();
-        let wants = |name: &str| wanted.iter().any(|m| m.name == name);
+        let wants = |name: &str| self.wants(name);
         // Commits wait for fewer secondaries before one leaves, and for more only once they
         // are synchronized.
         let synchronized = rows
@@ -922,7 +933,8 @@ impl Tick<'_> {
             .filter(|r| r.role == Some(Role::Secondary) && r.connected && wants(&r.name))
             .map(|r| r.name.as_str())
             .collect();
-        self.label(&secondaries, anchor).await;
+        former.extend(rows.iter().map(|r| r.name.clone()));
+        self.label(&secondaries, former, anchor).await;
         let mut names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
         names.sort();
         names
@@ -945,21 +957,29 @@ impl Tick<'_> {
     /// write must end while the proof of holding the Lease begun at `anchor` lasts: a tick held
     /// up past it would interleave its labels with the next holder's (two pods labelled primary,
     /// seen by the failover benchmark when a server froze mid-statement).
-    async fn label(&self, secondaries: &[&str], anchor: Instant) {
+    async fn label(&self, secondaries: &[&str], former: &mut BTreeSet<String>, anchor: Instant) {
         let timing = &self.config.timing;
         let deadline = timing.probe_timeout;
         let mut roles: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for member in self.members.iter().filter(|m| !m.arbiter) {
-            match tokio::time::timeout(deadline, self.pods.get_opt(&member.name)).await {
+        let members = self.members.iter().filter(|m| !m.arbiter).map(|m| &m.name);
+        let names: BTreeSet<String> = members.chain(former.iter()).cloned().collect();
+        for name in names {
+            match tokio::time::timeout(deadline, self.pods.get_opt(&name)).await {
                 Ok(Ok(Some(pod))) => {
                     let role = pod
                         .metadata
                         .labels
                         .and_then(|l| l.get(mssql_api::labels::ROLE).cloned());
-                    roles.insert(member.name.clone(), role);
+                    roles.insert(name, role);
                 }
                 // Not created yet (or gone): it has no label to take back.
-                Ok(Ok(None)) => {}
+                Ok(Ok(None)) => {
+                    former.remove(&name);
+                }
+                // A pod the operator removed is no longer the coordinators' to read.
+                Ok(Err(kube::Error::Api(e))) if e.code == 403 && !self.wants(&name) => {
+                    former.remove(&name);
+                }
                 Ok(Err(_)) | Err(_) => return,
             }
         }

@@ -46,7 +46,8 @@ fn certificates_carry_kubedb_names_subjects_and_every_server_name() {
         );
     }
     assert!(
-        !dns.iter().any(|name| name.starts_with("mssql-ag-cluster-0")),
+        !dns.iter()
+            .any(|name| name.starts_with("mssql-ag-cluster-0")),
         "no name depends on the replica count: {dns:?}"
     );
     let client = to_json(&all[1].spec);
