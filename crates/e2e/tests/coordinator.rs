@@ -263,14 +263,7 @@ impl Group {
         self.members
             .iter()
             .map(|m| {
-                let out = query(
-                    &m.ip,
-                    "SELECT ag.name, ag.sequence_number, ars.role_desc, ars.operational_state_desc, \
-                     ars.connected_state_desc, ars.synchronization_health_desc FROM \
-                     sys.availability_groups AS ag JOIN sys.dm_hadr_availability_replica_states \
-                     AS ars ON ars.group_id = ag.group_id WHERE ars.is_local = 1",
-                )
-                .ok()?;
+                let out = query(&m.ip, mssql_sqlserver_double::tsql::LOCAL_REPLICA_QUERY).ok()?;
                 ["PRIMARY", "SECONDARY", "RESOLVING"]
                     .into_iter()
                     .find(|role| out.contains(role))

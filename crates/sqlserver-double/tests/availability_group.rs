@@ -146,7 +146,9 @@ async fn column(client: &mut Sql, sql: &str) -> Result<Vec<String>, u32> {
         .collect())
 }
 
-const LOCAL: &str = "SELECT ag.name, ag.sequence_number, ars.role_desc, ars.operational_state_desc,
+const LOCAL: &str =
+    "SELECT ag.name, ag.sequence_number, ag.required_synchronized_secondaries_to_commit,
+       ars.role_desc, ars.operational_state_desc,
        ars.connected_state_desc, ars.synchronization_health_desc
 FROM sys.availability_groups AS ag
 JOIN sys.dm_hadr_availability_replica_states AS ars ON ars.group_id = ag.group_id
@@ -169,6 +171,7 @@ WHERE drs.is_local = 1";
 struct Local {
     group: String,
     sequence: i64,
+    required: i32,
     role: String,
     operational: String,
     connected: String,
@@ -187,10 +190,11 @@ async fn local(client: &mut Sql) -> Option<Local> {
     rows.first().map(|row| Local {
         group: text(row, 0),
         sequence: row.get::<i64, _>(1).unwrap(),
-        role: text(row, 2),
-        operational: text(row, 3),
-        connected: text(row, 4),
-        health: text(row, 5),
+        required: row.get::<i32, _>(2).unwrap(),
+        role: text(row, 3),
+        operational: text(row, 4),
+        connected: text(row, 5),
+        health: text(row, 6),
     })
 }
 
@@ -471,6 +475,20 @@ async fn three_replicas_replicate_fail_over_and_keep_every_acknowledged_write() 
             }
         }
     }
+    // The commit set's size is the primary's to change, and counts as a configuration change.
+    let before = local(&mut sa).await.unwrap();
+    assert_eq!(before.required, 1);
+    let required = |n| {
+        format!(
+            "ALTER AVAILABILITY GROUP [ag] SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {n})"
+        )
+    };
+    ok(&mut sa, &required(2)).await;
+    let after = local(&mut sa).await.unwrap();
+    assert_eq!(after.required, 2);
+    assert!(after.sequence > before.sequence);
+    fails(&mut b.connect().await, &required(0), 41140).await;
+    ok(&mut sa, &required(1)).await;
     let sequence = local(&mut sa).await.unwrap().sequence;
     for node in [&b, &c] {
         eventually(
