@@ -709,6 +709,16 @@ impl Group {
         self.replicas = replicas;
     }
 
+    /// Sets the database's `spec.halted`.
+    pub async fn halt(&self, halted: bool) {
+        let patch = json!({"spec": {"halted": halted}});
+        self.t
+            .api::<MssqlServer>()
+            .patch(DB, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
     /// Scales the operator's Deployment (0 stops it).
     pub fn scale_operator(&self, replicas: u8) {
         let replicas = format!("--replicas={replicas}");

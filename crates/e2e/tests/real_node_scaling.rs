@@ -4,8 +4,9 @@
 //! back to three (the fourth replica leaves the group, then its pod and volume go, and so does
 //! the arbiter); no pod the group keeps is restarted and the primary stays. Then, its primary
 //! moved to `-1` by a failover, the group is scaled to one replica: the leaving primary hands the
-//! role to `-0` before the group lets it go. No acknowledged write is lost and never two
-//! primaries are seen.
+//! role to `-0` before the group lets it go; scaled to three again, two new replicas are seeded.
+//! Halted, the group keeps its volumes; resumed, it forms again from them. No acknowledged write
+//! is lost and never two primaries are seen.
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,27 @@ async fn a_group_scales_up_and_down_without_restarting_a_pod() {
     let_go_in_order(&group, &[second.clone(), format!("{DB}-2")]).await;
     assert_eq!(group.primary(None).await, first);
     group.status_shows(&first).await;
+
+    // Back to three: two new replicas, seeded from the one left.
+    group.scale(3).await;
+    group.status_shows(&first).await;
+
+    // Halted, the group keeps its volumes and with them the group; resumed, it forms again.
+    group.halt(true).await;
+    for pod in group.pods() {
+        group.t.wait_gone::<Pod>(&pod).await;
+        let claims = group.t.api::<PersistentVolumeClaim>();
+        assert!(
+            claims
+                .get_opt(&format!("data-{pod}"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    group.halt(false).await;
+    let primary = group.primary(None).await;
+    group.status_shows(&primary).await;
     group.end(traffic).await;
 }
 
