@@ -616,7 +616,7 @@ impl Tick<'_> {
                     tsql::required_synchronized_secondaries(replicas),
                     &self.replica(self.me),
                 );
-                if let Err(e) = server.execute(&create, &[]).await {
+                if let Err(e) = self.as_holder(memory, server, &create, &[]).await {
                     warn!(error = %e, "cannot create the availability group");
                 } else {
                     memory.write_lease_end =
@@ -632,7 +632,8 @@ impl Tick<'_> {
             Next::Promote => {
                 self.renew(memory).await;
                 self.give_write_lease(memory, server).await;
-                match server.execute(&tsql::failover(group), &[]).await {
+                let failover = tsql::failover(group);
+                match self.as_holder(memory, server, &failover, &[]).await {
                     Ok(()) => {
                         info!(group, "promoted this replica");
                         let because = memory.took_because.take().unwrap_or_default();
@@ -858,7 +859,7 @@ impl Tick<'_> {
         let required = tsql::required_now(wanted.len(), local.required, synchronized);
         let settled = required == local.required || {
             let set = tsql::set_required_secondaries(group, required);
-            match server.execute(&set, &[]).await {
+            match self.within(anchor, server, &set, &[]).await {
                 Ok(()) => {
                     info!(
                         group,
@@ -878,7 +879,7 @@ impl Tick<'_> {
             .filter(|r| settled && !wants(&r.name) && r.name != self.me.name);
         for row in leaving {
             let remove = tsql::remove_replica(group, &row.name);
-            match server.execute(&remove, &[]).await {
+            match self.within(anchor, server, &remove, &[]).await {
                 Ok(()) => {
                     info!(group, replica = row.name, "removed the replica");
                     let note = format!(
@@ -896,7 +897,10 @@ impl Tick<'_> {
             match rows.iter().find(|r| r.name == member.name) {
                 None => {
                     let add = tsql::add_replica(group, &self.replica(member));
-                    match server.execute(&add, &[error::REPLICA_EXISTS]).await {
+                    match self
+                        .within(anchor, server, &add, &[error::REPLICA_EXISTS])
+                        .await
+                    {
                         Ok(()) => {
                             info!(group, replica = member.name, "added the replica");
                             let note = format!(
@@ -913,7 +917,7 @@ impl Tick<'_> {
                 }
                 Some(row) if row.access != access && member.name != self.me.name => {
                     let modify = tsql::modify_access(group, &member.name, self.config.access);
-                    let _ = server.execute(&modify, &[]).await;
+                    let _ = self.within(anchor, server, &modify, &[]).await;
                 }
                 Some(_) => {}
             }
@@ -924,7 +928,7 @@ impl Tick<'_> {
             .iter()
             .filter(|db| !local.databases.contains(db))
         {
-            if let Err(e) = self.add_database(server, db).await {
+            if let Err(e) = self.add_database(server, anchor, db).await {
                 warn!(error = %e, database = db, "cannot add the database");
             }
         }
@@ -940,15 +944,50 @@ impl Tick<'_> {
         names
     }
 
-    async fn add_database(&self, server: &mut sql::Server, db: &str) -> Result<(), SqlError> {
-        server
-            .execute(&tsql::create_database(db), &[error::DATABASE_EXISTS])
+    async fn add_database(
+        &self,
+        server: &mut sql::Server,
+        anchor: Instant,
+        db: &str,
+    ) -> Result<(), SqlError> {
+        let create = tsql::create_database(db);
+        self.within(anchor, server, &create, &[error::DATABASE_EXISTS])
             .await?;
-        server.execute(&tsql::set_recovery_full(db), &[]).await?;
-        server.execute(&tsql::backup_database(db), &[]).await?;
-        server
-            .execute(&tsql::add_database(self.group, db), &[])
-            .await
+        let full = tsql::set_recovery_full(db);
+        self.within(anchor, server, &full, &[]).await?;
+        let backup = tsql::backup_database(db);
+        self.within(anchor, server, &backup, &[]).await?;
+        let add = tsql::add_database(self.group, db);
+        self.within(anchor, server, &add, &[]).await
+    }
+
+    /// Sends `batch` as the Lease's holder, under its last proof of holding it.
+    async fn as_holder(
+        &self,
+        memory: &Memory,
+        server: &mut sql::Server,
+        batch: &str,
+        done: &[u32],
+    ) -> Result<(), SqlError> {
+        let anchor = self.proof(memory).ok_or(SqlError::OutOfTime)?;
+        self.within(anchor, server, batch, done).await
+    }
+
+    /// Sends `batch` with what is left of the proof of holding the Lease begun at `anchor`
+    /// ([`Timing::holder_statement_deadline`]): a slow statement never holds the tick past the
+    /// Lease.
+    async fn within(
+        &self,
+        anchor: Instant,
+        server: &mut sql::Server,
+        batch: &str,
+        done: &[u32],
+    ) -> Result<(), SqlError> {
+        let timing = &self.config.timing;
+        let deadline = timing
+            .holder_statement_deadline(anchor, Instant::now(), sql::STATEMENT_TIMEOUT)
+            .ok_or(SqlError::OutOfTime)?;
+        server.execute_within(deadline, batch, done).await
     }
 
     /// Labels the pods in the order of [`labels::relabel`]. Nothing is written unless every pod

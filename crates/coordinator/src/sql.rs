@@ -32,6 +32,8 @@ pub enum SqlError {
     Client(String),
     #[error("unexpected answer to {query}: {detail}")]
     Answer { query: &'static str, detail: String },
+    #[error("not sent: too little is left of the last proof of holding the Lease")]
+    OutOfTime,
 }
 
 impl SqlError {
@@ -108,7 +110,7 @@ pub struct Server {
 }
 
 /// A statement's deadline: a group change or a failover may take SQL Server several seconds.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Server {
     pub fn new(target: Target, probe_timeout: Duration) -> Self {
@@ -174,7 +176,8 @@ impl Server {
         self.execute_within(self.probe_timeout, batch, &[]).await
     }
 
-    async fn execute_within(
+    /// [`Server::execute`] with `timeout`.
+    pub async fn execute_within(
         &mut self,
         timeout: Duration,
         batch: &str,

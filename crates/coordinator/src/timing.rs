@@ -87,6 +87,21 @@ impl Timing {
         now + deadline + self.margin <= anchor + self.lease
     }
 
+    /// How long a statement the holder sends to its server (a failover, a change of the group)
+    /// may take when sent `now`: until `margin` before anyone else may take the Lease after the
+    /// last proof, begun at `anchor`, and at most `longest`. So a slow statement delays the next
+    /// renewal but never outlasts the Lease. `None` when less than a probe's deadline is left:
+    /// the statement waits for the next renewal.
+    pub fn holder_statement_deadline(
+        &self,
+        anchor: Instant,
+        now: Instant,
+        longest: Duration,
+    ) -> Option<Duration> {
+        let left = (anchor + self.lease).checked_duration_since(now + self.margin)?;
+        (left >= self.probe_timeout).then(|| left.min(longest))
+    }
+
     /// Whether another coordinator's Lease may be taken: nobody renewed it for `lease` since this
     /// coordinator saw it last change.
     pub fn lease_expired(&self, last_change_seen: Instant, now: Instant) -> bool {
@@ -174,6 +189,35 @@ mod tests {
         let seen = Instant::now();
         assert!(!timing.lease_expired(seen, at(seen, 9999)));
         assert!(timing.lease_expired(seen, at(seen, 10_000)));
+    }
+
+    #[test]
+    fn a_holder_s_statement_ends_a_margin_before_the_lease_could_be_taken() {
+        let timing = Timing::default();
+        let anchor = Instant::now();
+        let longest = Duration::from_secs(15);
+        // Renewed just now: 10 s Lease - 2 s margin.
+        assert_eq!(
+            timing.holder_statement_deadline(anchor, anchor, longest),
+            Some(Duration::from_secs(8))
+        );
+        assert_eq!(
+            timing.holder_statement_deadline(anchor, anchor, Duration::from_secs(3)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            timing.holder_statement_deadline(anchor, at(anchor, 6_500), longest),
+            Some(Duration::from_millis(1_500))
+        );
+        // Less than a probe's deadline left, or none.
+        assert_eq!(
+            timing.holder_statement_deadline(anchor, at(anchor, 7_500), longest),
+            None
+        );
+        assert_eq!(
+            timing.holder_statement_deadline(anchor, at(anchor, 9_000), longest),
+            None
+        );
     }
 
     #[test]
