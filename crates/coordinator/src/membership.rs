@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use kube::Api;
+use mssql_api::condition;
 use mssql_api::mssql::MssqlServer;
+use mssql_api::phase::PAUSED;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -77,8 +79,21 @@ impl Membership {
     }
 }
 
-/// The database's `spec.replicas`, read now and every few seconds by a task of its own (an API
-/// server that does not answer holds up neither the loop nor the write lease's renewal).
+/// The replica count a read of the database gives: its `spec.replicas`, except that while an
+/// ops request holds the database (`Paused`) the group keeps the size it had (`last`), as the
+/// operator keeps its StatefulSet: a request restarting pods never meets a group changing size.
+pub fn replicas(db: &MssqlServer, last: Option<u32>) -> Option<u32> {
+    let paused = db
+        .status
+        .as_ref()
+        .and_then(|s| condition::find(&s.conditions, PAUSED))
+        .is_some_and(condition::Condition::is_true);
+    let wanted = db.spec.replicas.and_then(|n| u32::try_from(n).ok());
+    if paused { last.or(wanted) } else { wanted }
+}
+
+/// The group's replica count ([`replicas`]), read now and every few seconds by a task of its own
+/// (an API server that does not answer holds up neither the loop nor the write lease's renewal).
 /// `None` until a first read is answered; a failed read keeps the last count.
 pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<u32>> {
     let (sender, receiver) = watch::channel(None);
@@ -89,7 +104,7 @@ pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<
             ticker.tick().await;
             let read = tokio::time::timeout(API_DEADLINE, api.get(&database)).await;
             let replicas = match read {
-                Ok(Ok(db)) => db.spec.replicas.and_then(|n| u32::try_from(n).ok()),
+                Ok(Ok(db)) => replicas(&db, *sender.borrow()),
                 Ok(Err(e)) => {
                     warn!(error = %e, "cannot read the database's replica count");
                     continue;
@@ -156,6 +171,33 @@ mod tests {
         assert_eq!(members[1].host, "ag-1.ag-pods.demo.svc");
         assert_eq!(members[2].host, "ag-arbiter-0.ag-pods.demo.svc");
         assert!(members.iter().all(|m| m.peer_port == 2380));
+    }
+
+    #[test]
+    fn while_an_ops_request_holds_the_database_the_group_keeps_its_size() {
+        let mut db: MssqlServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedb.com/v1alpha2",
+            "kind": "MSSQLServer",
+            "metadata": {"name": "ag"},
+            "spec": {"version": "2022-cu12", "replicas": 5},
+        }))
+        .unwrap();
+        assert_eq!(replicas(&db, Some(3)), Some(5));
+        let paused = |status: &str| {
+            serde_json::from_value(serde_json::json!({"conditions": [{
+                "type": "Paused", "status": status, "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]}))
+            .unwrap()
+        };
+        db.status = Some(paused("True"));
+        assert_eq!(replicas(&db, Some(3)), Some(3));
+        assert_eq!(
+            replicas(&db, None),
+            Some(5),
+            "a coordinator started meanwhile"
+        );
+        db.status = Some(paused("False"));
+        assert_eq!(replicas(&db, Some(3)), Some(5));
     }
 
     #[test]

@@ -40,7 +40,7 @@ async fn a_group_scales_up_and_down_without_restarting_a_pod() {
 
     // Down: the fourth replica leaves the group before its pod and volume go.
     group.scale(3).await;
-    let_go_in_order(&group, &[fourth.clone()]).await;
+    let_go_in_order(&group, std::slice::from_ref(&fourth)).await;
     group.t.wait_gone::<Pod>(&arbiter).await;
     group.status_shows(&primary).await;
     assert_eq!(group.primary(None).await, primary, "the primary stays");
