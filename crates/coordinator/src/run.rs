@@ -208,27 +208,27 @@ pub async fn run(
     .await;
     // Nothing is decided before the group's size is known; a stop meanwhile has nothing to hand
     // over.
-    while replicas.borrow_and_update().is_none() {
+    let count = loop {
+        if let Some(count) = *replicas.borrow_and_update() {
+            break count;
+        }
         if *stop.borrow() || replicas.changed().await.is_err() {
             return Ok(());
         }
-    }
+    };
+    let (mut members, mut me, mut leaving) = voters(&config, count);
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(identity, group, "coordinator started");
     loop {
         ticker.tick().await;
         let stopping = *stop.borrow();
-        let count = replicas.borrow().unwrap_or_default();
-        let members = config.membership.members(count);
-        // A pod the spec no longer wants: it hands the primary role over, takes nothing, and
-        // runs on until the operator removes it.
-        let me = members
-            .iter()
-            .find(|m| m.name == config.pod)
-            .cloned()
-            .unwrap_or_else(|| config.membership.member(&config.pod));
-        let leaving = !members.contains(&me);
+        // The voters change only with the group's size.
+        if replicas.has_changed().unwrap_or(false)
+            && let Some(count) = *replicas.borrow_and_update()
+        {
+            (members, me, leaving) = voters(&config, count);
+        }
         let tick = Tick {
             config: &config,
             members: &members,
@@ -249,6 +249,17 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// The voters of a group of `count` replicas, this pod as one of them, and whether it is
+/// leaving: a pod the spec no longer wants hands the primary role over, takes nothing, and runs
+/// on until the operator removes it.
+fn voters(config: &Config, count: u32) -> (Vec<Member>, Member, bool) {
+    let members = config.membership.members(count);
+    let me = members.iter().find(|m| m.name == config.pod).cloned();
+    let leaving = me.is_none();
+    let me = me.unwrap_or_else(|| config.membership.member(&config.pod));
+    (members, me, leaving)
 }
 
 /// What one tick works with.
@@ -849,12 +860,11 @@ impl Tick<'_> {
             }
         };
         let wanted: Vec<&Member> = self.members.iter().filter(|m| !m.arbiter).collect();
-        let wants = |name: &str| self.wants(name);
         // Commits wait for fewer secondaries before one leaves, and for more only once they
         // are synchronized.
         let synchronized = rows
             .iter()
-            .filter(|r| r.role == Some(Role::Secondary) && r.synchronized && wants(&r.name))
+            .filter(|r| r.role == Some(Role::Secondary) && r.synchronized && self.wants(&r.name))
             .count();
         let required = tsql::required_now(wanted.len(), local.required, synchronized);
         let settled = required == local.required || {
@@ -876,7 +886,7 @@ impl Tick<'_> {
         // Not before commits stop waiting for the replicas that leave.
         let leaving = rows
             .iter()
-            .filter(|r| settled && !wants(&r.name) && r.name != self.me.name);
+            .filter(|r| settled && !self.wants(&r.name) && r.name != self.me.name);
         for row in leaving {
             let remove = tsql::remove_replica(group, &row.name);
             match self.within(anchor, server, &remove, &[]).await {
@@ -934,7 +944,7 @@ impl Tick<'_> {
         }
         let secondaries: Vec<&str> = rows
             .iter()
-            .filter(|r| r.role == Some(Role::Secondary) && r.connected && wants(&r.name))
+            .filter(|r| r.role == Some(Role::Secondary) && r.connected && self.wants(&r.name))
             .map(|r| r.name.as_str())
             .collect();
         former.extend(rows.iter().map(|r| r.name.clone()));

@@ -700,18 +700,17 @@ impl Group {
 
     /// Sets the database's `spec.replicas`: [`Group::pods`] are the new count's from now on.
     pub async fn scale(&mut self, replicas: usize) {
-        let patch = json!({"spec": {"replicas": replicas}});
-        self.t
-            .api::<MssqlServer>()
-            .patch(DB, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        self.patch_spec(json!({"replicas": replicas})).await;
         self.replicas = replicas;
     }
 
     /// Sets the database's `spec.halted`.
     pub async fn halt(&self, halted: bool) {
-        let patch = json!({"spec": {"halted": halted}});
+        self.patch_spec(json!({"halted": halted})).await;
+    }
+
+    async fn patch_spec(&self, spec: Value) {
+        let patch = json!({ "spec": spec });
         self.t
             .api::<MssqlServer>()
             .patch(DB, &PatchParams::default(), &Patch::Merge(&patch))
