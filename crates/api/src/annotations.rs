@@ -26,6 +26,11 @@ pub const REVISIONS_BEFORE_ROTATION: &str = "mssql-operator.dev/revisions-before
 /// its replica, as JSON (`crate::pods::ReplicaReport`); written only when that changes.
 pub const REPLICA: &str = "mssql-operator.dev/replica";
 
+/// On an availability group's database, written by the ops-manager while a request holds it
+/// paused: the pod it wants primary before it restarts the one that is (a planned switchover).
+/// The coordinators honour it only while the database is paused.
+pub const SWITCHOVER: &str = "mssql-operator.dev/switchover";
+
 /// On a request the operator created for a renewal: why.
 pub const RENEWAL_REASON: &str = "mssql-operator.dev/renewal-reason";
 /// On a renewal request: `{"<pod>": {"<alias>": "<serial>"}}`, what the stale pods ran.

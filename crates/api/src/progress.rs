@@ -9,8 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 use crate::condition::{Condition, find};
 use crate::ops::{MssqlServerOpsRequest, PHASE_FAILED, PHASE_SKIPPED, PHASE_SUCCESSFUL};
 use crate::steps::{
-    CHECK_POD_RUNNING, CHECK_SERVED_CERTIFICATE, EVICT_POD, FAILED, GET_POD, ISSUED,
-    PAUSE_SUCCEEDED, RESTART_NODES, SKIPPED, SYNCED, UPDATE_PETSETS,
+    CHECK_POD_RUNNING, CHECK_PRIMARY_SWITCHED, CHECK_REPLICA_SYNCHRONIZED,
+    CHECK_SERVED_CERTIFICATE, EVICT_POD, FAILED, GET_POD, ISSUED, PAUSE_SUCCEEDED, RESTART_NODES,
+    RESTART_PRIMARY_IN_PLACE, SKIPPED, SWITCHOVER_PRIMARY, SYNCED, UPDATE_PETSETS,
 };
 
 /// What the request's conditions say.
@@ -44,6 +45,22 @@ pub struct PodProgress {
     pub running: bool,
     /// `CheckServedCertificate--<pod>`: seen serving its Secret's certificate.
     pub served: bool,
+    /// `CheckReplicaSynchronized--<pod>`: back in its group, connected and synchronized.
+    pub synchronized: bool,
+    /// `SwitchoverPrimary--<pod>`: as primary, the coordinators were asked to hand its role over.
+    pub switchover_asked: bool,
+    /// `CheckPrimarySwitched--<pod>`: another replica took its role over.
+    pub switched: bool,
+    /// `RestartPrimaryInPlace--<pod>`: it restarts as primary (no secondary could take over).
+    pub in_place: bool,
+}
+
+impl PodProgress {
+    /// A primary that may restart now: its role went to another replica, or it restarts in
+    /// place.
+    pub fn primary_may_restart(&self) -> bool {
+        self.switched || self.in_place
+    }
 }
 
 /// How a request ended.
@@ -75,6 +92,10 @@ impl Progress {
                 EVICT_POD => progress.evicted = condition.is_true(),
                 CHECK_POD_RUNNING => progress.running = condition.is_true(),
                 CHECK_SERVED_CERTIFICATE => progress.served = condition.is_true(),
+                CHECK_REPLICA_SYNCHRONIZED => progress.synchronized = condition.is_true(),
+                SWITCHOVER_PRIMARY => progress.switchover_asked = condition.is_true(),
+                CHECK_PRIMARY_SWITCHED => progress.switched = condition.is_true(),
+                RESTART_PRIMARY_IN_PLACE => progress.in_place = condition.is_true(),
                 _ => {}
             }
             if step == GET_POD {
@@ -176,7 +197,8 @@ mod tests {
             PodProgress {
                 evicted: true,
                 running: true,
-                served: true
+                served: true,
+                ..PodProgress::default()
             }
         );
         assert_eq!(progress.pod("db-0"), PodProgress::default());
@@ -184,6 +206,31 @@ mod tests {
         // A sub-step still False does not start a step; the last True one does.
         assert_eq!(progress.step_started, Some(at(32).0));
         assert_eq!(progress.ended, None);
+    }
+
+    #[test]
+    fn a_primarys_switchover_and_each_replicas_synchronization_are_read_from_the_conditions() {
+        let ops = request(
+            "Progressing",
+            vec![
+                step(&pod_step(CHECK_REPLICA_SYNCHRONIZED, "db-1"), true, 1),
+                step(&pod_step(CHECK_REPLICA_SYNCHRONIZED, "db-2"), false, 2),
+                step(&pod_step(SWITCHOVER_PRIMARY, "db-0"), true, 3),
+            ],
+        );
+        let progress = Progress::of(&ops);
+        assert!(progress.pod("db-1").synchronized);
+        assert!(!progress.pod("db-2").synchronized);
+        let asked = progress.pod("db-0");
+        assert!(asked.switchover_asked && !asked.primary_may_restart());
+
+        for done in [CHECK_PRIMARY_SWITCHED, RESTART_PRIMARY_IN_PLACE] {
+            let ops = request("Progressing", vec![step(&pod_step(done, "db-0"), true, 4)]);
+            assert!(
+                Progress::of(&ops).pod("db-0").primary_may_restart(),
+                "{done}"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,18 @@ pub const EVICT_POD: &str = "EvictPod";
 pub const CHECK_POD_RUNNING: &str = "CheckPodRunning";
 /// Not KubeDB's: the restarted pod serves the certificate of its Secret (ops/served.rs).
 pub const CHECK_SERVED_CERTIFICATE: &str = "CheckServedCertificate";
+/// Not KubeDB's: a restarted replica of an availability group is connected to its primary and
+/// synchronized before the next pod restarts (commits never wait on two replicas at once).
+pub const CHECK_REPLICA_SYNCHRONIZED: &str = "CheckReplicaSynchronized";
+/// Not KubeDB's: before a group's primary restarts, the coordinators were asked to hand its role
+/// to a synchronized secondary on the new material (False: none is, and the request waits).
+pub const SWITCHOVER_PRIMARY: &str = "SwitchoverPrimary";
+/// Not KubeDB's: another replica is primary and labelled; the old primary restarts as a
+/// secondary.
+pub const CHECK_PRIMARY_SWITCHED: &str = "CheckPrimarySwitched";
+/// Not KubeDB's: no secondary could take over and the request's `apply: Always` allows the
+/// primary to restart in place.
+pub const RESTART_PRIMARY_IN_PLACE: &str = "RestartPrimaryInPlace";
 /// Not KubeDB's: at the end, every pod runs the current revision and certificates.
 pub const CHECK_PODS_CURRENT: &str = "CheckPodsCurrent";
 
@@ -58,6 +70,10 @@ pub fn step_message(step: &str, status: bool, pod: Option<&str>) -> String {
         EVICT_POD => "evict pod",
         CHECK_POD_RUNNING => "check pod running",
         CHECK_SERVED_CERTIFICATE => "check served certificate",
+        CHECK_REPLICA_SYNCHRONIZED => "check replica synchronized",
+        SWITCHOVER_PRIMARY => "switchover primary",
+        CHECK_PRIMARY_SWITCHED => "check primary switched",
+        RESTART_PRIMARY_IN_PLACE => "restart primary in place",
         other => other,
     };
     let status = if status { "True" } else { "False" };

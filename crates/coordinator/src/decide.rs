@@ -161,6 +161,9 @@ pub struct View<'a> {
     pub leaving: bool,
     /// It has been stopping too long to wait any more for a secondary to catch up.
     pub handover_expired: bool,
+    /// The replica the operator wants primary (a planned switchover, while an ops request
+    /// holds the database): a primary hands its role to it once SQL Server would promote it.
+    pub switchover_to: Option<&'a str>,
     /// Until when this coordinator promised a primary not to take the Lease (failsafe).
     pub promised_until: Option<Instant>,
     /// When the last write lease this coordinator gave surely ends.
@@ -247,12 +250,29 @@ pub fn next(view: &View<'_>) -> Next {
     }
 }
 
+/// The replica a planned switchover hands the primary role to: the one the operator names,
+/// once SQL Server would promote it (until then the primary serves on).
+fn switchover_target<'a>(view: &View<'a>) -> Option<&'a str> {
+    let target = view.switchover_to.filter(|t| *t != view.me)?;
+    let valid =
+        candidates(view.voters, view.votes).is_ok_and(|mut c| c.any(|v| v.member == target));
+    valid.then_some(target)
+}
+
 fn holding(view: &View<'_>) -> Next {
     let gone = match view.server {
         Server::Silent { failures } => view.timing.server_gone(*failures),
         _ => false,
     };
-    if view.stopping || view.leaving || view.fencing || gone {
+    let switching = switchover_target(view).is_some()
+        && matches!(
+            view.server,
+            Server::Replica {
+                role: Role::Primary,
+                ..
+            }
+        );
+    if view.stopping || view.leaving || view.fencing || gone || switching {
         return let_go(view);
     }
     match view.server {
@@ -289,7 +309,8 @@ fn holding(view: &View<'_>) -> Next {
 }
 
 /// A holder that must stop being primary: fence first, then hand the Lease to the best target
-/// (or free it) once its server can no longer take writes.
+/// (the switchover's, when SQL Server would promote it), or free it, once its server can no
+/// longer take writes.
 fn let_go(view: &View<'_>) -> Next {
     let writes_possible = match view.server {
         // A stopping (or leaving) primary goes on serving until a synchronized secondary has
@@ -315,10 +336,10 @@ fn let_go(view: &View<'_>) -> Next {
     if writes_possible {
         return Next::Wait(Wait::WriteLeaseRunning);
     }
+    let to = switchover_target(view)
+        .or_else(|| promotion_target(view.voters, view.votes, Some(view.me)).ok());
     Next::Release {
-        to: promotion_target(view.voters, view.votes, Some(view.me))
-            .ok()
-            .map(str::to_owned),
+        to: to.map(str::to_owned),
     }
 }
 

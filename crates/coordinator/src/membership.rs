@@ -1,10 +1,14 @@
 //! Who the group's voters are: the replicas its database's spec asks for (`spec.replicas`), and
 //! the arbiter when that count is even. The count is read from the API server while the
-//! coordinator runs, not given at its start, so that scaling a group restarts no pod.
+//! coordinator runs, not given at its start, so that scaling a group restarts no pod. The same
+//! read says which replica the operator wants primary during an ops request (a planned
+//! switchover).
 
 use std::time::Duration;
 
 use kube::Api;
+use kube::ResourceExt;
+use mssql_api::annotations::SWITCHOVER;
 use mssql_api::condition;
 use mssql_api::mssql::MssqlServer;
 use mssql_api::phase::PAUSED;
@@ -14,7 +18,7 @@ use tracing::{info, warn};
 use crate::API_DEADLINE;
 use crate::run::Member;
 
-/// How often the database's replica count is read again.
+/// How often the database is read again.
 const EVERY: Duration = Duration::from_secs(5);
 
 /// How members are named and reached.
@@ -79,47 +83,75 @@ impl Membership {
     }
 }
 
+/// What the database asks of its group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub replicas: u32,
+    /// The replica an ops request wants primary ([`SWITCHOVER`]).
+    pub switchover_to: Option<String>,
+}
+
+fn paused(db: &MssqlServer) -> bool {
+    db.status
+        .as_ref()
+        .and_then(|s| condition::find(&s.conditions, PAUSED))
+        .is_some_and(condition::Condition::is_true)
+}
+
 /// The replica count a read of the database gives: its `spec.replicas`, except that while an
 /// ops request holds the database (`Paused`) the group keeps the size it had (`last`), as the
 /// operator keeps its StatefulSet: a request restarting pods never meets a group changing size.
 pub fn replicas(db: &MssqlServer, last: Option<u32>) -> Option<u32> {
-    let paused = db
-        .status
-        .as_ref()
-        .and_then(|s| condition::find(&s.conditions, PAUSED))
-        .is_some_and(condition::Condition::is_true);
     let wanted = db.spec.replicas.and_then(|n| u32::try_from(n).ok());
-    if paused { last.or(wanted) } else { wanted }
+    if paused(db) { last.or(wanted) } else { wanted }
 }
 
-/// The group's replica count ([`replicas`]), read now and every few seconds by a task of its own
-/// (an API server that does not answer holds up neither the loop nor the write lease's renewal).
-/// `None` until a first read is answered; a failed read keeps the last count.
-pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<u32>> {
-    let (sender, receiver) = watch::channel(None);
+/// The replica a planned switchover names: only while an ops request holds the database, so
+/// that a mark its request left behind never moves the primary role afterwards.
+pub fn switchover_to(db: &MssqlServer) -> Option<String> {
+    paused(db)
+        .then(|| db.annotations().get(SWITCHOVER).cloned())
+        .flatten()
+        .filter(|pod| !pod.is_empty())
+}
+
+/// What the database wants ([`replicas`], [`switchover_to`]), read now and every few seconds by
+/// a task of its own (an API server that does not answer holds up neither the loop nor the
+/// write lease's renewal). `None` until a first read is answered; a failed read keeps the last.
+pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<Wanted>> {
+    let (sender, receiver) = watch::channel(None::<Wanted>);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let read = tokio::time::timeout(API_DEADLINE, api.get(&database)).await;
-            let replicas = match read {
-                Ok(Ok(db)) => replicas(&db, *sender.borrow()),
+            let db = match read {
+                Ok(Ok(db)) => db,
                 Ok(Err(e)) => {
-                    warn!(error = %e, "cannot read the database's replica count");
+                    warn!(error = %e, "cannot read the database");
                     continue;
                 }
                 Err(_) => continue,
             };
-            let Some(replicas) = replicas else {
+            let last = sender.borrow().as_ref().map(|w| w.replicas);
+            let Some(replicas) = replicas(&db, last) else {
                 warn!("the database's spec has no replica count");
                 continue;
             };
+            let wanted = Wanted {
+                replicas,
+                switchover_to: switchover_to(&db),
+            };
             sender.send_if_modified(|last| {
-                let changed = *last != Some(replicas);
+                let changed = last.as_ref() != Some(&wanted);
                 if changed {
-                    info!(replicas, "the group's replica count");
-                    *last = Some(replicas);
+                    info!(
+                        replicas,
+                        switchover_to = wanted.switchover_to,
+                        "the database wants"
+                    );
+                    *last = Some(wanted);
                 }
                 changed
             });
@@ -198,6 +230,28 @@ mod tests {
         );
         db.status = Some(paused("False"));
         assert_eq!(replicas(&db, Some(3)), Some(5));
+    }
+
+    #[test]
+    fn a_switchover_is_honoured_only_while_an_ops_request_holds_the_database() {
+        let mut db: MssqlServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedb.com/v1alpha2",
+            "kind": "MSSQLServer",
+            "metadata": {"name": "ag", "annotations": {SWITCHOVER: "ag-2"}},
+            "spec": {"version": "2022-cu12", "replicas": 3},
+        }))
+        .unwrap();
+        assert_eq!(switchover_to(&db), None, "left behind by a request");
+        db.status = Some(
+            serde_json::from_value(serde_json::json!({"conditions": [{
+                "type": "Paused", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]}))
+            .unwrap(),
+        );
+        assert_eq!(switchover_to(&db).as_deref(), Some("ag-2"));
+        db.annotations_mut()
+            .insert(SWITCHOVER.to_owned(), String::new());
+        assert_eq!(switchover_to(&db), None);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - `vote`: the answer's [`Vote`], collected every tick to choose a promotion target;
 //! - `confirm`: the primary's coordinator, when the API server does not answer, asks every voter
 //!   to promise not to take the Lease for its duration (Patroni's failsafe mode). A voter
-//!   promises unless it holds the Lease itself or saw another holder than the one asking.
+//!   promises unless it holds the Lease itself or saw another holder than the one asking;
+//! - `look`: a coordinator that handed the Lease to this one asks it to look again at once
+//!   rather than at its next tick (a switchover's gap is made of such waits).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::decide::Vote;
@@ -25,6 +28,7 @@ pub const PORT: u16 = 2380;
 pub enum Ask {
     Vote,
     Confirm { primary: String },
+    Look,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +64,7 @@ impl From<VoteAnswer> for Vote {
 pub enum Answer {
     Vote(VoteAnswer),
     Confirmed(bool),
+    Looking,
 }
 
 /// What this coordinator answers with, kept current by its loop.
@@ -85,6 +90,7 @@ pub fn answer(shared: &mut Shared, ask: &Ask, now: Instant, lease: Duration) -> 
             }
             Some(Answer::Confirmed(confirm))
         }
+        Ask::Look => Some(Answer::Looking),
     }
 }
 
@@ -122,13 +128,19 @@ impl Tls {
     }
 }
 
-/// Serves the other coordinators until the process ends.
-pub async fn serve(listener: TcpListener, tls: Tls, shared: Arc<Mutex<Shared>>, lease: Duration) {
+/// Serves the other coordinators until the process ends; `look` wakes this coordinator's loop.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Tls,
+    shared: Arc<Mutex<Shared>>,
+    lease: Duration,
+    look: Arc<Notify>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let (tls, shared) = (tls.clone(), shared.clone());
+        let (tls, shared, look) = (tls.clone(), shared.clone(), look.clone());
         tokio::spawn(async move {
             let work = async {
                 let stream = tls.acceptor.accept(tcp).await?;
@@ -136,6 +148,9 @@ pub async fn serve(listener: TcpListener, tls: Tls, shared: Arc<Mutex<Shared>>, 
                 let mut line = String::new();
                 BufReader::new(read).read_line(&mut line).await?;
                 let ask: Ask = serde_json::from_str(&line)?;
+                if ask == Ask::Look {
+                    look.notify_one();
+                }
                 let reply = {
                     let mut shared = shared.lock().expect("not poisoned");
                     answer(&mut shared, &ask, Instant::now(), lease)
@@ -247,6 +262,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Ask::Vote).unwrap(),
             r#"{"ask":"vote"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Ask::Look).unwrap(),
+            r#"{"ask":"look"}"#
         );
     }
 }

@@ -160,11 +160,14 @@ pub async fn run(
             source,
         })?;
     let shared = Arc::new(Mutex::new(Shared::default()));
+    // Another coordinator's `look` wakes the loop before its next tick.
+    let look = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(peers::serve(
         listener,
         tls.clone(),
         shared.clone(),
         timing.lease,
+        look.clone(),
     ));
     // A new process is a new holder: one that restarted never trusts what its predecessor did.
     let incarnation = SystemTime::now()
@@ -183,7 +186,7 @@ pub async fn run(
         &identity,
         &timing,
     );
-    let mut replicas = membership::watch(
+    let mut wanted = membership::watch(
         Api::namespaced(client.clone(), &config.namespace),
         config.database.clone(),
     );
@@ -209,10 +212,10 @@ pub async fn run(
     // Nothing is decided before the group's size is known; a stop meanwhile has nothing to hand
     // over.
     let count = loop {
-        if let Some(count) = *replicas.borrow_and_update() {
-            break count;
+        if let Some(w) = wanted.borrow_and_update().as_ref() {
+            break w.replicas;
         }
-        if *stop.borrow() || replicas.changed().await.is_err() {
+        if *stop.borrow() || wanted.changed().await.is_err() {
             return Ok(());
         }
     };
@@ -220,20 +223,34 @@ pub async fn run(
     let mut ticker = tokio::time::interval(timing.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(identity, group, "coordinator started");
+    // How many looks in a row follow a move at once, without waiting for the tick.
+    let mut at_once = 0;
     loop {
-        ticker.tick().await;
+        if at_once == 0 {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = look.notified() => {}
+            }
+        } else {
+            at_once -= 1;
+        }
         let stopping = *stop.borrow();
         // The voters change only with the group's size.
-        if replicas.has_changed().unwrap_or(false)
-            && let Some(count) = *replicas.borrow_and_update()
+        if wanted.has_changed().unwrap_or(false)
+            && let Some(count) = wanted.borrow_and_update().as_ref().map(|w| w.replicas)
         {
             (members, me, leaving) = voters(&config, count);
         }
+        let switchover_to = wanted
+            .borrow()
+            .as_ref()
+            .and_then(|w| w.switchover_to.clone());
         let tick = Tick {
             config: &config,
             members: &members,
             me: &me,
             leaving,
+            switchover_to: switchover_to.as_deref(),
             group: &group,
             tls: &tls,
             leases: &leases,
@@ -241,14 +258,30 @@ pub async fn run(
             shared: &shared,
             report: report.as_ref(),
         };
-        let released = tick
+        let moved = tick
             .once(&mut memory, &mut told, server.as_mut(), stopping)
             .await;
-        if stopping && released {
+        if stopping && moved.holds_nothing {
             info!("handed over; stopping");
             return Ok(());
         }
+        if moved.look_again && at_once == 0 {
+            at_once = LOOKS_AT_ONCE;
+        }
     }
+}
+
+/// A move that hands the primary role on (a fence, a handover, taking the Lease, a promotion)
+/// is followed by another look at once, up to this many in a row: each tick waited for would
+/// add to the time clients cannot write.
+const LOOKS_AT_ONCE: u32 = 4;
+
+/// What a tick's move left.
+struct Moved {
+    /// This coordinator holds no Lease (a stopping one may exit).
+    holds_nothing: bool,
+    /// The move hands the primary role on: look again at once.
+    look_again: bool,
 }
 
 /// The voters of a group of `count` replicas, this pod as one of them, and whether it is
@@ -269,6 +302,8 @@ struct Tick<'a> {
     members: &'a [Member],
     me: &'a Member,
     leaving: bool,
+    /// The replica the operator wants primary (a planned switchover).
+    switchover_to: Option<&'a str>,
     group: &'a str,
     tls: &'a Tls,
     leases: &'a LeaseClient,
@@ -284,15 +319,14 @@ fn pod_of(identity: &str) -> &str {
 }
 
 impl Tick<'_> {
-    /// One look and one move. Returns whether this coordinator holds no Lease (so a stopping
-    /// coordinator may exit).
+    /// One look and one move.
     async fn once(
         &self,
         memory: &mut Memory,
         told: &mut Told,
         server: Option<&mut sql::Server>,
         stopping: bool,
-    ) -> bool {
+    ) -> Moved {
         let timing = &self.config.timing;
         let (local, server) = match server {
             Some(server) => (self.look(memory, server).await, Some(server)),
@@ -364,6 +398,7 @@ impl Tick<'_> {
             handover_expired: memory
                 .stopping_since
                 .is_some_and(|since| now >= since + HANDOVER_WAIT),
+            switchover_to: self.switchover_to,
             promised_until,
             write_lease_end: memory.write_lease_end,
             now,
@@ -592,7 +627,7 @@ impl Tick<'_> {
         peers::ask(self.tls, &member.host, member.peer_port, question, timeout).await
     }
 
-    /// Carries out `next`. Returns whether this coordinator holds no Lease afterwards.
+    /// Carries out `next`.
     async fn act(
         &self,
         memory: &mut Memory,
@@ -600,12 +635,16 @@ impl Tick<'_> {
         server: Option<&mut sql::Server>,
         next: Next,
         holding: bool,
-    ) -> bool {
+    ) -> Moved {
         let group = self.group;
         let Some(server) = server else {
             // The arbiter only votes and confirms.
-            return true;
+            return Moved {
+                holds_nothing: true,
+                look_again: false,
+            };
         };
+        let mut look_again = false;
         match next {
             Next::Lead => {
                 memory.led = true;
@@ -646,6 +685,7 @@ impl Tick<'_> {
                 let failover = tsql::failover(group);
                 match self.as_holder(memory, server, &failover, &[]).await {
                     Ok(()) => {
+                        look_again = true;
                         info!(group, "promoted this replica");
                         let because = memory.took_because.take().unwrap_or_default();
                         let note = format!(
@@ -666,8 +706,16 @@ impl Tick<'_> {
             Next::Fence => {
                 memory.fencing = true;
                 self.renew(memory).await;
-                if let Err(e) = server.execute(&tsql::offline(group), &[]).await {
-                    warn!(error = %e, "cannot take the group offline; its write lease runs out");
+                match server.execute(&tsql::offline(group), &[]).await {
+                    Ok(()) => {
+                        look_again = true;
+                        // Its server takes no more writes: the primary Service stops sending
+                        // clients to it now rather than when the next primary relabels it.
+                        self.label_self_secondary(memory).await;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot take the group offline; its write lease runs out")
+                    }
                 }
             }
             Next::Release { to } => {
@@ -676,7 +724,13 @@ impl Tick<'_> {
                     memory.fencing = false;
                     memory.refused = false;
                     memory.led = false;
-                    return true;
+                    if let Some(to) = to.as_deref() {
+                        self.wake(to).await;
+                    }
+                    return Moved {
+                        holds_nothing: true,
+                        look_again: false,
+                    };
                 }
             }
             Next::Acquire => {
@@ -685,6 +739,7 @@ impl Tick<'_> {
                     .await
                 {
                     memory.refused = false;
+                    look_again = true;
                 }
             }
             Next::Demote { offline_first } => {
@@ -722,7 +777,7 @@ impl Tick<'_> {
                 }
             }
         }
-        !matches!(
+        let holds_nothing = !matches!(
             memory.tracker.view(
                 self.leases.identity(),
                 true,
@@ -730,7 +785,18 @@ impl Tick<'_> {
                 &self.config.timing
             ),
             Lease::Mine { .. }
-        )
+        );
+        Moved {
+            holds_nothing,
+            look_again,
+        }
+    }
+
+    /// Asks the coordinator of `pod`, which was just handed the Lease, to look at once.
+    async fn wake(&self, pod: &str) {
+        if let Some(member) = self.members.iter().find(|m| m.name == pod) {
+            self.ask(member, &Ask::Look).await;
+        }
     }
 
     /// Whether the spec wants replica `name`.
@@ -1000,6 +1066,42 @@ impl Tick<'_> {
         server.execute_within(deadline, batch, done).await
     }
 
+    /// Labels its own pod `secondary` once its server was taken offline, under the Lease's
+    /// last proof like every label.
+    async fn label_self_secondary(&self, memory: &Memory) {
+        let timing = &self.config.timing;
+        let deadline = timing.probe_timeout;
+        let Some(anchor) = self.proof(memory) else {
+            return;
+        };
+        if !timing.may_write_as_holder(anchor, Instant::now(), deadline) {
+            return;
+        }
+        self.write_label(&self.me.name, mssql_api::labels::ROLE_SECONDARY)
+            .await;
+    }
+
+    /// Writes `role` on `pod` within the API deadline; true when it was written.
+    async fn write_label(&self, pod: &str, role: &str) -> bool {
+        let patch = Patch::Merge(json!({"metadata": {"labels": {mssql_api::labels::ROLE: role}}}));
+        let params = PatchParams::default();
+        let written = self.pods.patch(pod, &params, &patch);
+        match tokio::time::timeout(self.config.timing.probe_timeout, written).await {
+            Ok(Ok(_)) => {
+                info!(pod, role, "labelled");
+                true
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, pod, role, "cannot label the pod");
+                false
+            }
+            Err(_) => {
+                warn!(pod, role, "cannot label the pod: no answer in time");
+                false
+            }
+        }
+    }
+
     /// Labels the pods in the order of [`labels::relabel`]. Nothing is written unless every pod
     /// was read (a pod not seen might be labelled `primary`), every call has the API deadline
     /// (an API server that does not answer must not hold up the write lease's renewal), and each
@@ -1046,18 +1148,9 @@ impl Tick<'_> {
                     role, "not labelling: the Lease was last proved held too long ago"
                 );
             }
-            let patch = json!({"metadata": {"labels": {mssql_api::labels::ROLE: role}}});
-            let written = tokio::time::timeout(
-                deadline,
-                self.pods
-                    .patch(pod, &PatchParams::default(), &Patch::Merge(&patch)),
-            )
-            .await;
-            match written {
-                Ok(Ok(_)) => info!(pod, role, "labelled"),
-                // The order matters: never label the primary after a failed write before it.
-                Ok(Err(e)) => return warn!(error = %e, pod, role, "cannot label the pod"),
-                Err(_) => return warn!(pod, role, "cannot label the pod: no answer in time"),
+            // The order matters: never label the primary after a failed write before it.
+            if !self.write_label(pod, role).await {
+                return;
             }
         }
     }

@@ -28,8 +28,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use crate::cluster::eventually;
 use crate::fixture::{READY_TIMEOUT, Setup};
 use crate::real_node::{
-    DOUBLE_VERSION, Release, container_pid, double_version, load_images, operator_values,
-    place_on_node, wait_leader,
+    DOUBLE_VERSION, Release, container_pid, double_starts_in, double_version, load_images,
+    operator_values, place_on_node, wait_leader,
 };
 use crate::{example_in, kubectl, kubectl_ok};
 
@@ -102,16 +102,35 @@ pub struct Ack {
 pub struct Written {
     pub acknowledged: Vec<Ack>,
     pub failed: u64,
+    /// When it began and stopped writing: a gap may open either.
+    pub span: Option<(Instant, Instant)>,
 }
 
+/// How often the writer commits a row while it can.
+pub const WRITE_PACE: Duration = Duration::from_millis(100);
+
 impl Written {
+    /// The times between acknowledged writes, and from its start to the first and from the last
+    /// to its end.
+    fn gaps(&self) -> impl Iterator<Item = Duration> + '_ {
+        let (began, ended) = self.span.unzip();
+        let times: Vec<Instant> = began
+            .into_iter()
+            .chain(self.acknowledged.iter().map(|a| a.at))
+            .chain(ended)
+            .collect();
+        (1..times.len()).map(move |i| times[i] - times[i - 1])
+    }
+
     /// The longest time between two acknowledged writes.
     pub fn longest_gap(&self) -> Duration {
-        self.acknowledged
-            .windows(2)
-            .map(|w| w[1].at - w[0].at)
-            .max()
-            .unwrap_or_default()
+        self.gaps().max().unwrap_or_default()
+    }
+
+    /// The time with no successful write: every gap between two acknowledged writes longer than
+    /// three times the writer's pace, counted whole.
+    pub fn unavailable(&self) -> Duration {
+        self.gaps().filter(|gap| *gap > WRITE_PACE * 3).sum()
     }
 }
 
@@ -137,7 +156,12 @@ async fn writer(
 ) {
     let mut connection = None;
     let mut server = String::new();
-    let mut id = 0u64;
+    // Above every id an earlier writer on the same table used.
+    let mut id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        * 1000;
     while !stop.load(Ordering::Relaxed) {
         id += 1;
         if connection.is_none()
@@ -155,7 +179,7 @@ async fn writer(
             }),
             Err(_) => written.lock().unwrap().failed += 1,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(WRITE_PACE).await;
     }
 }
 
@@ -251,7 +275,8 @@ impl Traffic {
         for task in self.tasks {
             task.await.unwrap();
         }
-        let written = std::mem::take(&mut *self.written.lock().unwrap());
+        let mut written = std::mem::take(&mut *self.written.lock().unwrap());
+        written.span = Some((self.started, Instant::now()));
         let mut sampled = std::mem::take(&mut *self.sampled.lock().unwrap());
         sampled.lasted = self.started.elapsed();
         (written, sampled)
@@ -348,8 +373,8 @@ impl Group {
     /// The operator installed by its chart (in a namespace named after `name`), and KubeDB's AG
     /// guide with `replicas` on the node and its double (and the arbiter of an even group),
     /// with secondaries readable, Ready with one labelled primary; a table written through the
-    /// primary Service has reached every pod.
-    pub async fn form(name: &str, replicas: usize) -> Self {
+    /// primary Service has reached every pod. Each double takes `start` to start.
+    pub async fn form(name: &str, replicas: usize, start: Duration) -> Self {
         let images = load_images(&["operator", "mssql-double"]);
         let operator_ns = format!("mssql-operator-{name}-{}", std::process::id());
         let release = Release::install(
@@ -374,6 +399,7 @@ impl Group {
         let pod = &mut spec["podTemplate"]["spec"];
         place_on_node(pod);
         pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
+        double_starts_in(pod, start);
         let db = db.to_string();
         // Created once the operator's webhook answers.
         eventually(

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod chart;
+pub mod client_gap;
 pub mod cluster;
 pub mod fixture;
 pub mod group;

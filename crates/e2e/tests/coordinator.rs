@@ -196,6 +196,7 @@ impl Group {
             .env("MSSQL_SA_PASSWORD", PASSWORD)
             .env("MSSQL_ENABLE_HADR", "1")
             .env("MSSQL_SERVER_NAME", &member.name)
+            .env("MSSQL_STARTUP_DELAY", "0")
             .env("MSSQL_CONF", member.dir.join("mssql.conf"))
             .env("MSSQL_DATA_DIR", member.dir.join("data"))
             .env("MSSQL_TCP_LISTEN", format!("{}:1433", member.ip))

@@ -35,8 +35,9 @@ use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary};
 use mssql_e2e::real_node::{
-    DOUBLE_VERSION, NODE, Release, assert_node_ready, double_version, exec, exec_ok, load_images,
-    operator_values, place_on_node, probe_counts, wait_leader,
+    DOUBLE_VERSION, NODE, QUICK_START, Release, assert_node_ready, double_starts_in,
+    double_version, exec, exec_ok, load_images, operator_values, place_on_node, probe_counts,
+    wait_leader,
 };
 use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_new_serial, wait_renewal_request,
@@ -127,6 +128,7 @@ fn on_the_real_node(db: &mut Value, busybox: &str) {
     let pod = &mut spec["podTemplate"]["spec"];
     place_on_node(pod);
     pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
+    double_starts_in(pod, QUICK_START);
     pod["containers"].as_array_mut().unwrap().push(json!({
         "name": "intruder",
         "image": busybox,

@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use mssql_api::labels::ROLE;
 use mssql_e2e::group::{Fault, Group};
-use mssql_e2e::real_node::assert_node_ready;
+use mssql_e2e::real_node::{QUICK_START, assert_node_ready};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_even_group_fails_over_by_its_arbiters_vote() {
     assert_node_ready();
-    let group = Group::form("real-ag-even", 2).await;
+    let group = Group::form("real-ag-even", 2, QUICK_START).await;
 
     // The arbiter: its coordinator alone, labelled arbiter, running on the node.
     let arbiter = format!("{}-arbiter-0", mssql_e2e::group::DB);

@@ -19,7 +19,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::group::{DB, FAILOVER, Fault, Group};
-use mssql_e2e::real_node::{assert_node_ready, wait_leader};
+use mssql_e2e::real_node::{QUICK_START, assert_node_ready, wait_leader};
 use mssql_e2e::scrape;
 
 /// Waits until the leading operator's `mssql_operator_failovers_total` of the group is `count`.
@@ -69,7 +69,7 @@ async fn operator_gone(group: &Group) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_forms_and_fails_over_on_real_containers_without_losing_a_write() {
     assert_node_ready();
-    let group = Group::form("real-ag", 3).await;
+    let group = Group::form("real-ag", 3, QUICK_START).await;
     let mut primary = group.primary(None).await;
     // Each replica in the status: one PRIMARY labelled primary, two SECONDARY synchronized.
     group.status_shows(&primary).await;

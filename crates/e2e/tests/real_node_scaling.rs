@@ -15,12 +15,12 @@ use kube::ResourceExt;
 use mssql_api::labels::{ROLE, ROLE_PRIMARY};
 use mssql_api::pods::replica_report;
 use mssql_e2e::group::{DB, Fault, Group};
-use mssql_e2e::real_node::assert_node_ready;
+use mssql_e2e::real_node::{QUICK_START, assert_node_ready};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_scales_up_and_down_without_restarting_a_pod() {
     assert_node_ready();
-    let mut group = Group::form("real-ag-scale", 3).await;
+    let mut group = Group::form("real-ag-scale", 3, QUICK_START).await;
     let primary = group.primary(None).await;
     let mut uids = Vec::new();
     for pod in group.pods() {

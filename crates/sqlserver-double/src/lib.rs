@@ -99,8 +99,10 @@
 //!
 //! Test-only environment variables: `MSSQL_CONF` (the mssql.conf path), `MSSQL_DATA_DIR` (the
 //! data directory), `MSSQL_TCP_LISTEN` (the listen address, e.g. `127.0.0.5:1433`; the endpoint
-//! listens on its IP), `MSSQL_SERVER_NAME` (@@SERVERNAME instead of the host name) and
-//! `MSSQL_HADR_SESSION_TIMEOUT` (the replicas' session timeout in seconds instead of 10).
+//! listens on its IP), `MSSQL_SERVER_NAME` (@@SERVERNAME instead of the host name),
+//! `MSSQL_HADR_SESSION_TIMEOUT` (the replicas' session timeout in seconds instead of 10) and
+//! `MSSQL_STARTUP_DELAY` (the seconds start-up takes before a login is accepted, instead of
+//! SQL Server's typical 15: [`startup::DEFAULT_STARTUP_DELAY`]).
 
 pub mod batch;
 pub mod certificate;

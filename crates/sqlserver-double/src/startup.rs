@@ -55,7 +55,16 @@ pub struct Environment {
     /// `MSSQL_HADR_SESSION_TIMEOUT` (test only): the availability replicas' session timeout in
     /// seconds, instead of SQL Server's 10.
     pub session_timeout: Option<String>,
+    /// `MSSQL_STARTUP_DELAY` (test only): seconds start-up takes before clients can log in,
+    /// instead of [`DEFAULT_STARTUP_DELAY`].
+    pub startup_delay: Option<String>,
 }
+
+/// How long the double takes to start before it accepts a login: SQL Server recovers master,
+/// tempdb and every database before it does, which takes many seconds (KubeDB's failover guide:
+/// a restarted pod is back "after 10-30 second"; docs/testing.md). Tests that do not measure a
+/// restart's gap set `MSSQL_STARTUP_DELAY` lower.
+pub const DEFAULT_STARTUP_DELAY: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Environment {
     pub fn from_process() -> Self {
@@ -73,6 +82,7 @@ impl Environment {
             enable_hadr: get("MSSQL_ENABLE_HADR"),
             server_name: get("MSSQL_SERVER_NAME"),
             session_timeout: get("MSSQL_HADR_SESSION_TIMEOUT"),
+            startup_delay: get("MSSQL_STARTUP_DELAY"),
         }
     }
 }
@@ -118,6 +128,8 @@ pub enum StartupError {
     ListenAddress(String),
     #[error("ERROR: MSSQL_HADR_SESSION_TIMEOUT={0:?} is not a number of seconds (1 or more)")]
     SessionTimeout(String),
+    #[error("ERROR: MSSQL_STARTUP_DELAY={0:?} is not a number of seconds (0 or more)")]
+    StartupDelay(String),
     #[error("ERROR: cannot read master, the databases or the availability group: {0}")]
     Instance(io::Error),
     #[error(
@@ -274,6 +286,13 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
             .map(std::time::Duration::from_secs)
             .ok_or_else(|| StartupError::SessionTimeout(text.clone()))?,
     };
+    let startup_delay = match &env.startup_delay {
+        None => DEFAULT_STARTUP_DELAY,
+        Some(text) => text
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| StartupError::StartupDelay(text.clone()))?,
+    };
     let loaded = load_certificate(&network, &data_dir, &server_name)?;
     let certificate = certificate::summary(&loaded.chain[0]).map_err(StartupError::SelfSigned)?;
     log(
@@ -300,6 +319,15 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
     let (tls_prelogin, tls_strict) =
         tls_configs(&loaded.certified, &served).map_err(StartupError::Tls)?;
 
+    // Recovery, as far as a client can tell: nothing answers on the port until it ends.
+    log(
+        "Server",
+        &format!(
+            "Starting up databases: logins are accepted in {} s (MSSQL_STARTUP_DELAY).",
+            startup_delay.as_secs()
+        ),
+    );
+    std::thread::sleep(startup_delay);
     let listen = listen_address(env, &network);
     let addr = listen
         .to_socket_addrs()

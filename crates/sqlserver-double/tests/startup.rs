@@ -172,6 +172,51 @@ fn the_data_file_survives_a_restart_and_sigterm_stops_the_server_with_code_0() {
 }
 
 #[test]
+fn start_up_takes_its_delay_before_a_login_and_a_sigterm_meanwhile_stops_it() {
+    let setup = Setup::new("startup-delay");
+    let began = std::time::Instant::now();
+    let double = setup.start(&[("MSSQL_STARTUP_DELAY", "2")]);
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        double
+            .stdout()
+            .contains("Starting up databases: logins are accepted in 2 s"),
+        "{}",
+        double.stdout()
+    );
+    drop(double);
+
+    let mut starting = setup.spawn(&[("MSSQL_STARTUP_DELAY", "60")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = std::time::Instant::now();
+    let pid = starting.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = starting.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+
+    assert_refused(
+        &setup,
+        &[("MSSQL_STARTUP_DELAY", "soon")],
+        &["MSSQL_STARTUP_DELAY=\"soon\" is not a number of seconds (0 or more)"],
+    );
+}
+
+#[test]
 fn the_serve_first_certificate_knob_keeps_serving_the_first_certificate() {
     let setup = Setup::new("knob");
     let (old, new) = (pki("test CA"), pki("test CA"));

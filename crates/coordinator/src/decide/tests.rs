@@ -62,6 +62,7 @@ struct Case {
     stopping: bool,
     leaving: bool,
     handover_expired: bool,
+    switchover_to: Option<&'static str>,
     promised_until: Option<Instant>,
     write_lease_end: Option<Instant>,
     now: Instant,
@@ -85,6 +86,7 @@ impl Case {
             stopping: false,
             leaving: false,
             handover_expired: false,
+            switchover_to: None,
             promised_until: None,
             write_lease_end: None,
             now,
@@ -104,6 +106,7 @@ impl Case {
             stopping: self.stopping,
             leaving: self.leaving,
             handover_expired: self.handover_expired,
+            switchover_to: self.switchover_to,
             promised_until: self.promised_until,
             write_lease_end: self.write_lease_end,
             now: self.now,
@@ -564,5 +567,77 @@ mod leaving {
                 to: Some("ag-1".into())
             }
         );
+    }
+}
+
+mod switchover {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn the_primary_hands_its_role_to_the_replica_the_operator_names() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-0", PRIMARY, mine(now), now);
+        case.switchover_to = Some("ag-2");
+        assert_eq!(case.next(), Next::Fence);
+        // OFFLINE worked: the Lease goes to the named replica, not to the lowest ordinal.
+        case.server = RESOLVING;
+        case.fencing = true;
+        assert_eq!(
+            case.next(),
+            Next::Release {
+                to: Some("ag-2".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_primary_serves_on_until_sql_server_would_promote_the_named_replica() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-0", PRIMARY, mine(now), now);
+        case.switchover_to = Some("ag-2");
+        case.votes[2].synchronized = false;
+        assert_eq!(case.next(), Next::Lead, "not synchronized");
+        case.votes[2] = vote("ag-2", 6, true);
+        assert_eq!(case.next(), Next::Lead, "behind a change of the group");
+        case.votes.pop();
+        assert_eq!(case.next(), Next::Lead, "not answering");
+        case.switchover_to = Some("ag-arbiter-0");
+        case.votes.push(arbiter(Some(7)));
+        assert_eq!(case.next(), Next::Lead, "never the arbiter");
+    }
+
+    #[test]
+    fn a_switchover_to_the_primary_itself_changes_nothing() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-1", PRIMARY, mine(now), now);
+        case.switchover_to = Some("ag-1");
+        assert_eq!(case.next(), Next::Lead);
+    }
+
+    #[test]
+    fn a_fenced_primary_whose_target_went_away_hands_over_to_the_best_other() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-0", RESOLVING, mine(now), now);
+        case.fencing = true;
+        case.switchover_to = Some("ag-2");
+        case.votes[2].synchronized = false;
+        assert_eq!(
+            case.next(),
+            Next::Release {
+                to: Some("ag-1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_named_replica_takes_the_lease_handed_to_it_and_the_others_wait() {
+        let now = Instant::now();
+        let mut case = Case::new("ag-2", SECONDARY, Lease::Offered, now);
+        case.switchover_to = Some("ag-2");
+        assert_eq!(case.next(), Next::Acquire);
+        let mut other = Case::new("ag-1", SECONDARY, theirs("ag-2", now), now);
+        other.switchover_to = Some("ag-2");
+        assert_eq!(other.next(), Next::Wait(Wait::Following));
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use mssql_api::labels::ROLE;
 use mssql_e2e::group::{DB, FAILOVER, Fault, Group, Written};
-use mssql_e2e::real_node::assert_node_ready;
+use mssql_e2e::real_node::{QUICK_START, assert_node_ready};
 use tokio::task::JoinHandle;
 
 /// The stages of one failover, each from the end of the one before.
@@ -416,7 +416,7 @@ async fn main() {
     let logs = options.out.join("logs");
     std::fs::create_dir_all(&logs).expect("the output directory");
     assert_node_ready();
-    let group = Group::form("bench-failover", 3).await;
+    let group = Group::form("bench-failover", 3, QUICK_START).await;
     let traffic = group.traffic().await;
     let mut runs = Vec::new();
     // Round by round, so that each kind meets the same conditions as the run goes on.

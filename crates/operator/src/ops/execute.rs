@@ -23,7 +23,7 @@ use super::machine::{self, Step};
 use super::pause::{resume_database, set_paused};
 use super::record::{Record, record_once};
 use super::reissue::request_reissue;
-use super::{Context, Error, POLL, acting, observe, served};
+use super::{Context, Error, POLL, acting, observe, served, switchover};
 use crate::controller::apply::patch_params;
 use crate::controller::now;
 use crate::provisioner;
@@ -223,12 +223,61 @@ pub(super) async fn execute(
         }
         Step::WaitForServed { pod, why } => {
             info!(request = %ops.name_any(), %pod, %why, "waiting for the pod to serve its certificate");
-            record.retry_step_because(CHECK_SERVED_CERTIFICATE, &pod, &why);
+            record.retry_step_saying(CHECK_SERVED_CERTIFICATE, false, &pod, &why);
             record.write(client, context).await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         Step::ServedVerified { pod } => {
             record.retry_step(CHECK_SERVED_CERTIFICATE, true, Some(&pod))
+        }
+        Step::ReplicaSynchronized { pod } => {
+            record.retry_step(CHECK_REPLICA_SYNCHRONIZED, true, Some(&pod))
+        }
+        Step::WaitForReplica { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for the replica to synchronize");
+            record.retry_step_saying(CHECK_REPLICA_SYNCHRONIZED, false, &pod, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        Step::RequestSwitchover { from, to } => {
+            switchover::ask(context, ops, Some(&to)).await?;
+            let asked = format!(
+                "asked the coordinators to hand the primary role from {from} to {to}, a synchronized secondary that runs the new material"
+            );
+            record.retry_step_saying(SWITCHOVER_PRIMARY, true, &from, &asked);
+        }
+        Step::WaitForSwitchover { from, to, why } => {
+            if let Some(to) = to.as_deref() {
+                switchover::ask(context, ops, Some(to)).await?;
+            }
+            info!(request = %ops.name_any(), %from, %why, "waiting for the switchover");
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        Step::SwitchedOver { from, to } => {
+            switchover::ask(context, ops, None).await?;
+            let done = format!("{to} is primary and labelled; {from} restarts as a secondary");
+            record.retry_step_saying(CHECK_PRIMARY_SWITCHED, true, &from, &done);
+        }
+        Step::WaitForSwitchoverTarget { pod, why } => {
+            info!(request = %ops.name_any(), %pod, %why, "waiting for a replica to take the primary role over");
+            record.retry_step_saying(SWITCHOVER_PRIMARY, false, &pod, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(POLL));
+        }
+        Step::RestartPrimaryInPlace { pod, why } => {
+            let note = format!(
+                "{why}: the primary {pod} restarts in place, as apply: Always allows; clients cannot write until it is back or the group fails over"
+            );
+            warn!(request = %ops.name_any(), %pod, "{note}");
+            context
+                .event(
+                    ops,
+                    EventType::Warning,
+                    RESTART_PRIMARY_IN_PLACE,
+                    note.clone(),
+                )
+                .await;
+            record.retry_step_saying(RESTART_PRIMARY_IN_PLACE, true, &pod, &note);
         }
         Step::AllPodsRestarted => {
             let message = if restart {

@@ -14,6 +14,7 @@ mod execute;
 mod pause;
 mod record;
 mod reissue;
+mod switchover;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

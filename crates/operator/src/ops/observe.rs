@@ -140,6 +140,7 @@ pub async fn observe(context: &Context, ops: &MssqlServerOpsRequest) -> Result<O
         let secrets = checking.then_some(context.client());
         observed.certificates = certificate_states(known, secrets, ops, &certificates, now).await?;
         (observed.pods, observed.pods_recorded) = pod_states(known, ops, &db);
+        observed.group = db.is_availability_group() && db.spec.replicas.unwrap_or(1) > 1;
         if progress.pods_restarted {
             observed.current_serials = current_serials(known, &namespace, &certificates);
         }
@@ -364,9 +365,9 @@ fn pod_states(
         .and_then(|text| serde_json::from_str(text).ok());
     let listed = known.pods_of(&namespace, &name);
     let mut states = Vec::new();
-    for (sts_name, replicas) in [
-        (name.clone(), db.spec.replicas.unwrap_or(1)),
-        (names::arbiter(&name), 1),
+    for (sts_name, replicas, arbiter) in [
+        (name.clone(), db.spec.replicas.unwrap_or(1), false),
+        (names::arbiter(&name), 1, true),
     ] {
         let Some(counts) = known.statefulset(&namespace, &sts_name) else {
             continue;
@@ -380,6 +381,8 @@ fn pod_states(
                 terminating: pod.is_some_and(|p| p.terminating),
                 ready: pod.is_some_and(|p| p.ready),
                 role: pod.and_then(|p| p.role.clone()),
+                arbiter,
+                replica: pod.and_then(|p| p.replica.clone()),
                 on_target_revision: pod.and_then(|p| p.revision.as_ref())
                     == target_revision.as_ref(),
                 statefulset_caught_up: counts.caught_up,

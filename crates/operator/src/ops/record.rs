@@ -111,11 +111,11 @@ impl Record {
         self.retry(type_, status, step_message(step, status, pod));
     }
 
-    /// A retried sub-step of this operator's own (not KubeDB's) that is not done yet: its message
-    /// also says why.
-    pub(super) fn retry_step_because(&mut self, step: &str, pod: &str, why: &str) {
-        let message = format!("{}; {why}", step_message(step, false, Some(pod)));
-        self.retry(pod_step(step, pod), false, message);
+    /// A retried sub-step of this operator's own (not KubeDB's) of `pod`: its message also says
+    /// why it is (not) done.
+    pub(super) fn retry_step_saying(&mut self, step: &str, status: bool, pod: &str, why: &str) {
+        let message = format!("{}; {why}", step_message(step, status, Some(pod)));
+        self.retry(pod_step(step, pod), status, message);
     }
 
     fn retry(&mut self, type_: String, status: bool, message: String) {

@@ -15,14 +15,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match startup::start(&startup::Environment::from_process()) {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    std::thread::spawn(move || server.serve());
+    // Start-up takes its time (MSSQL_STARTUP_DELAY); a SIGTERM meanwhile stops it at once.
+    std::thread::spawn(
+        || match startup::start(&startup::Environment::from_process()) {
+            Ok(server) => server.serve(),
+            Err(error) => {
+                eprintln!("{error}");
+                std::process::exit(1);
+            }
+        },
+    );
     let signal = signals.wait();
     log(
         "Server",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::ops::{APPLY_ALWAYS, PHASE_PENDING, TYPE_RECONFIGURE_TLS, TYPE_RESTART, TlsChange};
+use mssql_api::pods::ReplicaReport;
 use mssql_api::progress::Progress;
 use mssql_api::steps::*;
 use mssql_api::validate::{database_not_found, validate_ops_request};
@@ -77,6 +78,10 @@ pub struct PodState {
     pub created_since_start: bool,
     /// The certificate serial it started with, by alias (its `mssql-operator.dev/certificates`).
     pub started: BTreeMap<String, String>,
+    /// The arbiter of an even group: it runs no SQL Server.
+    pub arbiter: bool,
+    /// What its coordinator last reported of its server (a group's replica).
+    pub replica: Option<ReplicaReport>,
 }
 
 impl PodState {
@@ -114,6 +119,9 @@ pub struct Observed {
     pub certificates: Vec<CertificateState>,
     /// Pods in restart order (secondaries, then the primary last).
     pub pods: Vec<PodState>,
+    /// An availability group with secondaries: each restarted replica must be synchronized
+    /// before the next pod goes, and the primary's role is handed over before it restarts.
+    pub group: bool,
     /// The pods' uids were recorded when the restarts began.
     pub pods_recorded: bool,
     /// Each restarted pod must be seen serving its Secret's certificate: the database serves
@@ -198,6 +206,43 @@ pub enum Step {
     /// The pod serves what it should: record it.
     ServedVerified {
         pod: String,
+    },
+    /// A restarted replica is connected to its group and synchronized: record it.
+    ReplicaSynchronized {
+        pod: String,
+    },
+    /// A restarted replica is not synchronized yet: record why, and look again.
+    WaitForReplica {
+        pod: String,
+        why: String,
+    },
+    /// Ask the coordinators to hand the primary role from `from` to `to` (the database's
+    /// switchover annotation), and record it.
+    RequestSwitchover {
+        from: String,
+        to: String,
+    },
+    /// The switchover is under way; `to`, the target as chosen now, is asked for again if the
+    /// one asked before went away.
+    WaitForSwitchover {
+        from: String,
+        to: Option<String>,
+        why: String,
+    },
+    /// Another replica took the primary role over: record it, and withdraw the request.
+    SwitchedOver {
+        from: String,
+        to: String,
+    },
+    /// No replica can take the primary role over: record why, and look again.
+    WaitForSwitchoverTarget {
+        pod: String,
+        why: String,
+    },
+    /// No replica can take the primary role over, and `apply: Always` lets it restart in place.
+    RestartPrimaryInPlace {
+        pod: String,
+        why: String,
     },
     AllPodsRestarted,
     UpdateDatabase,
@@ -394,6 +439,9 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         if !observed.pods_recorded {
             return Step::RecordPods;
         }
+        if let Some(step) = group::switchover_under_way(&progress, observed, expired, timeout) {
+            return step;
+        }
         for pod in &observed.pods {
             let recorded = progress.pod(&pod.name);
             if pod.restarted() {
@@ -407,7 +455,17 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                         pod: pod.name.clone(),
                     };
                 }
+                if observed.group && !pod.arbiter && !recorded.synchronized {
+                    return group::synchronized(pod, expired, timeout);
+                }
                 continue;
+            }
+            if observed.group
+                && pod.labelled_primary()
+                && !pod.created_since_start
+                && !recorded.primary_may_restart()
+            {
+                return group::before_primary_restart(ops, observed, pod, expired, timeout);
             }
             // A pod the StatefulSet controller made again from a spec it had not caught up with
             // (its watch lagging, after an API server restart) never ran the target: it goes
@@ -540,6 +598,8 @@ fn describe_certificate(certificate: &CertificateState, change: TlsChange) -> St
     reasons.extend(certificate.secret_problems.iter().cloned());
     format!("{} certificate: {}", certificate.alias, reasons.join(", "))
 }
+
+mod group;
 
 #[cfg(test)]
 mod tests;

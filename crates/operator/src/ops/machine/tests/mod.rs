@@ -8,6 +8,7 @@ use super::*;
 
 mod certificates;
 mod ending;
+mod group;
 mod restarts;
 mod starting;
 

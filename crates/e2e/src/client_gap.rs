@@ -1,0 +1,196 @@
+//! What a client of an availability group sees while a change restarts its pods: the writer of
+//! [`Group::traffic`] commits a row through the primary Service every 100 ms (reconnecting on
+//! error, as a pooled application would) during one change, from a quiet moment before it to a
+//! quiet moment after the group settled again. Used by `real_node_switchover.rs` and
+//! `hack/bench-switchover`.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::EvictParams;
+use mssql_api::MssqlServerOpsRequest;
+use serde_json::{Value, json};
+
+use crate::cluster::eventually;
+use crate::fixture::{create_ops, summary, wait_ops};
+use crate::group::{DB, Group};
+use crate::renewal::{renew_server_certificate, renewal_requests, wait_renewal_request};
+
+/// How long a change may take, restarts of pods that take SQL Server's time to start included.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The writer runs this long before a change and after the group settled.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// A change that restarts pods, as a user makes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `ReconfigureTLS` adding client TLS (KubeDB's `msops-ag-add-tls`).
+    AddTls,
+    /// `ReconfigureTLS` rotating every certificate (`msops-ag-rotate`).
+    Rotate,
+    /// `ReconfigureTLS` to another Issuer: new server and endpoint certificates from another CA
+    /// (`msops-ag-change-issuer`; the Issuer `mssqlserver-new-ca-issuer` must exist).
+    ChangeIssuer,
+    /// A `Restart` request.
+    Restart,
+    /// cert-manager renews the server certificate (as `cmctl renew`), and the operator's own
+    /// Restart request rolls it out.
+    Renewal,
+    /// The primary's pod is evicted, as a node drain does.
+    PrimaryEvicted,
+}
+
+impl Change {
+    /// Every change, in an order each can follow the one before (TLS is added first).
+    pub const ALL: [Self; 6] = [
+        Self::AddTls,
+        Self::Rotate,
+        Self::ChangeIssuer,
+        Self::Restart,
+        Self::Renewal,
+        Self::PrimaryEvicted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AddTls => "add TLS",
+            Self::Rotate => "rotate",
+            Self::ChangeIssuer => "change issuer",
+            Self::Restart => "Restart",
+            Self::Renewal => "renewal rollout",
+            Self::PrimaryEvicted => "primary evicted",
+        }
+    }
+}
+
+/// What the writer saw during one change.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub change: Change,
+    /// From the change to the group settled again.
+    pub took: Duration,
+    pub longest_gap: Duration,
+    pub unavailable: Duration,
+    pub failed: u64,
+    pub acknowledged: usize,
+    /// The primary before and after.
+    pub primaries: (String, String),
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: took {:.1?}, longest write gap {:.2?}, no write for {:.2?} in all, {} failed \
+             attempts, {} writes acknowledged; primary {} → {}",
+            self.change.name(),
+            self.took,
+            self.longest_gap,
+            self.unavailable,
+            self.failed,
+            self.acknowledged,
+            self.primaries.0,
+            self.primaries.1
+        )
+    }
+}
+
+/// Makes `change` on `group` with the writer running, waits until it ended Successful (or the
+/// evicted pod is back) and every replica is synchronized again, and checks that no
+/// acknowledged write is missing on any replica and that no sample saw two primaries.
+pub async fn during(group: &Group, change: Change) -> Seen {
+    let before = group.primary(None).await;
+    let traffic = group.traffic().await;
+    tokio::time::sleep(QUIET).await;
+    let began = Instant::now();
+    make(group, change, &before).await;
+    let after = group.primary(None).await;
+    group.status_shows(&after).await;
+    let took = began.elapsed();
+    tokio::time::sleep(QUIET).await;
+    let (written, sampled) = traffic.finish().await;
+    group.assert_nothing_lost(&written, &sampled).await;
+    Seen {
+        change,
+        took,
+        longest_gap: written.longest_gap(),
+        unavailable: written.unavailable(),
+        failed: written.failed,
+        acknowledged: written.acknowledged.len(),
+        primaries: (before, after),
+    }
+}
+
+async fn make(group: &Group, change: Change, primary: &str) {
+    let t = &group.t;
+    let name = match change {
+        Change::AddTls => create_ops(t, "msops-ag-add-tls", timeout).await,
+        Change::Rotate => create_ops(t, "msops-ag-rotate", timeout).await,
+        Change::ChangeIssuer => create_ops(t, "msops-ag-change-issuer", timeout).await,
+        Change::Restart => {
+            create_ops(t, "msops-ag-rotate", |ops| {
+                ops["metadata"]["name"] = json!("restart");
+                ops["spec"] =
+                    json!({"type": "Restart", "databaseRef": {"name": DB}, "restart": {}});
+                timeout(ops);
+            })
+            .await
+        }
+        Change::Renewal => {
+            let known: Vec<String> = renewal_requests(t, DB)
+                .await
+                .iter()
+                .map(|r| r.name_any())
+                .collect();
+            renew_server_certificate(t, DB).await;
+            wait_renewal_request(t, DB, &known, Duration::from_secs(120))
+                .await
+                .name_any()
+        }
+        Change::PrimaryEvicted => {
+            let uid = group.uid(primary).await;
+            evict(group, primary).await;
+            group.ready_pod(primary, Some(&uid)).await;
+            return;
+        }
+    };
+    let ops = wait_ops(t, &name, "Successful", CHANGE_TIMEOUT).await;
+    let conditions = summary(&ops.status.clone().unwrap_or_default().conditions);
+    assert_switched_over(&ops, primary, &conditions);
+}
+
+/// Every request that restarts a group's primary hands its role over first.
+fn assert_switched_over(ops: &MssqlServerOpsRequest, primary: &str, conditions: &[String]) {
+    let conditions_of = |type_: &str| {
+        ops.status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == format!("{type_}--{primary}") && c.is_true())
+    };
+    assert!(
+        conditions_of("SwitchoverPrimary") && conditions_of("CheckPrimarySwitched"),
+        "{}: the primary {primary} restarted without a switchover: {conditions:#?}",
+        ops.name_any()
+    );
+}
+
+/// A request's timeout long enough for pods that take SQL Server's time to start.
+fn timeout(ops: &mut Value) {
+    ops["spec"]["timeout"] = json!("10m");
+}
+
+/// Evicts `pod` as a node drain does (through its disruption budget), retrying while the budget
+/// says not now.
+async fn evict(group: &Group, pod: &str) {
+    let pods = group.t.api::<Pod>();
+    eventually(&format!("{pod} to be evicted"), CHANGE_TIMEOUT, || async {
+        pods.evict(pod, &EvictParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
