@@ -31,6 +31,11 @@ pub const REPLICA: &str = "mssql-operator.dev/replica";
 /// The coordinators honour it only while the database is paused.
 pub const SWITCHOVER: &str = "mssql-operator.dev/switchover";
 
+/// On an availability group's database, written by the ops-manager while a request holds it
+/// paused: the serial of the endpoint certificate its Secret holds now, which every replica is
+/// to trust before any replica presents it (docs/coordinator.md, "The endpoint certificate").
+pub const ENDPOINT_CERTIFICATE: &str = "mssql-operator.dev/endpoint-certificate";
+
 /// On a request the operator created for a renewal: why.
 pub const RENEWAL_REASON: &str = "mssql-operator.dev/renewal-reason";
 /// On a renewal request: `{"<pod>": {"<alias>": "<serial>"}}`, what the stale pods ran.

@@ -486,6 +486,18 @@ impl MssqlServer {
         self.spec.topology.as_ref()?.mode.as_deref()
     }
 
+    /// The Secret cert-manager writes the certificate of `alias` to: its `secretName`, or the
+    /// default name.
+    pub fn certificate_secret(&self, alias: &str) -> String {
+        self.spec
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.certificates.as_ref())
+            .and_then(|all| all.iter().find(|c| c.alias == alias))
+            .and_then(|c| c.secret_name.clone())
+            .unwrap_or_else(|| crate::names::certificate(&kube::ResourceExt::name_any(self), alias))
+    }
+
     pub fn is_availability_group(&self) -> bool {
         self.topology_mode() == Some(crate::TOPOLOGY_AVAILABILITY_GROUP)
     }

@@ -63,6 +63,51 @@ pub struct ReplicaReport {
     /// operator removes a pod only once the group has let it go.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// The endpoint certificates its master holds, and the one its endpoint presents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointCertificates>,
+}
+
+/// A replica's endpoint certificates, by serial (lowercase hex): those it trusts (its master
+/// holds them) and the one it presents. A rotation overlaps them (docs/coordinator.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointCertificates {
+    #[serde(default)]
+    pub trusts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presents: Option<String>,
+}
+
+impl EndpointCertificates {
+    pub fn trusts(&self, serial: &str) -> bool {
+        self.trusts.iter().any(|s| same_serial(s, serial))
+    }
+
+    pub fn presents(&self, serial: &str) -> bool {
+        self.presents
+            .as_deref()
+            .is_some_and(|s| same_serial(s, serial))
+    }
+
+    /// It trusts `serial` and no other.
+    pub fn trusts_only(&self, serial: &str) -> bool {
+        self.trusts(serial) && self.trusts.len() == 1
+    }
+}
+
+/// Whether two spellings of a certificate serial are the same number: hex in either case, with
+/// or without `:` and leading zeros (DER keeps a serial positive with a leading zero byte).
+pub fn same_serial(a: &str, b: &str) -> bool {
+    let canonical = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase()
+            .trim_start_matches('0')
+            .to_owned()
+    };
+    canonical(a) == canonical(b)
 }
 
 impl ReplicaReport {
@@ -97,6 +142,19 @@ pub fn replica_report(pod: &Pod) -> Option<ReplicaReport> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn serials_compare_as_numbers() {
+        assert!(same_serial("00:8A:1B", "8a1b"));
+        assert!(same_serial("008a1b", "8A1B"));
+        assert!(!same_serial("8a1b", "8a1c"));
+        let endpoint = EndpointCertificates {
+            trusts: vec!["008a1b".into(), "0c".into()],
+            presents: Some("0c".into()),
+        };
+        assert!(endpoint.trusts("8A1B") && endpoint.presents("C"));
+        assert!(!endpoint.trusts_only("C"));
+    }
+
     fn annotated(value: &str) -> Pod {
         let mut pod = Pod::default();
         pod.metadata.annotations =
@@ -117,6 +175,7 @@ mod tests {
                 connected: true,
                 since: "2026-01-01T00:00:00Z".to_owned(),
                 replicas: Vec::new(),
+                endpoint: None,
             })
         );
         let none = annotated(r#"{"synchronized":false,"connected":false,"since":"x"}"#);
@@ -133,6 +192,7 @@ mod tests {
             connected: true,
             since: since.to_owned(),
             replicas: Vec::new(),
+            endpoint: None,
         };
         let primary = report(Some(SQL_PRIMARY), true, "a");
         assert!(primary.same_state(&report(Some(SQL_PRIMARY), true, "b")));

@@ -10,8 +10,9 @@ use crate::condition::{Condition, find};
 use crate::ops::{MssqlServerOpsRequest, PHASE_FAILED, PHASE_SKIPPED, PHASE_SUCCESSFUL};
 use crate::steps::{
     CHECK_POD_RUNNING, CHECK_PRIMARY_SWITCHED, CHECK_REPLICA_SYNCHRONIZED,
-    CHECK_SERVED_CERTIFICATE, EVICT_POD, FAILED, GET_POD, ISSUED, PAUSE_SUCCEEDED, RESTART_NODES,
-    RESTART_PRIMARY_IN_PLACE, SKIPPED, SWITCHOVER_PRIMARY, SYNCED, UPDATE_PETSETS,
+    CHECK_SERVED_CERTIFICATE, ENDPOINT_RETIRED, ENDPOINT_TRUSTED, EVICT_POD, FAILED, GET_POD,
+    ISSUED, PAUSE_SUCCEEDED, RESTART_NODES, RESTART_PRIMARY_IN_PLACE, SKIPPED, SWITCHOVER_PRIMARY,
+    SYNCED, UPDATE_PETSETS,
 };
 
 /// What the request's conditions say.
@@ -27,6 +28,11 @@ pub struct Progress {
     pub workload_updated: bool,
     /// `RestartNodes`: every pod was restarted.
     pub pods_restarted: bool,
+    /// `EndpointCertificateTrusted`: every replica of the group trusts the new endpoint
+    /// certificate (its restarts present it).
+    pub endpoint_trusted: bool,
+    /// `EndpointCertificateRetired`: no replica trusts the old one any more.
+    pub endpoint_retired: bool,
     /// Each pod whose restart has begun, by name.
     pub pods: BTreeMap<String, PodProgress>,
     /// The pod whose restart began last and has not ended.
@@ -129,6 +135,8 @@ impl Progress {
             certificates_synced: done(SYNCED),
             workload_updated: done(UPDATE_PETSETS),
             pods_restarted: done(RESTART_NODES),
+            endpoint_trusted: done(ENDPOINT_TRUSTED),
+            endpoint_retired: done(ENDPOINT_RETIRED),
             pods,
             restarting,
             step_started: conditions

@@ -48,6 +48,11 @@ pub const CHECK_PRIMARY_SWITCHED: &str = "CheckPrimarySwitched";
 /// Not KubeDB's: no secondary could take over and the request's `apply: Always` allows the
 /// primary to restart in place.
 pub const RESTART_PRIMARY_IN_PLACE: &str = "RestartPrimaryInPlace";
+/// Not KubeDB's: before any replica of a group restarts onto a new endpoint certificate, every
+/// replica trusts it beside the one it presents (False while some do not yet).
+pub const ENDPOINT_TRUSTED: &str = "EndpointCertificateTrusted";
+/// Not KubeDB's: once every replica presents the new endpoint certificate, none trusts the old.
+pub const ENDPOINT_RETIRED: &str = "EndpointCertificateRetired";
 /// Not KubeDB's: at the end, every pod runs the current revision and certificates.
 pub const CHECK_PODS_CURRENT: &str = "CheckPodsCurrent";
 

@@ -3,12 +3,13 @@
 //!
 //! Pure parts, unit-tested without a cluster: [`timing`] (the two leases kept apart), [`decide`]
 //! (the next move), [`labels`] (the relabelling order), [`tsql`] (the statements it sends),
-//! [`pfx`] (the endpoint certificate as SQL Server reads it). What talks to the world: [`sql`]
+//! [`pfx`] (the endpoint certificate as SQL Server reads it), [`endpoint`] (its rotation). What talks to the world: [`sql`]
 //! (the local server), [`lease`] (the Lease), [`membership`] (who the voters are), [`peers`] (the other coordinators), [`events`]
 //! (what it tells people), [`report`] (its replica's state, on its pod), and [`run`],
 //! the loop that ties them together.
 
 pub mod decide;
+pub mod endpoint;
 pub mod events;
 pub mod labels;
 pub mod lease;

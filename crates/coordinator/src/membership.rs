@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::ResourceExt;
-use mssql_api::annotations::SWITCHOVER;
+use mssql_api::annotations::{ENDPOINT_CERTIFICATE, SWITCHOVER};
 use mssql_api::condition;
 use mssql_api::mssql::MssqlServer;
 use mssql_api::phase::PAUSED;
@@ -89,6 +89,9 @@ pub struct Wanted {
     pub replicas: u32,
     /// The replica an ops request wants primary ([`SWITCHOVER`]).
     pub switchover_to: Option<String>,
+    /// The endpoint certificate an ops request wants every replica to trust
+    /// ([`ENDPOINT_CERTIFICATE`]): its serial, and the Secret that holds it.
+    pub endpoint: Option<(String, String)>,
 }
 
 fn paused(db: &MssqlServer) -> bool {
@@ -115,7 +118,17 @@ pub fn switchover_to(db: &MssqlServer) -> Option<String> {
         .filter(|pod| !pod.is_empty())
 }
 
-/// What the database wants ([`replicas`], [`switchover_to`]), read now and every few seconds by
+/// The endpoint certificate a request wants trusted: its serial and Secret, while the request
+/// holds the database.
+pub fn endpoint(db: &MssqlServer) -> Option<(String, String)> {
+    let serial = paused(db)
+        .then(|| db.annotations().get(ENDPOINT_CERTIFICATE).cloned())
+        .flatten()
+        .filter(|serial| !serial.is_empty())?;
+    Some((serial, db.certificate_secret(mssql_api::ALIAS_ENDPOINT)))
+}
+
+/// What the database wants ([`replicas`], [`switchover_to`], [`endpoint`]), read now and every few seconds by
 /// a task of its own (an API server that does not answer holds up neither the loop nor the
 /// write lease's renewal). `None` until a first read is answered; a failed read keeps the last.
 pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<Wanted>> {
@@ -142,6 +155,7 @@ pub fn watch(api: Api<MssqlServer>, database: String) -> watch::Receiver<Option<
             let wanted = Wanted {
                 replicas,
                 switchover_to: switchover_to(&db),
+                endpoint: endpoint(&db),
             };
             sender.send_if_modified(|last| {
                 let changed = last.as_ref() != Some(&wanted);

@@ -1,5 +1,7 @@
 //! Coordinators ask each other directly, over mutual TLS with the group's endpoint certificate
-//! (server and client auth, trusted through its CA): one JSON line asked, one answered.
+//! (server and client auth; a peer is accepted only with a certificate this one pins, as SQL
+//! Server accepts only the endpoint certificates master holds): one JSON line asked, one
+//! answered.
 //!
 //! - `vote`: the answer's [`Vote`], collected every tick to choose a promotion target;
 //! - `confirm`: the primary's coordinator, when the API server does not answer, asks every voter
@@ -11,7 +13,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::collections::BTreeSet;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +51,9 @@ pub struct VoteAnswer {
     pub has_group: bool,
     /// The Lease holder this coordinator saw last (its pod, without the incarnation).
     pub holder: Option<String>,
+    /// Its endpoint certificates (absent from a coordinator that predates them).
+    #[serde(default)]
+    pub endpoint: crate::endpoint::EndpointVote,
 }
 
 impl From<VoteAnswer> for Vote {
@@ -94,36 +105,159 @@ pub fn answer(shared: &mut Shared, ask: &Ask, now: Instant, lease: Duration) -> 
     }
 }
 
-/// The TLS of both sides, from the endpoint certificate's files.
+/// The peer certificates a coordinator accepts, exactly (as SQL Server trusts the endpoint
+/// certificates master holds): kept current by its loop, so that an old and a new endpoint
+/// certificate are both accepted while a rotation overlaps them.
+pub type Pins = Arc<std::sync::RwLock<BTreeSet<Vec<u8>>>>;
+
+/// Accepts a peer whose certificate is pinned; names and chains are not looked at.
+#[derive(Debug)]
+struct Pinned {
+    pins: Pins,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Pinned {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let pins = self.pins.read().unwrap_or_else(|e| e.into_inner());
+        if pins.contains(end_entity.as_ref()) {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn signature(
+        &self,
+        tls13: bool,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        if tls13 {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        } else {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(false, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(true, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
+
+impl ClientCertVerifier for Pinned {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(false, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(true, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
+
+/// The TLS of both sides: this coordinator's endpoint certificate (its Secret's at its start),
+/// and the peers' it accepts.
 #[derive(Clone)]
 pub struct Tls {
     pub acceptor: TlsAcceptor,
     pub connector: TlsConnector,
+    pub pins: Pins,
 }
 
 impl Tls {
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
-        ca: Vec<CertificateDer<'static>>,
+        pins: Pins,
     ) -> Result<Self, rustls::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in ca {
-            roots.add(cert)?;
-        }
-        let roots = Arc::new(roots);
-        let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let server = rustls::ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(Pinned {
+            pins: pins.clone(),
+            provider: provider.clone(),
+        });
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)?
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(chain.clone(), key.clone_key())?;
-        let client = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(chain, key)?;
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
+            pins,
         })
     }
 }
@@ -205,6 +339,7 @@ mod tests {
             refused: false,
             has_group: true,
             holder: holder.map(str::to_owned),
+            endpoint: Default::default(),
         }
     }
 

@@ -11,7 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mssql_api::annotations::REPLICA;
-use mssql_api::pods::{ReplicaReport, SQL_PRIMARY, SQL_RESOLVING, SQL_SECONDARY, replica_report};
+use mssql_api::pods::{
+    EndpointCertificates, ReplicaReport, SQL_PRIMARY, SQL_RESOLVING, SQL_SECONDARY, replica_report,
+};
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,6 +30,8 @@ pub struct Reading {
     pub connected: bool,
     /// On the primary: its group's replicas.
     pub replicas: Vec<String>,
+    /// Its endpoint certificates, as its master held them at the last look.
+    pub endpoint: Option<EndpointCertificates>,
 }
 
 impl Reading {
@@ -51,7 +55,14 @@ impl Reading {
             synchronized: group.synchronized && (group.role == Role::Primary || seeded),
             connected: group.connected,
             replicas: Vec::new(),
+            endpoint: None,
         }
+    }
+
+    /// The reading with its server's endpoint certificates.
+    pub fn with_endpoint(mut self, endpoint: EndpointCertificates) -> Self {
+        self.endpoint = Some(endpoint);
+        self
     }
 
     /// A primary's reading with its group's replicas (what it last read of them).
@@ -74,12 +85,18 @@ pub fn next(
         synchronized: reading.synchronized,
         connected: reading.connected,
         replicas: reading.replicas.clone(),
+        endpoint: reading.endpoint.clone(),
         since: Timestamp::from_second(now.as_second())
             .unwrap_or(now)
             .to_string(),
     };
     match last {
-        Some(last) if last.same_state(&report) => None,
+        // `since` is when the replica came to be as it is: a change of certificates alone keeps it.
+        Some(last) if last.same_state(&report) && last.endpoint == report.endpoint => None,
+        Some(last) if last.same_state(&report) => Some(ReplicaReport {
+            since: last.since.clone(),
+            ..report
+        }),
         _ => Some(report),
     }
 }
@@ -171,6 +188,7 @@ mod tests {
             synchronized,
             connected,
             replicas: Vec::new(),
+            endpoint: None,
         }
     }
 
@@ -221,6 +239,7 @@ mod tests {
                 connected: true,
                 since: "2026-01-01T00:00:00Z".to_owned(),
                 replicas: Vec::new(),
+                endpoint: None,
             }
         );
         assert_eq!(

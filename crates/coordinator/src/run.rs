@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Client};
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::decide::{self, Lease, Next, Role, Server, View, Vote, Wait};
+use crate::endpoint::{self, EndpointVote};
 use crate::events::Told;
 use crate::labels;
 use crate::lease::{LeaseClient, Tracker};
@@ -26,6 +27,7 @@ use crate::report::{Publisher, Reading};
 use crate::sql::{self, GroupState, Local, SqlError};
 use crate::timing::Timing;
 use crate::tsql::{self, SecondaryAccess, error};
+use mssql_api::pods::same_serial;
 
 /// One voter of the group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,10 +55,9 @@ pub struct Config {
     pub membership: Membership,
     /// The local server; `None` for the arbiter, which runs none.
     pub sql: Option<sql::Target>,
-    /// The endpoint certificate's PEM files: `tls.crt`, `tls.key`, `ca.crt`.
+    /// The endpoint certificate's PEM files: `tls.crt`, `tls.key`.
     pub certificate: PathBuf,
     pub key: PathBuf,
-    pub ca: PathBuf,
     /// A directory the server can read, for the one-time PFX of `CREATE CERTIFICATE`.
     pub pfx_dir: PathBuf,
     pub databases: Vec<String>,
@@ -91,19 +92,58 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, RunError> {
     })
 }
 
-/// The peer TLS from the endpoint certificate's files.
-fn peer_tls(config: &Config) -> Result<Tls, RunError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |e: &dyn std::fmt::Display| RunError::Certificate(e.to_string());
-    let chain = CertificateDer::pem_slice_iter(&read(&config.certificate)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&config.key)?).map_err(|e| bad(&e))?;
-    let ca = CertificateDer::pem_slice_iter(&read(&config.ca)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
-    Tls::new(chain, key, ca).map_err(|e| bad(&e))
+/// The endpoint certificate and its key, as its Secret holds them (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Material {
+    chain: Vec<u8>,
+    key: Vec<u8>,
+    /// The leaf's DER, what a peer presents.
+    leaf: Vec<u8>,
+    /// Its serial, lowercase hex: its certificate's name in master.
+    serial: String,
+}
+
+impl Material {
+    fn new(chain: Vec<u8>, key: Vec<u8>) -> Result<Self, RunError> {
+        let bad = |e: &dyn std::fmt::Display| RunError::Certificate(e.to_string());
+        let leaf = crate::pfx::leaf(&chain).map_err(|e| bad(&e))?.to_vec();
+        let serial = x509_parser::parse_x509_certificate(&leaf)
+            .map_err(|e| bad(&e))?
+            .1
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_ascii_lowercase();
+        Ok(Self {
+            chain,
+            key,
+            leaf,
+            serial,
+        })
+    }
+
+    /// As the pod's files hold it now (the kubelet updates them some time after the Secret).
+    fn from_files(config: &Config) -> Result<Self, RunError> {
+        Self::new(read(&config.certificate)?, read(&config.key)?)
+    }
+
+    /// As the Secret holds it, read through the API.
+    fn from_secret(secret: &Secret) -> Result<Self, RunError> {
+        let data = secret.data.clone().unwrap_or_default();
+        let file = |key: &str| data.get(key).map(|v| v.0.clone()).unwrap_or_default();
+        Self::new(file("tls.crt"), file("tls.key"))
+    }
+
+    /// The peer TLS that presents it, accepting the peers `pins` holds.
+    fn peer_tls(&self, pins: peers::Pins) -> Result<Tls, RunError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |e: &dyn std::fmt::Display| RunError::Certificate(e.to_string());
+        let chain = CertificateDer::pem_slice_iter(&self.chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| bad(&e))?;
+        Tls::new(chain, key, pins).map_err(|e| bad(&e))
+    }
 }
 
 /// What the loop remembers between ticks.
@@ -139,7 +179,27 @@ struct Memory {
     /// Every replica a group led by this coordinator had, while its pod exists: a replica the
     /// spec no longer wants may still carry a label to take back.
     former: BTreeSet<String>,
+    /// The endpoint certificates its server's master held at the last look.
+    master: endpoint::Master,
+    /// Its server started since the endpoint certificates were last looked at with every voter
+    /// answering: the moment it may present a new one.
+    fresh: bool,
+    /// Its server was set up before (by this process).
+    seen_before: bool,
+    /// Its server stopped answering for as long as it counts gone since it was last set up (a
+    /// restart, most likely; a slow probe is not one).
+    server_was_gone: bool,
+    /// The other voters' endpoint certificates this tick (whether each is the arbiter).
+    endpoint_votes: Vec<(bool, EndpointVote)>,
+    /// The endpoint certificate read through the API, because the database asked for a serial
+    /// the pod's files do not hold yet; and when it was last read.
+    fetched: Option<Material>,
+    fetched_at: Option<Instant>,
 }
+
+/// How often the endpoint certificate's Secret may be read while the database asks for one the
+/// pod's files do not hold.
+const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a stopping primary waits for a secondary to catch up before it fences all the same:
 /// well within a pod's default grace period (30 s).
@@ -152,7 +212,13 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let timing = config.timing;
-    let tls = peer_tls(&config)?;
+    // The certificate it presents to the other coordinators, as the pod started with it; the
+    // pins grow with what its master trusts.
+    let startup = Material::from_files(&config)?;
+    let pins: peers::Pins = Arc::new(std::sync::RwLock::new(
+        [startup.leaf.clone()].into_iter().collect(),
+    ));
+    let tls = startup.peer_tls(pins)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -190,6 +256,7 @@ pub async fn run(
         Api::namespaced(client.clone(), &config.namespace),
         config.database.clone(),
     );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let pods: Api<Pod> = Api::namespaced(client, &config.namespace);
     let mut server = config
         .sql
@@ -241,16 +308,20 @@ pub async fn run(
         {
             (members, me, leaving) = voters(&config, count);
         }
-        let switchover_to = wanted
+        let (switchover_to, endpoint_asked) = wanted
             .borrow()
             .as_ref()
-            .and_then(|w| w.switchover_to.clone());
+            .map(|w| (w.switchover_to.clone(), w.endpoint.clone()))
+            .unwrap_or_default();
         let tick = Tick {
             config: &config,
             members: &members,
             me: &me,
             leaving,
             switchover_to: switchover_to.as_deref(),
+            endpoint_asked: endpoint_asked.as_ref(),
+            startup: &startup,
+            secrets: &secrets,
             group: &group,
             tls: &tls,
             leases: &leases,
@@ -304,6 +375,11 @@ struct Tick<'a> {
     leaving: bool,
     /// The replica the operator wants primary (a planned switchover).
     switchover_to: Option<&'a str>,
+    /// The endpoint certificate the operator wants trusted (its serial, and its Secret).
+    endpoint_asked: Option<&'a (String, String)>,
+    /// The endpoint certificate the pod started with: what it presents to the other coordinators.
+    startup: &'a Material,
+    secrets: &'a Api<Secret>,
     group: &'a str,
     tls: &'a Tls,
     leases: &'a LeaseClient,
@@ -345,6 +421,8 @@ impl Tick<'_> {
         };
         memory.api_answered = reachable;
         let votes = self.votes(memory, &local).await;
+        let mut server = server;
+        self.endpoint(memory, server.as_deref_mut()).await;
         let now = Instant::now();
         let mut lease = memory
             .tracker
@@ -456,14 +534,23 @@ impl Tick<'_> {
                 memory.failures = 0;
                 if !memory.set_up {
                     match self.set_up(server).await {
-                        Ok(()) => memory.set_up = true,
+                        Ok(()) => {
+                            memory.set_up = true;
+                            // A server seen for the first time, or back after it was gone, has
+                            // just started: its endpoint may take a new certificate now.
+                            if !memory.seen_before || memory.server_was_gone {
+                                memory.fresh = true;
+                            }
+                            memory.seen_before = true;
+                            memory.server_was_gone = false;
+                        }
                         Err(e) => warn!(error = %e, "cannot set up the endpoint yet"),
                     }
                 }
                 let reading = match &local.group {
-                    Some(group) => {
-                        Reading::of(group, &self.config.databases).listing(&memory.group_replicas)
-                    }
+                    Some(group) => Reading::of(group, &self.config.databases)
+                        .listing(&memory.group_replicas)
+                        .with_endpoint(memory.master.said()),
                     None => Reading::nothing(),
                 };
                 self.publish(&reading);
@@ -503,6 +590,7 @@ impl Tick<'_> {
                 memory.set_up = false;
                 warn!(error = %e, failures = memory.failures, "the server did not answer");
                 if self.config.timing.server_gone(memory.failures) {
+                    memory.server_was_gone = true;
                     self.publish(&Reading::nothing());
                 }
                 Server::Silent {
@@ -542,7 +630,8 @@ impl Tick<'_> {
         server
             .execute(&tsql::create_user(), &[error::USER_EXISTS])
             .await?;
-        let certificate = self.install_certificate(server).await?;
+        let material = Material::from_files(config).map_err(|e| SqlError::Client(e.to_string()))?;
+        let certificate = self.install_certificate(server, &material).await?;
         server
             .execute(
                 &tsql::create_endpoint(&certificate),
@@ -552,23 +641,18 @@ impl Tick<'_> {
         server.execute(&tsql::grant_connect(), &[]).await
     }
 
-    /// Writes the endpoint certificate as a one-time PFX the server reads, and creates it.
-    async fn install_certificate(&self, server: &mut sql::Server) -> Result<String, SqlError> {
-        let config = self.config;
-        let file = |e: RunError| SqlError::Client(e.to_string());
-        let chain = read(&config.certificate).map_err(file)?;
-        let key = read(&config.key).map_err(file)?;
-        let leaf = crate::pfx::leaf(&chain).map_err(|e| SqlError::Client(e.to_string()))?;
-        let serial = x509_parser::parse_x509_certificate(leaf.as_ref())
-            .map_err(|e| SqlError::Client(e.to_string()))?
-            .1
-            .raw_serial_as_string()
-            .replace(':', "");
-        let name = tsql::certificate_name(&serial);
+    /// Writes `material` as a one-time PFX the server reads, and creates its certificate in master
+    /// (trusted: owned by the endpoint's user); returns its name.
+    async fn install_certificate(
+        &self,
+        server: &mut sql::Server,
+        material: &Material,
+    ) -> Result<String, SqlError> {
+        let name = tsql::certificate_name(&material.serial);
         let password = one_time_password();
-        let pfx = crate::pfx::write(&chain, &key, &password)
+        let pfx = crate::pfx::write(&material.chain, &material.key, &password)
             .map_err(|e| SqlError::Client(e.to_string()))?;
-        let path = config.pfx_dir.join(format!("{name}.pfx"));
+        let path = self.config.pfx_dir.join(format!("{name}.pfx"));
         write_private(&path, &pfx).map_err(SqlError::Io)?;
         let created = server
             .execute(
@@ -578,6 +662,102 @@ impl Tick<'_> {
             .await;
         let _ = std::fs::remove_file(&path);
         created.map(|()| name)
+    }
+
+    /// The endpoint certificate its Secret holds now: the one the database asked for, read
+    /// through the API, until the pod's files hold it too.
+    async fn wanted_material(&self, memory: &mut Memory) -> Material {
+        let files = Material::from_files(self.config).ok();
+        let Some((serial, secret)) = self.endpoint_asked else {
+            return files.unwrap_or_else(|| self.startup.clone());
+        };
+        if let Some(files) = files.filter(|m| same_serial(&m.serial, serial)) {
+            return files;
+        }
+        let stale = memory
+            .fetched
+            .as_ref()
+            .is_none_or(|m| !same_serial(&m.serial, serial));
+        let due = memory
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= FETCH_EVERY);
+        if stale && due {
+            memory.fetched_at = Some(Instant::now());
+            match tokio::time::timeout(crate::API_DEADLINE, self.secrets.get(secret)).await {
+                Ok(Ok(found)) => match Material::from_secret(&found) {
+                    Ok(material) => memory.fetched = Some(material),
+                    Err(e) => warn!(error = %e, secret, "the endpoint certificate's Secret"),
+                },
+                Ok(Err(e)) => warn!(error = %e, secret, "cannot read the endpoint certificate"),
+                Err(_) => warn!(
+                    secret,
+                    "cannot read the endpoint certificate: no answer in time"
+                ),
+            }
+        }
+        match &memory.fetched {
+            Some(fetched) if same_serial(&fetched.serial, serial) => fetched.clone(),
+            _ => Material::from_files(self.config).unwrap_or_else(|_| self.startup.clone()),
+        }
+    }
+
+    /// The endpoint certificates' trust overlap ([`endpoint::plan`]): trust the wanted one, present
+    /// it when the server has just started and every replica trusts it, retire the others once
+    /// every voter presents it; then the peers this coordinator accepts follow what master holds.
+    async fn endpoint(&self, memory: &mut Memory, server: Option<&mut sql::Server>) {
+        let wanted = self.wanted_material(memory).await;
+        if let Some(server) = server.filter(|_| memory.set_up)
+            && let Err(e) = self.endpoint_moves(memory, server, &wanted).await
+        {
+            warn!(error = %e, "cannot look after the endpoint certificates");
+        }
+        let pins = endpoint::pins(&memory.master, &[&self.startup.leaf, &wanted.leaf]);
+        *self.tls.pins.write().unwrap_or_else(|e| e.into_inner()) = pins;
+    }
+
+    async fn endpoint_moves(
+        &self,
+        memory: &mut Memory,
+        server: &mut sql::Server,
+        wanted: &Material,
+    ) -> Result<(), SqlError> {
+        let deadline = self.config.timing.probe_timeout * 2;
+        let mut master = server.endpoint_certificates().await?;
+        let plan = endpoint::plan(
+            &master,
+            &wanted.serial,
+            memory.fresh,
+            &memory.endpoint_votes,
+            self.members.len(),
+        );
+        let name = tsql::certificate_name(&wanted.serial);
+        if plan.trust {
+            self.install_certificate(server, wanted).await?;
+            info!(serial = wanted.serial, "trusts the endpoint certificate");
+        }
+        if plan.present {
+            server
+                .execute_within(deadline, &tsql::present_certificate(&name), &[])
+                .await?;
+            info!(serial = wanted.serial, "presents the endpoint certificate");
+        }
+        for serial in &plan.retire {
+            let old = tsql::certificate_name(serial);
+            server
+                .execute_within(deadline, &tsql::drop_certificate(&old), &[])
+                .await?;
+            info!(serial, "retired the endpoint certificate");
+        }
+        if plan != endpoint::Plan::default() {
+            master = server.endpoint_certificates().await?;
+        }
+        // Its chance to present ends once every voter was heard with the certificate in master.
+        let all_answered = memory.endpoint_votes.len() + 1 >= self.members.len();
+        if all_answered && master.serials().contains(&wanted.serial) {
+            memory.fresh = false;
+        }
+        memory.master = master;
+        Ok(())
     }
 
     /// Every voter's answer this tick: this coordinator's own, and the others' that answered.
@@ -599,6 +779,14 @@ impl Tick<'_> {
             refused: memory.refused,
             has_group,
             holder: memory.tracker.holder().map(|h| pod_of(h).to_owned()),
+            endpoint: if self.me.arbiter {
+                EndpointVote {
+                    trusts: Vec::new(),
+                    presents: Some(self.startup.serial.clone()),
+                }
+            } else {
+                memory.master.said()
+            },
         };
         self.shared.lock().expect("not poisoned").vote = Some(mine.clone());
         let asks = self
@@ -606,14 +794,19 @@ impl Tick<'_> {
             .iter()
             .filter(|m| m.name != self.me.name)
             .map(|m| self.ask(m, &Ask::Vote));
-        let mut votes: Vec<Vote> = futures::future::join_all(asks)
+        let answers: Vec<VoteAnswer> = futures::future::join_all(asks)
             .await
             .into_iter()
             .filter_map(|answer| match answer {
-                Some(Answer::Vote(vote)) => Some(Vote::from(vote)),
+                Some(Answer::Vote(vote)) => Some(vote),
                 _ => None,
             })
             .collect();
+        memory.endpoint_votes = answers
+            .iter()
+            .map(|a| (a.arbiter, a.endpoint.clone()))
+            .collect();
+        let mut votes: Vec<Vote> = answers.into_iter().map(Vote::from).collect();
         votes.push(mine.into());
         memory.highest_sequence = memory
             .highest_sequence

@@ -260,6 +260,23 @@ impl Server {
         .await
     }
 
+    /// The endpoint certificates master holds, and the one the endpoint presents.
+    pub async fn endpoint_certificates(&mut self) -> Result<crate::endpoint::Master, SqlError> {
+        self.with(self.probe_timeout, async |c| {
+            let rows = c
+                .simple_query(tsql::QUERY_ENDPOINT_CERTIFICATES)
+                .await?
+                .into_first_result()
+                .await?;
+            Ok(crate::endpoint::Master::from_rows(rows.iter().map(|row| {
+                let name = row.get::<&str, _>(0).unwrap_or_default().to_owned();
+                let der = row.get::<&[u8], _>(1).unwrap_or_default().to_vec();
+                (name, der, row.get::<&str, _>(2).is_some())
+            })))
+        })
+        .await
+    }
+
     /// Every replica of the group, as the primary sees them.
     pub async fn replicas(&mut self) -> Result<Vec<ReplicaRow>, SqlError> {
         self.with(self.probe_timeout, async |c| {

@@ -131,9 +131,29 @@ pub fn create_user() -> String {
     format!("CREATE USER {} FOR LOGIN {}", ident(USER), ident(LOGIN))
 }
 
+const CERTIFICATE_PREFIX: &str = "dbm_cert_";
+
 /// The name of the endpoint certificate of a serial: a new certificate sits beside the old one.
 pub fn certificate_name(serial_hex: &str) -> String {
-    format!("dbm_cert_{}", serial_hex.to_ascii_lowercase())
+    format!("{CERTIFICATE_PREFIX}{}", serial_hex.to_ascii_lowercase())
+}
+
+/// The serial an endpoint certificate's name carries; `None` for master's other certificates.
+pub fn certificate_serial(name: &str) -> Option<&str> {
+    name.strip_prefix(CERTIFICATE_PREFIX)
+}
+
+/// The endpoint presents another of master's certificates from its next connection on.
+pub fn present_certificate(certificate: &str) -> String {
+    format!(
+        "ALTER ENDPOINT {} FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE {})",
+        ident(ENDPOINT),
+        ident(certificate)
+    )
+}
+
+pub fn drop_certificate(certificate: &str) -> String {
+    format!("DROP CERTIFICATE {}", ident(certificate))
 }
 
 pub fn create_certificate(name: &str, pfx_path: &str, pfx_password: &str) -> String {
@@ -296,6 +316,12 @@ drs.synchronization_state_desc, drs.is_suspended, drs.last_hardened_lsn \
 FROM sys.dm_hadr_database_replica_states AS drs \
 WHERE drs.is_local = 1";
 
+/// Master's certificates, each with its DER and, for the one the endpoint authenticates with, the
+/// endpoint's name.
+pub const QUERY_ENDPOINT_CERTIFICATES: &str = "SELECT c.name, CERTENCODED(c.certificate_id), \
+e.name FROM sys.certificates AS c \
+LEFT JOIN sys.database_mirroring_endpoints AS e ON e.certificate_id = c.certificate_id";
+
 /// SQL Server's error numbers the coordinator acts on.
 pub mod error {
     /// "There is already a master key in the database."
@@ -402,6 +428,19 @@ mod tests {
             "CREATE CERTIFICATE [dbm_cert_0a1b] AUTHORIZATION [dbm_user] FROM FILE = N'/x/c.pfx' \
              WITH FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'pw')"
         );
+    }
+
+    #[test]
+    fn an_endpoint_certificate_is_presented_and_dropped_by_its_name() {
+        let name = certificate_name("0A1B");
+        assert_eq!(certificate_serial(&name), Some("0a1b"));
+        assert_eq!(certificate_serial("##MS_AgentSigningCertificate##"), None);
+        assert_eq!(
+            present_certificate(&name),
+            "ALTER ENDPOINT [Hadr_endpoint] FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE \
+             [dbm_cert_0a1b])"
+        );
+        assert_eq!(drop_certificate(&name), "DROP CERTIFICATE [dbm_cert_0a1b]");
     }
 
     #[test]

@@ -10,16 +10,21 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::EvictParams;
-use mssql_api::MssqlServerOpsRequest;
+use mssql_api::MssqlServer;
 use serde_json::{Value, json};
 
-use crate::cluster::eventually;
+use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
+
+use crate::cluster::{ca_issuer, eventually};
 use crate::fixture::{create_ops, summary, wait_ops};
 use crate::group::{DB, Group};
 use crate::renewal::{renew_server_certificate, renewal_requests, wait_renewal_request};
 
 /// How long a change may take, restarts of pods that take SQL Server's time to start included.
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The Issuer KubeDB's guide changes to; the test or benchmark creates it.
+pub const NEW_ISSUER: &str = "mssqlserver-new-ca-issuer";
 
 /// The writer runs this long before a change and after the group settled.
 const QUIET: Duration = Duration::from_secs(2);
@@ -78,6 +83,9 @@ pub struct Seen {
     pub acknowledged: usize,
     /// The primary before and after.
     pub primaries: (String, String),
+    /// Each gap longer than three times the writer's pace: when (from the writer's start) and
+    /// how long.
+    pub stalls: Vec<(Duration, Duration)>,
 }
 
 impl fmt::Display for Seen {
@@ -94,8 +102,26 @@ impl fmt::Display for Seen {
             self.acknowledged,
             self.primaries.0,
             self.primaries.1
-        )
+        )?;
+        for (at, gap) in &self.stalls {
+            write!(f, "\n  no write for {gap:.2?} from {at:.1?}")?;
+        }
+        Ok(())
     }
+}
+
+/// KubeDB's three-replica group whose doubles take SQL Server's time to start, with the Issuer
+/// a change of issuer moves to.
+pub async fn realistic_group(name: &str) -> Group {
+    let group = Group::form(name, 3, DEFAULT_STARTUP_DELAY).await;
+    ca_issuer(
+        &group.t.client,
+        &group.t.ns.name,
+        NEW_ISSUER,
+        "mssqlserver-new",
+    )
+    .await;
+    group
 }
 
 /// Makes `change` on `group` with the writer running, waits until it ended Successful (or the
@@ -121,6 +147,7 @@ pub async fn during(group: &Group, change: Change) -> Seen {
         failed: written.failed,
         acknowledged: written.acknowledged.len(),
         primaries: (before, after),
+        stalls: written.stalls(),
     }
 }
 
@@ -129,7 +156,20 @@ async fn make(group: &Group, change: Change, primary: &str) {
     let name = match change {
         Change::AddTls => create_ops(t, "msops-ag-add-tls", timeout).await,
         Change::Rotate => create_ops(t, "msops-ag-rotate", timeout).await,
-        Change::ChangeIssuer => create_ops(t, "msops-ag-change-issuer", timeout).await,
+        Change::ChangeIssuer => {
+            // To the guide's new issuer, or back from it when a change before moved there.
+            let db = t.api::<MssqlServer>().get(DB).await.unwrap();
+            let now = db.spec.tls.and_then(|tls| tls.issuer_ref).map(|i| i.name);
+            let to = match now.as_deref() {
+                Some(NEW_ISSUER) => "mssqlserver-ca-issuer",
+                _ => NEW_ISSUER,
+            };
+            create_ops(t, "msops-ag-change-issuer", |ops| {
+                ops["spec"]["tls"]["issuerRef"]["name"] = json!(to);
+                timeout(ops);
+            })
+            .await
+        }
         Change::Restart => {
             create_ops(t, "msops-ag-rotate", |ops| {
                 ops["metadata"]["name"] = json!("restart");
@@ -159,22 +199,26 @@ async fn make(group: &Group, change: Change, primary: &str) {
     };
     let ops = wait_ops(t, &name, "Successful", CHANGE_TIMEOUT).await;
     let conditions = summary(&ops.status.clone().unwrap_or_default().conditions);
-    assert_switched_over(&ops, primary, &conditions);
-}
-
-/// Every request that restarts a group's primary hands its role over first.
-fn assert_switched_over(ops: &MssqlServerOpsRequest, primary: &str, conditions: &[String]) {
-    let conditions_of = |type_: &str| {
+    let done = |type_: &str| {
         ops.status
             .iter()
             .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == format!("{type_}--{primary}") && c.is_true())
+            .any(|c| c.type_ == type_ && c.is_true())
     };
+    // Every request that restarts a group's primary hands its role over first.
     assert!(
-        conditions_of("SwitchoverPrimary") && conditions_of("CheckPrimarySwitched"),
-        "{}: the primary {primary} restarted without a switchover: {conditions:#?}",
-        ops.name_any()
+        done(&format!("SwitchoverPrimary--{primary}"))
+            && done(&format!("CheckPrimarySwitched--{primary}")),
+        "{name}: the primary {primary} restarted without a switchover: {conditions:#?}"
     );
+    // A new endpoint certificate is trusted everywhere before it is presented, and the old one
+    // retired after.
+    if [Change::Rotate, Change::ChangeIssuer].contains(&change) {
+        assert!(
+            done("EndpointCertificateTrusted") && done("EndpointCertificateRetired"),
+            "{name}: the endpoint certificate changed without a trust overlap: {conditions:#?}"
+        );
+    }
 }
 
 /// A request's timeout long enough for pods that take SQL Server's time to start.

@@ -113,6 +113,7 @@ impl Written {
     /// The times between acknowledged writes, and from its start to the first and from the last
     /// to its end.
     fn gaps(&self) -> impl Iterator<Item = Duration> + '_ {
+        // Without a span (a writer not finished yet) the gaps are those between acknowledgements.
         let (began, ended) = self.span.unzip();
         let times: Vec<Instant> = began
             .into_iter()
@@ -130,7 +131,24 @@ impl Written {
     /// The time with no successful write: every gap between two acknowledged writes longer than
     /// three times the writer's pace, counted whole.
     pub fn unavailable(&self) -> Duration {
-        self.gaps().filter(|gap| *gap > WRITE_PACE * 3).sum()
+        self.stalls().iter().map(|(_, gap)| *gap).sum()
+    }
+
+    /// Each gap longer than three times the writer's pace: when it began (from the writer's
+    /// start) and how long it lasted.
+    pub fn stalls(&self) -> Vec<(Duration, Duration)> {
+        let Some((began, _)) = self.span else {
+            return Vec::new();
+        };
+        let mut at = began;
+        let mut stalls = Vec::new();
+        for gap in self.gaps() {
+            if gap > WRITE_PACE * 3 {
+                stalls.push((at - began, gap));
+            }
+            at += gap;
+        }
+        stalls
     }
 }
 

@@ -8,23 +8,14 @@
 
 use std::time::Duration;
 
-use mssql_e2e::client_gap::{Change, during};
-use mssql_e2e::cluster::ca_issuer;
-use mssql_e2e::group::Group;
+use mssql_e2e::client_gap::{Change, during, realistic_group};
 use mssql_e2e::real_node::assert_node_ready;
 use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_change_hands_the_primary_role_over_before_the_primary_restarts() {
     assert_node_ready();
-    let group = Group::form("real-ag-switch", 3, DEFAULT_STARTUP_DELAY).await;
-    ca_issuer(
-        &group.t.client,
-        &group.t.ns.name,
-        "mssqlserver-new-ca-issuer",
-        "mssqlserver-new",
-    )
-    .await;
+    let group = realistic_group("real-ag-switch").await;
     for change in Change::ALL {
         let seen = during(&group, change).await;
         println!("{seen}");

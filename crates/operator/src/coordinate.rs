@@ -52,7 +52,7 @@ pub struct CoordinatorArgs {
     pub dbm_login_password: String,
     #[arg(long, env = "MASTER_KEY_PASSWORD", hide_env_values = true)]
     pub master_key_password: String,
-    /// The directory holding the endpoint certificate's `tls.crt`, `tls.key` and `ca.crt`.
+    /// The directory holding the endpoint certificate's `tls.crt` and `tls.key`.
     #[arg(long, default_value = ENDPOINT_SECRET_DIR)]
     pub endpoint_certificate: PathBuf,
     /// A directory the server can read, for the one-time PFX of `CREATE CERTIFICATE`.
@@ -106,7 +106,6 @@ impl CoordinatorArgs {
             }),
             certificate: self.endpoint_certificate.join("tls.crt"),
             key: self.endpoint_certificate.join("tls.key"),
-            ca: self.endpoint_certificate.join("ca.crt"),
             pfx_dir: self.pfx_dir.clone(),
             databases: self.databases.clone(),
             access: self.secondary_access_mode,
@@ -172,7 +171,6 @@ mod tests {
     fn the_arbiter_runs_no_sql_and_members_are_reached_as_given() {
         let config = args(&["--member-host=ag-0=127.0.0.7"]).config();
         assert!(config.sql.is_some());
-        assert_eq!(config.ca, PathBuf::from(ENDPOINT_SECRET_DIR).join("ca.crt"));
         let members = config.membership.members(2);
         assert_eq!(members[0].host, "127.0.0.7");
         assert_eq!(members[2].host, "ag-arbiter-0.ag-pods.demo.svc");

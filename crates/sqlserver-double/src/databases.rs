@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::datafile::write_atomically;
+use crate::datafile::{rename_synced, write_atomically, write_synced};
 use crate::errors::{self, SqlError};
 
 /// One user table with a single BIGINT primary-key column.
@@ -123,10 +124,50 @@ fn file_name(name: &str) -> String {
     format!("{hex}.json")
 }
 
+/// Where the databases of `data_dir` live.
+fn directory(data_dir: &Path) -> PathBuf {
+    data_dir.join("databases")
+}
+
+/// A database written and fsynced to a temporary file beside its own, not yet in place: the slow
+/// part of [`Databases::store`], done without holding the databases (a seeded image is whole);
+/// [`Databases::put`] then only renames it.
+#[derive(Debug)]
+pub struct Staged {
+    database: Database,
+    temporary: PathBuf,
+}
+
+impl Staged {
+    pub fn write(data_dir: &Path, database: Database) -> io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let bytes = serde_json::to_vec(&database).map_err(io::Error::other)?;
+        // A name of its own: two images of one database may be staged at once.
+        let temporary = directory(data_dir).join(format!(
+            "{}.{}.tmp",
+            file_name(&database.name),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        if let Err(e) = write_synced(&temporary, &bytes) {
+            let _ = fs::remove_file(&temporary);
+            return Err(e);
+        }
+        Ok(Self {
+            database,
+            temporary,
+        })
+    }
+
+    /// Removes the temporary file of an image that is not wanted after all.
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.temporary);
+    }
+}
+
 impl Databases {
     /// Reads every database file under `<data dir>/databases`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let dir = data_dir.join("databases");
+        let dir = directory(data_dir);
         fs::create_dir_all(&dir)?;
         let mut by_name = BTreeMap::new();
         for entry in fs::read_dir(&dir)? {
@@ -152,6 +193,19 @@ impl Databases {
     pub fn store(&mut self, database: Database) -> io::Result<()> {
         let bytes = serde_json::to_vec(&database).map_err(io::Error::other)?;
         write_atomically(&self.dir.join(file_name(&database.name)), &bytes)?;
+        self.by_name.insert(database.name.to_lowercase(), database);
+        Ok(())
+    }
+
+    /// Puts `staged` in place of the database's file and keeps it: the same file and state as
+    /// [`Databases::store`] of that database.
+    pub fn put(&mut self, staged: Staged) -> io::Result<()> {
+        let path = self.dir.join(file_name(&staged.database.name));
+        if let Err(e) = rename_synced(&staged.temporary, &path) {
+            staged.discard();
+            return Err(e);
+        }
+        let database = staged.database;
         self.by_name.insert(database.name.to_lowercase(), database);
         Ok(())
     }
@@ -205,6 +259,44 @@ mod tests {
         dbs.store(db.clone()).unwrap();
         let reopened = Databases::open(&dir).unwrap();
         assert_eq!(reopened.get("a B]"), Some(&db));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_staged_image_is_stored_once_put_and_leaves_nothing_when_discarded() {
+        let dir = std::env::temp_dir().join(format!(
+            "sqlserver-double-staged-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let mut dbs = Databases::open(&dir).unwrap();
+        let mut db = Database::new("s");
+        db.lsn = 7;
+        Staged::write(&dir, Database::new("gone"))
+            .unwrap()
+            .discard();
+        let staged = Staged::write(&dir, db.clone()).unwrap();
+        assert_eq!(dbs.get("s"), None, "not in place before put");
+        dbs.put(staged).unwrap();
+        assert_eq!(dbs.get("s"), Some(&db));
+        let mut stored = Databases::open(&dir.join("stored")).unwrap();
+        stored.store(db.clone()).unwrap();
+        // The same file as store writes, and no temporary file left.
+        let files = |d: &Path| {
+            let mut names: Vec<_> = fs::read_dir(d.join("databases"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(files(&dir), files(&dir.join("stored")));
+        let name = file_name("s");
+        assert_eq!(
+            fs::read(dir.join("databases").join(&name)).unwrap(),
+            fs::read(dir.join("stored").join("databases").join(&name)).unwrap()
+        );
+        assert_eq!(Databases::open(&dir).unwrap().get("S"), Some(&db));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

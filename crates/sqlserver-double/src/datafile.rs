@@ -111,12 +111,20 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
-    {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)?;
+    write_synced(&temporary, bytes)?;
+    rename_synced(&temporary, path)
+}
+
+/// The first half of [`write_atomically`]: `bytes` in `temporary`, fsynced.
+pub(crate) fn write_synced(temporary: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::File::create(temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The second half of [`write_atomically`]: `temporary` renamed over `path`.
+pub(crate) fn rename_synced(temporary: &Path, path: &Path) -> io::Result<()> {
+    fs::rename(temporary, path)?;
     // The rename itself is durable once the directory is synced.
     if let Some(parent) = path.parent() {
         fs::File::open(parent)?.sync_all()?;

@@ -187,6 +187,23 @@ pub enum ReadOnlyBecause {
     NotOnline,
 }
 
+/// 3716, "3000 to 3999": DROP CERTIFICATE of the certificate an endpoint authenticates with.
+/// "DROP CERTIFICATE (Transact-SQL)" refuses it ("Certificates can only be dropped if no entities
+/// are associated with them") but documents no error number. The double borrows 3716, the
+/// documented message for an object that cannot be dropped while other objects are bound to it
+/// (of any kind: both are `%S_MSG` in its text), the endpoint being what the certificate is bound
+/// to.
+pub fn certificate_in_use(certificate: &str, endpoint: &str) -> SqlError {
+    SqlError::new(
+        3716,
+        16,
+        format!(
+            "The certificate '{certificate}' cannot be dropped: endpoint '{endpoint}' \
+             authenticates with it. ALTER ENDPOINT to another certificate first."
+        ),
+    )
+}
+
 /// 7862, "7000 to 7999": a second DATABASE_MIRRORING endpoint.
 pub fn endpoint_exists() -> SqlError {
     SqlError::new(

@@ -115,6 +115,9 @@ fn execute(
         Statement::State(StateQuery::LocalDatabases) => {
             rows(state::local_databases_query(instance))
         }
+        Statement::State(StateQuery::EndpointCertificates) => {
+            rows(state::endpoint_certificates(instance))
+        }
         Statement::SetSessionContext { key, value } => {
             if key == "external_cluster" {
                 session.external_cluster = value.eq_ignore_ascii_case("yes");
@@ -163,6 +166,12 @@ fn execute(
             }
             Ok(Output::Done)
         }
+        // The endpoint reads master at each handshake: connections made already keep their
+        // certificates, new ones use the new certificate and trust.
+        Statement::AlterEndpointCertificate { name, certificate } => in_master(instance, |m| {
+            m.alter_endpoint_certificate(name, certificate)
+        }),
+        Statement::DropCertificate { name } => in_master(instance, |m| m.drop_certificate(name)),
         Statement::GrantConnectOnEndpoint { endpoint, login } => {
             in_master(instance, |m| m.grant_connect(endpoint, login))
         }

@@ -8,20 +8,29 @@
 //!   0600) and from then on serves that copy, whatever `tlscert`/`tlskey` say. This is a server
 //!   that keeps presenting an old certificate after a restart (for example, one whose certificate
 //!   store was not refreshed).
+//! - `slow-seed`: as a secondary, the double takes [`SLOW_SEED_DELAY`] longer to write each
+//!   database its primary seeds it with, as on a slow disk or a busy machine, so that a test can
+//!   watch both replicas while a seed is under way.
 
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const FILE_NAME: &str = "double-faults";
 pub const SERVE_FIRST_CERTIFICATE: &str = "serve-first-certificate";
+pub const SLOW_SEED: &str = "slow-seed";
+/// Longer than the coordinator's 1 s probe deadline: a server that blocked its state queries
+/// for a whole seed would miss it.
+pub const SLOW_SEED_DELAY: Duration = Duration::from_millis(1500);
 pub const FIRST_CERT: &str = "first-tls.crt";
 pub const FIRST_KEY: &str = "first-tls.key";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     pub serve_first_certificate: bool,
+    pub slow_seed: bool,
     /// Lines that name no knob; start-up prints them so a typo is visible.
     pub unknown: Vec<String>,
 }
@@ -34,6 +43,7 @@ impl Faults {
                 "" => {}
                 _ if line.starts_with('#') => {}
                 SERVE_FIRST_CERTIFICATE => faults.serve_first_certificate = true,
+                SLOW_SEED => faults.slow_seed = true,
                 other => faults.unknown.push(other.to_owned()),
             }
         }
@@ -87,8 +97,11 @@ mod tests {
     #[test]
     fn knobs_are_read_line_by_line() {
         assert_eq!(Faults::parse(""), Faults::default());
-        let faults = Faults::parse("# test knobs\n  serve-first-certificate  \nserve-first-cert\n");
+        let faults = Faults::parse(
+            "# test knobs\n  serve-first-certificate  \nserve-first-cert\nslow-seed\n",
+        );
         assert!(faults.serve_first_certificate);
+        assert!(faults.slow_seed);
         assert_eq!(faults.unknown, ["serve-first-cert"]);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Locks are always taken in this order, each one only for as long as it is needed: `data`, a
 //! peer's link, `group`, `master`, `peers`, a peer's state, `upstream`, `offers`. A commit holds
-//! `data` from its first step to its acknowledgement, so seeding (which holds it too) and role
-//! changes (which take it before `group`) never interleave with a commit.
+//! `data` from its first step to its acknowledgement, so the end of a seed (which holds it while
+//! it checks that no commit came since the images were taken and puts the secondary in the commit
+//! set) and role changes (which take it before `group`) never interleave with a commit.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// The endpoint listens on the TDS listener's address (all addresses in a pod).
     pub endpoint_ip: IpAddr,
+    /// The test-only fault knob [`crate::faults::SLOW_SEED`].
+    pub slow_seed: bool,
 }
 
 /// The secondary's view of its primary: which endpoint connection it accepted the current

@@ -21,8 +21,8 @@
 //!   packets, TDS 8.0 strict (TLS first, ALPN `tds/8.0`; only that under `forcestrict`), LOGIN7
 //!   ([`login7`]) with SQL Server's login errors (18456) and ApplicationIntent=ReadOnly, SQL
 //!   batches of one or more statements ([`batch`], [`tsql`], [`exec`]) answered with result sets
-//!   of nvarchar, int, bigint, bit, numeric and sql_variant columns ([`tokens`]); ATTENTION is
-//!   acknowledged.
+//!   of nvarchar, varbinary, int, bigint, bit, numeric and sql_variant columns ([`tokens`]);
+//!   ATTENTION is acknowledged.
 //! - What an availability-group coordinator relies on (docs/coordinator.md), with the statements'
 //!   grammar restricted to the clauses it sends. Each follows its learn.microsoft.com page, named
 //!   where it is emulated; every error number is SQL Server's ([`errors`] names the "Database
@@ -36,12 +36,16 @@
 //!     certificate, 15581 without a master key, 15208 for a file that cannot be read, 15297 for
 //!     one that does not open with the password), CREATE ENDPOINT … AS TCP (LISTENER_PORT,
 //!     LISTENER_IP = ALL) FOR DATABASE_MIRRORING (certificate authentication; 7862, 33101),
-//!     GRANT CONNECT ON ENDPOINT:: (15151).
+//!     ALTER ENDPOINT … FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE …) (15151, 33101),
+//!     DROP CERTIFICATE (15151, and 3716 for the one the endpoint authenticates with), GRANT
+//!     CONNECT ON ENDPOINT:: (15151).
 //!   - The database mirroring endpoint ([`hadr::endpoint`]): mutual TLS 1.2/1.3 with AES suites on
 //!     the TDS listener's address at LISTENER_PORT; a peer is accepted only if its certificate is
 //!     one of master's whose owner user's login has CONNECT (both directions); a refusal is
-//!     logged and the peer shows DISCONNECTED. What runs over it is the double's own protocol
-//!     ([`hadr::wire`]).
+//!     logged and the peer shows DISCONNECTED. Master is read at each handshake, so a
+//!     certificate created, presented or dropped counts from the next connection; connections
+//!     made already stay up, as SQL Server checks certificates only when a connection is made.
+//!     What runs over it is the double's own protocol ([`hadr::wire`]).
 //!   - Availability groups with CLUSTER_TYPE = EXTERNAL ([`hadr`], [`hadr::group`], persisted):
 //!     CREATE AVAILABILITY GROUP (35237, 47102), ALTER AVAILABILITY GROUP … GRANT CREATE ANY
 //!     DATABASE, ADD REPLICA (35282), REMOVE REPLICA (35283, 35284), MODIFY REPLICA …
@@ -64,7 +68,8 @@
 //!     it; a secondary silent for the session timeout leaves the commit set; a write on a
 //!     secondary gets 3906; reads on a secondary follow SECONDARY_ROLE (976, 978, and 983 while
 //!     RESOLVING); an expired write lease refuses writes (3906) and keeps the role.
-//!   - The three state queries of docs/coordinator.md, by their exact text ([`hadr::state`]).
+//!   - The three state queries of docs/coordinator.md and the endpoint's certificates
+//!     ([`tsql::ENDPOINT_CERTIFICATES_QUERY`]), by their exact text ([`hadr::state`]).
 //! - A `sqlcmd` ([`sqlcmd`], on tiberius) with the options of Microsoft's sqlcmd that the
 //!   operator's readiness probe uses.
 //!

@@ -157,14 +157,75 @@ impl Master {
         if self.endpoint.is_some() {
             return Err(errors::endpoint_exists());
         }
-        let certificate = self
-            .certificate(&endpoint.certificate)
-            .ok_or_else(|| errors::cannot_find("certificate", &endpoint.certificate))?;
-        if certificate.private_key.is_none() {
-            return Err(errors::no_private_key(&endpoint.certificate));
-        }
+        self.require_signing(&endpoint.certificate)?;
         self.endpoint = Some(endpoint);
         Ok(())
+    }
+
+    /// A certificate an endpoint can authenticate with: in master, with its private key.
+    fn require_signing(&self, name: &str) -> Result<(), SqlError> {
+        let certificate = self
+            .certificate(name)
+            .ok_or_else(|| errors::cannot_find("certificate", name))?;
+        if certificate.private_key.is_none() {
+            return Err(errors::no_private_key(name));
+        }
+        Ok(())
+    }
+
+    /// "ALTER ENDPOINT (Transact-SQL)" … FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE …):
+    /// the endpoint presents that certificate from its next connection on. Connections made
+    /// already stay up: SQL Server checks certificates only when a connection is made.
+    pub fn alter_endpoint_certificate(
+        &mut self,
+        endpoint: &str,
+        certificate: &str,
+    ) -> Result<(), SqlError> {
+        let signing = self.require_signing(certificate);
+        let found = self
+            .endpoint
+            .as_mut()
+            .filter(|e| same(&e.name, endpoint))
+            .ok_or_else(|| errors::cannot_find("endpoint", endpoint))?;
+        signing?;
+        found.certificate = certificate.into();
+        Ok(())
+    }
+
+    /// "DROP CERTIFICATE (Transact-SQL)": "Certificates can only be dropped if no entities are
+    /// associated with them", so not the one the endpoint authenticates with. A dropped
+    /// certificate is no longer trusted.
+    pub fn drop_certificate(&mut self, name: &str) -> Result<(), SqlError> {
+        let index = self
+            .certificates
+            .iter()
+            .position(|c| same(&c.name, name))
+            .ok_or_else(|| errors::cannot_find("certificate", name))?;
+        if let Some(endpoint) = self
+            .endpoint
+            .as_ref()
+            .filter(|e| same(&e.certificate, name))
+        {
+            return Err(errors::certificate_in_use(name, &endpoint.name));
+        }
+        self.certificates.remove(index);
+        Ok(())
+    }
+
+    /// Each certificate in the order it was created, with its DER encoding and the endpoint that
+    /// authenticates with it, if any ([`crate::tsql::ENDPOINT_CERTIFICATES_QUERY`]).
+    pub fn endpoint_certificates(&self) -> Vec<(String, Vec<u8>, Option<String>)> {
+        self.certificates
+            .iter()
+            .map(|c| {
+                let endpoint = self
+                    .endpoint
+                    .as_ref()
+                    .filter(|e| same(&e.certificate, &c.name))
+                    .map(|e| e.name.clone());
+                (c.name.clone(), c.der.clone(), endpoint)
+            })
+            .collect()
     }
 
     /// "GRANT Endpoint Permissions (Transact-SQL)": CONNECT to a login.
@@ -289,6 +350,18 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn endpoint(certificate: &str) -> Endpoint {
+        Endpoint {
+            name: "Hadr_endpoint".into(),
+            started: true,
+            port: 5022,
+            role: "ALL".into(),
+            certificate: certificate.into(),
+            encryption_required: true,
+            connect: Vec::new(),
+        }
+    }
+
     #[test]
     fn only_certificates_of_logins_with_connect_are_trusted() {
         let mut master = Master::default();
@@ -302,17 +375,11 @@ mod tests {
                 private_key: Some(vec![9]),
             });
         }
-        let endpoint = Endpoint {
-            name: "Hadr_endpoint".into(),
-            started: true,
-            port: 5022,
-            role: "ALL".into(),
-            certificate: "a".into(),
-            encryption_required: true,
-            connect: Vec::new(),
-        };
-        master.create_endpoint(endpoint.clone()).unwrap();
-        assert_eq!(master.create_endpoint(endpoint).unwrap_err().number, 7862);
+        master.create_endpoint(endpoint("a")).unwrap();
+        assert_eq!(
+            master.create_endpoint(endpoint("a")).unwrap_err().number,
+            7862
+        );
         assert!(master.trusted().is_empty());
         assert_eq!(
             master
@@ -324,5 +391,62 @@ mod tests {
         master.grant_connect("HADR_ENDPOINT", "L").unwrap();
         assert_eq!(master.trusted(), [vec![1]]);
         assert_eq!(master.identity().unwrap().certificate, [1]);
+    }
+
+    #[test]
+    fn the_endpoint_changes_certificate_and_only_others_can_be_dropped() {
+        let mut master = Master::default();
+        master.create_login("l").unwrap();
+        master.create_user("u", "l").unwrap();
+        for (name, der, private_key) in [
+            ("a", 1, Some(vec![9])),
+            ("b", 2, Some(vec![8])),
+            ("p", 3, None),
+        ] {
+            master.certificates.push(Certificate {
+                name: name.into(),
+                owner: Some("u".into()),
+                der: vec![der],
+                private_key,
+            });
+        }
+        master.create_endpoint(endpoint("a")).unwrap();
+        master.grant_connect("Hadr_endpoint", "l").unwrap();
+        assert_eq!(master.trusted(), [vec![1], vec![2], vec![3]]);
+
+        let alter = |master: &mut Master, endpoint: &str, certificate: &str| {
+            master
+                .alter_endpoint_certificate(endpoint, certificate)
+                .map_err(|e| e.number)
+        };
+        assert_eq!(alter(&mut master, "other", "b"), Err(15151));
+        assert_eq!(alter(&mut master, "Hadr_endpoint", "x"), Err(15151));
+        assert_eq!(alter(&mut master, "Hadr_endpoint", "p"), Err(33101));
+        assert_eq!(alter(&mut master, "HADR_ENDPOINT", "B"), Ok(()));
+        assert_eq!(master.identity().unwrap().certificate, [2]);
+        let presented = Some("Hadr_endpoint".to_owned());
+        assert_eq!(
+            master.endpoint_certificates(),
+            [
+                ("a".to_owned(), vec![1], None),
+                ("b".to_owned(), vec![2], presented.clone()),
+                ("p".to_owned(), vec![3], None),
+            ]
+        );
+
+        let drop_certificate =
+            |master: &mut Master, name: &str| master.drop_certificate(name).map_err(|e| e.number);
+        assert_eq!(drop_certificate(&mut master, "b"), Err(3716));
+        assert_eq!(drop_certificate(&mut master, "x"), Err(15151));
+        assert_eq!(drop_certificate(&mut master, "A"), Ok(()));
+        assert_eq!(drop_certificate(&mut master, "a"), Err(15151));
+        assert_eq!(master.trusted(), [vec![2], vec![3]]);
+        assert_eq!(
+            master.endpoint_certificates(),
+            [
+                ("b".to_owned(), vec![2], presented),
+                ("p".to_owned(), vec![3], None),
+            ]
+        );
     }
 }

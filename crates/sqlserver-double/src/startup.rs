@@ -293,7 +293,8 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
             .map(std::time::Duration::from_secs)
             .map_err(|_| StartupError::StartupDelay(text.clone()))?,
     };
-    let loaded = load_certificate(&network, &data_dir, &server_name)?;
+    let knobs = read_faults(&data_dir)?;
+    let loaded = load_certificate(&network, &data_dir, &server_name, &knobs)?;
     let certificate = certificate::summary(&loaded.chain[0]).map_err(StartupError::SelfSigned)?;
     log(
         "Server",
@@ -366,6 +367,7 @@ pub fn start(env: &Environment) -> Result<Server, StartupError> {
         data_dir,
         session_timeout,
         endpoint_ip: bound.ip(),
+        slow_seed: knobs.slow_seed,
     })
     .map_err(StartupError::Instance)?;
     let settings = Arc::new(Settings {
@@ -430,12 +432,8 @@ fn read_conf(path: &Path) -> Result<Ini, StartupError> {
     Ok(ini)
 }
 
-/// The configured certificate, the saved first one (test fault knob), or a generated one.
-fn load_certificate(
-    network: &Network,
-    data_dir: &Path,
-    server_name: &str,
-) -> Result<Loaded, StartupError> {
+/// The test fault knobs of `data_dir`, with a line for each one that names none.
+fn read_faults(data_dir: &Path) -> Result<Faults, StartupError> {
     let knobs = Faults::read(data_dir).map_err(StartupError::Faults)?;
     for unknown in &knobs.unknown {
         log(
@@ -446,6 +444,26 @@ fn load_certificate(
             ),
         );
     }
+    if knobs.slow_seed {
+        log(
+            "Server",
+            &format!(
+                "TEST FAULT {}: each seeded database takes {} ms longer to write.",
+                faults::SLOW_SEED,
+                faults::SLOW_SEED_DELAY.as_millis()
+            ),
+        );
+    }
+    Ok(knobs)
+}
+
+/// The configured certificate, the saved first one (test fault knob), or a generated one.
+fn load_certificate(
+    network: &Network,
+    data_dir: &Path,
+    server_name: &str,
+    knobs: &Faults,
+) -> Result<Loaded, StartupError> {
     if knobs.serve_first_certificate
         && let Some((cert, key)) = faults::saved_first_certificate(data_dir)
     {

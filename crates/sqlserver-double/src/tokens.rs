@@ -27,6 +27,7 @@ const INTNTYPE: u8 = 0x26;
 const BITNTYPE: u8 = 0x68;
 const NUMERICNTYPE: u8 = 0x6C;
 const NVARCHARTYPE: u8 = 0xE7;
+const BIGVARBINARYTYPE: u8 = 0xA5;
 const SSVARIANTTYPE: u8 = 0x62;
 const INT4TYPE: u8 = 0x38;
 /// SQL_Latin1_General_CP1_CI_AS: LCID 0x0409 with flags 0xD0 (LE u32), sort id 52.
@@ -135,6 +136,9 @@ pub enum ColumnType {
     Bit,
     /// NVARCHAR(n) in the default collation; n in characters.
     NVarChar(u16),
+    /// VARBINARY(n): BIGVARBINARYTYPE, a USHORTLEN type without collation ([MS-TDS] 2.2.5.4.3);
+    /// n in bytes.
+    VarBinary(u16),
     /// NUMERICN(precision, 0).
     Numeric(u8),
     /// SQL_VARIANT, as SERVERPROPERTY returns.
@@ -167,6 +171,7 @@ pub enum Value {
     BigInt(i64),
     Bit(bool),
     NVarChar(String),
+    VarBinary(Vec<u8>),
     /// A non-negative NUMERIC with scale 0.
     Numeric(u128),
     /// An INT inside a SQL_VARIANT.
@@ -200,6 +205,10 @@ pub fn result_set(out: &mut Vec<u8>, columns: &[Column], rows: &[Vec<Value>], mo
                 out.extend_from_slice(&(chars * 2).to_le_bytes());
                 out.extend_from_slice(&DEFAULT_COLLATION);
             }
+            ColumnType::VarBinary(bytes) => {
+                out.push(BIGVARBINARYTYPE);
+                out.extend_from_slice(&bytes.to_le_bytes());
+            }
             ColumnType::Numeric(precision) => {
                 out.extend_from_slice(&[NUMERICNTYPE, numeric_len(precision), precision, 0])
             }
@@ -214,7 +223,10 @@ pub fn result_set(out: &mut Vec<u8>, columns: &[Column], rows: &[Vec<Value>], mo
         out.push(ROW);
         for (column, value) in columns.iter().zip(row) {
             match (column.ty, value) {
-                (ColumnType::NVarChar(_), Value::Null) => out.extend_from_slice(&[0xFF, 0xFF]),
+                // USHORTLEN types: a length of 0xFFFF is NULL.
+                (ColumnType::NVarChar(_) | ColumnType::VarBinary(_), Value::Null) => {
+                    out.extend_from_slice(&[0xFF, 0xFF])
+                }
                 (ColumnType::Variant, Value::Null) => out.extend_from_slice(&0u32.to_le_bytes()),
                 (_, Value::VariantInt(n)) => {
                     // Total length, base type, no property bytes, the value ([MS-TDS] 2.2.5.5.3).
@@ -235,6 +247,11 @@ pub fn result_set(out: &mut Vec<u8>, columns: &[Column], rows: &[Vec<Value>], mo
                 (ColumnType::NVarChar(chars), Value::NVarChar(text)) => {
                     let bytes = ucs2(text);
                     let len = bytes.len().min(usize::from(chars) * 2);
+                    out.extend_from_slice(&(len as u16).to_le_bytes());
+                    out.extend_from_slice(&bytes[..len]);
+                }
+                (ColumnType::VarBinary(max), Value::VarBinary(bytes)) => {
+                    let len = bytes.len().min(usize::from(max));
                     out.extend_from_slice(&(len as u16).to_le_bytes());
                     out.extend_from_slice(&bytes[..len]);
                 }
@@ -398,6 +415,26 @@ mod tests {
         rest.extend_from_slice(&[0xD1, 0, 0, 0, 2, 0, b'x', 0]);
         rest.extend_from_slice(&[0xFD, 0x11, 0, 0xC1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&out[meta.len()..], rest);
+    }
+
+    #[test]
+    fn varbinary_column_has_a_byte_length_and_no_collation() {
+        let mut out = Vec::new();
+        let columns = [Column::new("", ColumnType::VarBinary(8000))];
+        let rows = [vec![Value::VarBinary(vec![0x30, 0x82])], vec![Value::Null]];
+        result_set(&mut out, &columns, &rows, false);
+        assert_eq!(
+            out,
+            [
+                0x81, 1, 0, // COLMETADATA, one column
+                0, 0, 0, 0, 1, 0, // UserType, Flags (nullable)
+                0xA5, 0x40, 0x1F, // BIGVARBINARYTYPE, max 8000 bytes
+                0,    // empty name
+                0xD1, 2, 0, 0x30, 0x82, // ROW: length 2, the bytes
+                0xD1, 0xFF, 0xFF, // ROW: NULL
+                0xFD, 0x10, 0, 0xC1, 0, 2, 0, 0, 0, 0, 0, 0, 0 // DONE count, SELECT, 2 rows
+            ]
+        );
     }
 
     #[test]

@@ -198,12 +198,14 @@ pub enum GroupAction {
     AddDatabase(String),
 }
 
-/// The three state queries of docs/coordinator.md, recognised by their exact text.
+/// The state queries of the coordinator, recognised by their exact text: the three of
+/// docs/coordinator.md and the endpoint's certificates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateQuery {
     LocalReplica,
     Replicas,
     LocalDatabases,
+    EndpointCertificates,
 }
 
 /// The local replica and its group (sys.availability_groups, sys.dm_hadr_availability_replica_states).
@@ -226,6 +228,14 @@ pub const LOCAL_DATABASES_QUERY: &str = "SELECT DB_NAME(drs.database_id), \
 drs.synchronization_state_desc, drs.is_suspended, drs.last_hardened_lsn \
 FROM sys.dm_hadr_database_replica_states AS drs \
 WHERE drs.is_local = 1";
+
+/// The certificates of master, each with its DER encoding and the endpoint that authenticates with
+/// it ("sys.certificates (Transact-SQL)", "CERTENCODED (Transact-SQL)",
+/// "sys.database_mirroring_endpoints (Transact-SQL)": `certificate_id` is the certificate the
+/// endpoint uses for authentication).
+pub const ENDPOINT_CERTIFICATES_QUERY: &str = "SELECT c.name, CERTENCODED(c.certificate_id), \
+e.name FROM sys.certificates AS c \
+LEFT JOIN sys.database_mirroring_endpoints AS e ON e.certificate_id = c.certificate_id";
 
 /// A statement of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,6 +276,16 @@ pub enum Statement {
         role: String,
         certificate: String,
         encryption_required: bool,
+    },
+    /// "ALTER ENDPOINT (Transact-SQL)", FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE …)
+    /// only.
+    AlterEndpointCertificate {
+        name: String,
+        certificate: String,
+    },
+    /// "DROP CERTIFICATE (Transact-SQL)".
+    DropCertificate {
+        name: String,
     },
     /// "GRANT Endpoint Permissions (Transact-SQL)", CONNECT only.
     GrantConnectOnEndpoint {
@@ -358,6 +378,10 @@ pub fn parse(text: &str) -> Batch {
         (StateQuery::LocalReplica, LOCAL_REPLICA_QUERY),
         (StateQuery::Replicas, REPLICAS_QUERY),
         (StateQuery::LocalDatabases, LOCAL_DATABASES_QUERY),
+        (
+            StateQuery::EndpointCertificates,
+            ENDPOINT_CERTIFICATES_QUERY,
+        ),
     ] {
         if same_text(&tokens, constant) {
             return Batch::Statements(vec![Statement::State(query)]);
@@ -592,6 +616,10 @@ impl Parser {
             self.create_certificate()?
         } else if self.eat_words(&["CREATE", "ENDPOINT"]) {
             self.create_endpoint()?
+        } else if self.eat_words(&["ALTER", "ENDPOINT"]) {
+            return self.alter_endpoint();
+        } else if self.eat_words(&["DROP", "CERTIFICATE"]) {
+            Statement::DropCertificate { name: self.name()? }
         } else if self.eat_words(&["GRANT", "CONNECT", "ON", "ENDPOINT"]) {
             if self.peek() != Some(&Token::Scope) {
                 return Err(self.error());
@@ -818,6 +846,31 @@ impl Parser {
             certificate,
             encryption_required,
         })
+    }
+
+    /// `<name> FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE <certificate>)`; any other
+    /// ALTER ENDPOINT is one the double does not emulate.
+    fn alter_endpoint(&mut self) -> Parsed<Option<Statement>> {
+        let name = self.name()?;
+        if !self.eat_words(&["FOR", "DATABASE_MIRRORING"]) {
+            return Ok(None);
+        }
+        let options = self.options()?;
+        let [option] = options.as_slice() else {
+            return Ok(None);
+        };
+        let certificate = match atoms(option) {
+            Some([Token::Word(w), Token::Word(c) | Token::Quoted(c)])
+                if option.key == "AUTHENTICATION" && w.eq_ignore_ascii_case("CERTIFICATE") =>
+            {
+                c.clone()
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(Statement::AlterEndpointCertificate {
+            name,
+            certificate,
+        }))
     }
 
     fn create_availability_group(&mut self) -> Parsed<Statement> {
@@ -1121,6 +1174,27 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_certificates_query() {
+        let spread = "select c.name, certencoded( c.certificate_id ),e.name
+            from sys.certificates as c
+            left join sys.database_mirroring_endpoints as e
+              on e.certificate_id = c.certificate_id;";
+        assert_eq!(
+            one(spread),
+            Statement::State(StateQuery::EndpointCertificates)
+        );
+        assert_eq!(
+            one(ENDPOINT_CERTIFICATES_QUERY),
+            Statement::State(StateQuery::EndpointCertificates)
+        );
+        // Another join is another query, which the double does not run.
+        assert_eq!(
+            parse(&ENDPOINT_CERTIFICATES_QUERY.replace("LEFT JOIN", "JOIN")),
+            Batch::Unknown
+        );
+    }
+
+    #[test]
     fn security_statements() {
         assert_eq!(
             one("CREATE MASTER KEY ENCRYPTION BY PASSWORD = N'p''w'"),
@@ -1177,6 +1251,44 @@ mod tests {
                 encryption_required: true,
             }
         );
+        assert_eq!(
+            one(
+                "ALTER ENDPOINT [Hadr_endpoint] FOR DATABASE_MIRRORING (AUTHENTICATION = \
+                 CERTIFICATE [dbm_cert_0a1b])"
+            ),
+            Statement::AlterEndpointCertificate {
+                name: "Hadr_endpoint".into(),
+                certificate: "dbm_cert_0a1b".into(),
+            }
+        );
+        assert_eq!(
+            one("alter endpoint e for database_mirroring (authentication = certificate c);"),
+            Statement::AlterEndpointCertificate {
+                name: "e".into(),
+                certificate: "c".into(),
+            }
+        );
+        // Other ALTER ENDPOINT clauses are not emulated (50000); a broken one does not parse.
+        for other in [
+            "ALTER ENDPOINT e STATE = STOPPED",
+            "ALTER ENDPOINT e FOR DATABASE_MIRRORING (ROLE = PARTNER)",
+            "ALTER ENDPOINT e FOR DATABASE_MIRRORING (AUTHENTICATION = WINDOWS NEGOTIATE)",
+            "ALTER ENDPOINT e FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE c, \
+             ENCRYPTION = REQUIRED)",
+        ] {
+            assert_eq!(parse(other), Batch::Unknown, "{other}");
+        }
+        assert!(matches!(
+            parse("ALTER ENDPOINT e FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE c"),
+            Batch::Syntax(_)
+        ));
+        assert_eq!(
+            one("DROP CERTIFICATE [dbm_cert_0a]"),
+            Statement::DropCertificate {
+                name: "dbm_cert_0a".into()
+            }
+        );
+        assert!(matches!(parse("DROP CERTIFICATE"), Batch::Syntax(_)));
         assert_eq!(
             one("GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [dbm_login];"),
             Statement::GrantConnectOnEndpoint {

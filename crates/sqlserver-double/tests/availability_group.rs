@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Double, PASSWORD, Setup, TempDir, pfx, pki};
+use mssql_sqlserver_double::hadr::replication::HEARTBEAT;
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -166,6 +167,10 @@ const DATABASES: &str =
 FROM sys.dm_hadr_database_replica_states AS drs
 WHERE drs.is_local = 1";
 
+const CERTIFICATES: &str = "SELECT c.name, CERTENCODED(c.certificate_id), e.name
+FROM sys.certificates AS c
+LEFT JOIN sys.database_mirroring_endpoints AS e ON e.certificate_id = c.certificate_id";
+
 /// The local replica's row: group, sequence number, role, operational, connected, health.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Local {
@@ -240,6 +245,31 @@ async fn databases(client: &mut Sql) -> Vec<(String, String, bool, u64)> {
         .collect()
 }
 
+/// (certificate, its DER encoding, the endpoint presenting it or "") of every certificate in
+/// master: a varbinary column read by tiberius.
+async fn certificates(client: &mut Sql) -> Vec<(String, Vec<u8>, String)> {
+    let rows = client
+        .simple_query(CERTIFICATES)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    if let Some(row) = rows.first() {
+        let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["name", "", "name"]);
+    }
+    rows.iter()
+        .map(|row| {
+            (
+                row.get::<&str, _>(0).unwrap().to_owned(),
+                row.get::<&[u8], _>(1).unwrap().to_vec(),
+                row.get::<&str, _>(2).map(str::to_owned).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, or fails after [`DEADLINE`].
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -259,6 +289,16 @@ where
     }
 }
 
+/// CREATE CERTIFICATE `name`, owned by `[dbm_user]`, from `pfx` with its private key.
+fn create_certificate(name: &str, pfx: &Path) -> String {
+    format!(
+        "CREATE CERTIFICATE [{name}] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH FORMAT = \
+         'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
+        pfx.display(),
+        literal(PFX_PASSWORD)
+    )
+}
+
 /// The master key, login, user, certificate from `pfx`, endpoint and grant, as the coordinator
 /// creates them; a second run gets each "already exists" error.
 async fn secure(node: &Node, pfx: &Path) {
@@ -276,15 +316,7 @@ async fn secure(node: &Node, pfx: &Path) {
             "CREATE USER [dbm_user] FOR LOGIN [dbm_login]".to_owned(),
             15023,
         ),
-        (
-            format!(
-                "CREATE CERTIFICATE [dbm_cert_1] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
-                 FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
-                pfx.display(),
-                literal(PFX_PASSWORD)
-            ),
-            15232,
-        ),
+        (create_certificate("dbm_cert_1", pfx), 15232),
         (
             "CREATE ENDPOINT [Hadr_endpoint] STATE = STARTED AS TCP (LISTENER_PORT = 5022, \
              LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE = ALL, AUTHENTICATION = CERTIFICATE \
@@ -661,16 +693,7 @@ async fn an_endpoint_refuses_a_peer_until_its_certificate_is_created() {
     secure(&b, &second).await;
     // B trusts A's certificate; A does not know B's yet.
     let mut sb = b.connect().await;
-    ok(
-        &mut sb,
-        &format!(
-            "CREATE CERTIFICATE [peer_cert] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
-             FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
-            first.display(),
-            literal(PFX_PASSWORD)
-        ),
-    )
-    .await;
+    ok(&mut sb, &create_certificate("peer_cert", &first)).await;
     let mut sa = a.connect().await;
     ok(&mut sa, &create_group(&a, 30, 0)).await;
     ok(
@@ -698,16 +721,7 @@ async fn an_endpoint_refuses_a_peer_until_its_certificate_is_created() {
             .contains("is not one this replica trusts")
     );
 
-    ok(
-        &mut sa,
-        &format!(
-            "CREATE CERTIFICATE [peer_cert] AUTHORIZATION [dbm_user] FROM FILE = N'{}' WITH \
-             FORMAT = 'PFX', PRIVATE KEY (DECRYPTION BY PASSWORD = N'{}')",
-            second.display(),
-            literal(PFX_PASSWORD)
-        ),
-    )
-    .await;
+    ok(&mut sa, &create_certificate("peer_cert", &second)).await;
     ok(
         &mut sb,
         "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
@@ -729,6 +743,168 @@ async fn an_endpoint_refuses_a_peer_until_its_certificate_is_created() {
         (local_b.role.as_str(), local_b.connected.as_str()),
         ("SECONDARY", "CONNECTED")
     );
+}
+
+/// ALTER ENDPOINT to `certificate`, as the coordinator sends it.
+fn present(certificate: &str) -> String {
+    format!(
+        "ALTER ENDPOINT [Hadr_endpoint] FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE \
+         [{certificate}])"
+    )
+}
+
+fn insert(id: i64) -> String {
+    format!("INSERT INTO [db].[dbo].[t] (id) VALUES ({id})")
+}
+
+/// Two replicas secured with `pfx` (`[dbm_cert_1]`): P the primary of `[ag]`, S its secondary,
+/// `[db].[dbo].[t]` holding row 1 on both. REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 0, so
+/// P commits alone while S is away.
+async fn replicating_pair(test: u8, pfx: &Path) -> (Node, Node) {
+    let mut p = Node::new(test, 1);
+    let mut s = Node::new(test, 2);
+    for node in [&mut p, &mut s] {
+        node.start(true);
+        secure(node, pfx).await;
+    }
+    let mut sp = p.connect().await;
+    ok(&mut sp, &create_group(&p, 30, 0)).await;
+    ok(
+        &mut sp,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] ADD REPLICA ON {}",
+            s.replica_spec("ALL")
+        ),
+    )
+    .await;
+    let mut ss = s.connect().await;
+    for statement in [
+        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+        "ALTER AVAILABILITY GROUP [ag] GRANT CREATE ANY DATABASE",
+    ] {
+        ok(&mut ss, statement).await;
+    }
+    for statement in [
+        "CREATE DATABASE [db]",
+        "ALTER DATABASE [db] SET RECOVERY FULL",
+        "BACKUP DATABASE [db] TO DISK = N'/dev/null'",
+        "ALTER AVAILABILITY GROUP [ag] ADD DATABASE [db]",
+        "CREATE TABLE [db].[dbo].[t] (id BIGINT NOT NULL PRIMARY KEY)",
+        &insert(1),
+    ] {
+        ok(&mut sp, statement).await;
+    }
+    wait_for_ids(&s, &[1]).await;
+    (p, s)
+}
+
+/// Restarts `node`'s process: its endpoint connections are made anew.
+fn restart(node: &mut Node) {
+    node.kill();
+    node.start(true);
+}
+
+#[tokio::test]
+async fn the_endpoint_certificate_rotates_under_a_trust_overlap() {
+    let dir = TempDir::new("ag-rotation");
+    let (old, new) = (pki("old CA"), pki("new CA"));
+    let old_pfx = pfx(&old, dir.path(), "old", PFX_PASSWORD);
+    let new_pfx = pfx(&new, dir.path(), "new", PFX_PASSWORD);
+    let (p, mut s) = replicating_pair(6, &old_pfx).await;
+    let mut sp = p.connect().await;
+
+    // The new certificate is trusted on both before either presents it.
+    for node in [&p, &s] {
+        ok(
+            &mut node.connect().await,
+            &create_certificate("dbm_cert_2", &new_pfx),
+        )
+        .await;
+    }
+    fails(&mut sp, &present("nothing"), 15151).await;
+    ok(&mut sp, &present("dbm_cert_2")).await;
+    assert_eq!(
+        certificates(&mut sp).await,
+        [
+            ("dbm_cert_1".to_owned(), old.leaf_der.clone(), String::new()),
+            (
+                "dbm_cert_2".to_owned(),
+                new.leaf_der.clone(),
+                "Hadr_endpoint".to_owned()
+            ),
+        ]
+    );
+    // A connection made now, P presenting the new certificate and S the old one, is accepted
+    // both ways: each trusts both.
+    restart(&mut s);
+    ok(&mut sp, &insert(2)).await;
+    wait_for_ids(&s, &[1, 2]).await;
+    // S switches too; the connection it has stays up.
+    ok(&mut s.connect().await, &present("dbm_cert_2")).await;
+    ok(&mut sp, &insert(3)).await;
+    wait_for_ids(&s, &[1, 2, 3]).await;
+
+    // Both present the new certificate: the old one goes, the one in use cannot.
+    for node in [&p, &s] {
+        let mut sql = node.connect().await;
+        fails(&mut sql, "DROP CERTIFICATE [dbm_cert_2]", 3716).await;
+        ok(&mut sql, "DROP CERTIFICATE [dbm_cert_1]").await;
+        fails(&mut sql, "DROP CERTIFICATE [dbm_cert_1]", 15151).await;
+        assert_eq!(
+            certificates(&mut sql).await,
+            [(
+                "dbm_cert_2".to_owned(),
+                new.leaf_der.clone(),
+                "Hadr_endpoint".to_owned()
+            )]
+        );
+    }
+    ok(&mut sp, &insert(4)).await;
+    wait_for_ids(&s, &[1, 2, 3, 4]).await;
+    // A connection made now authenticates both sides with the new certificate, the only one left.
+    restart(&mut s);
+    ok(&mut sp, &insert(5)).await;
+    wait_for_ids(&s, &[1, 2, 3, 4, 5]).await;
+}
+
+#[tokio::test]
+async fn without_a_trust_overlap_the_next_connection_is_refused() {
+    let dir = TempDir::new("ag-no-overlap");
+    let old_pfx = pfx(&pki("old CA"), dir.path(), "old", PFX_PASSWORD);
+    let new_pfx = pfx(&pki("new CA"), dir.path(), "new", PFX_PASSWORD);
+    let (p, mut s) = replicating_pair(7, &old_pfx).await;
+    let mut sp = p.connect().await;
+
+    // S alone holds the new certificate and presents it: the connection it has stays up.
+    let mut ss = s.connect().await;
+    ok(&mut ss, &create_certificate("dbm_cert_2", &new_pfx)).await;
+    ok(&mut ss, &present("dbm_cert_2")).await;
+    ok(&mut sp, &insert(2)).await;
+    wait_for_ids(&s, &[1, 2]).await;
+
+    // Its next connection: P does not trust that certificate, S stays disconnected and behind.
+    drop(ss);
+    restart(&mut s);
+    eventually("P to refuse S's certificate", || async {
+        p.double
+            .as_ref()
+            .unwrap()
+            .stdout()
+            .contains("is not one this replica trusts")
+            .then_some(())
+    })
+    .await;
+    let mut ss = s.connect().await;
+    let behind = databases(&mut ss).await[0].3;
+    ok(&mut sp, &insert(3)).await;
+    tokio::time::sleep(2 * HEARTBEAT).await;
+    assert_eq!(local(&mut ss).await.unwrap().connected, "DISCONNECTED");
+    let dbs = databases(&mut ss).await;
+    assert_eq!((dbs[0].1.as_str(), dbs[0].3), ("NOT SYNCHRONIZING", behind));
+
+    // Once P trusts it too, P's next attempt connects and S catches up.
+    ok(&mut sp, &create_certificate("dbm_cert_2", &new_pfx)).await;
+    wait_for_ids(&s, &[1, 2, 3]).await;
 }
 
 #[tokio::test]
@@ -850,4 +1026,102 @@ async fn without_hadr_availability_group_statements_are_refused() {
     fails(&mut sa, "DROP AVAILABILITY GROUP [ag]", 35221).await;
     assert_eq!(local(&mut sa).await, None);
     fails(&mut sa, "ALTER AVAILABILITY GROUP [ag] DANCE", 102).await;
+}
+
+/// How long the coordinator waits for a state query: a replica slower than that is silent.
+const PROBE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// `what` on `node`, failing unless it finishes within [`PROBE_DEADLINE`].
+async fn in_time<T>(node: &Node, what: &str, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PROBE_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} on {} took more than {PROBE_DEADLINE:?}", node.name))
+}
+
+#[tokio::test]
+async fn state_queries_and_commits_go_on_while_a_secondary_is_seeded() {
+    let files = cluster_files();
+    let mut p = Node::new(8, 1);
+    let mut s = Node::new(8, 2);
+    // S writes each seeded database 1.5 s slower (test fault knob): one seed attempt outlasts
+    // the probe deadline.
+    std::fs::create_dir_all(s.setup.data_dir()).unwrap();
+    std::fs::write(s.setup.data_dir().join("double-faults"), "slow-seed\n").unwrap();
+    for node in [&mut p, &mut s] {
+        node.start(true);
+        secure(node, &files.pfx).await;
+    }
+    let mut sp = p.connect().await;
+    ok(&mut sp, &create_group(&p, 30, 0)).await;
+    ok(
+        &mut sp,
+        &format!(
+            "ALTER AVAILABILITY GROUP [ag] ADD REPLICA ON {}",
+            s.replica_spec("ALL")
+        ),
+    )
+    .await;
+    let mut ss = s.connect().await;
+    for statement in [
+        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
+        "ALTER AVAILABILITY GROUP [ag] GRANT CREATE ANY DATABASE",
+    ] {
+        ok(&mut ss, statement).await;
+    }
+    // The database joins the group once S may create it, so its first seed is taken.
+    for statement in [
+        "CREATE DATABASE [db]",
+        "ALTER DATABASE [db] SET RECOVERY FULL",
+        "BACKUP DATABASE [db] TO DISK = N'/dev/null'",
+        "CREATE TABLE [db].[dbo].[t] (id BIGINT NOT NULL PRIMARY KEY)",
+        &insert(1),
+        &insert(2),
+        &insert(3),
+        "ALTER AVAILABILITY GROUP [ag] ADD DATABASE [db]",
+    ] {
+        ok(&mut sp, statement).await;
+    }
+    eventually("S to be writing its seed", || async {
+        let stdout = s.double.as_ref().unwrap().stdout();
+        stdout
+            .contains("TEST FAULT slow-seed: database 'db'")
+            .then_some(())
+    })
+    .await;
+    // A commit on P while S writes the image: P answers at once, and seeds S again with it.
+    in_time(&p, "a commit", ok(&mut sp, &insert(4))).await;
+
+    // Until S is synchronized, every state query answers on both replicas within the deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        for (node, sql) in [(&p, &mut sp), (&s, &mut ss)] {
+            in_time(node, "the local replica query", local(sql)).await;
+            in_time(node, "the replicas query", replicas(sql)).await;
+        }
+        let primary = in_time(&p, "the databases query", databases(&mut sp)).await;
+        let secondary = in_time(&s, "the databases query", databases(&mut ss)).await;
+        assert_eq!(primary[0].3, 5, "a table and four rows");
+        if secondary
+            .first()
+            .is_some_and(|d| d.1 == "SYNCHRONIZED" && d.3 == primary[0].3)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "S is not synchronized: {secondary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ids(&mut ss).await, Ok(strings(&[1, 2, 3, 4])));
+    assert!(
+        p.double
+            .as_ref()
+            .unwrap()
+            .stdout()
+            .contains("changed while it was seeded; seeding it again")
+    );
+    // S is in the commit set: the next commit reaches it.
+    ok(&mut sp, &insert(5)).await;
+    wait_for_ids(&s, &[1, 2, 3, 4, 5]).await;
 }

@@ -219,13 +219,18 @@ fn rule(group: &str, resource: &str, verbs: &[&str], names: Vec<String>) -> Poli
 }
 
 /// What the coordinator does, by name where Kubernetes allows: read and update its Lease, read
-/// and label the group's pods (the arbiter's too: it reads its own), read its database (the
-/// Events' subject) and publish Events (a create cannot be limited by name).
+/// and label the group's pods (the arbiter's too: it reads its own), read its endpoint
+/// certificate's Secret and its database (the Events' subject), and publish Events (a create
+/// cannot be limited by name).
 pub fn role(server: &Server, owner: &OwnerReference) -> Role {
     let mut pods = server.pod_names();
     if server.arbiter.is_some() {
         pods.push(format!("{}-0", names::arbiter(&server.name)));
     }
+    let endpoint_secret = server
+        .certificate(mssql_api::ALIAS_ENDPOINT)
+        .map(|c| vec![c.secret_name.clone()])
+        .unwrap_or_default();
     Role {
         metadata: owned_meta(server, &names::coordinator_lease(&server.name), owner),
         rules: Some(vec![
@@ -236,6 +241,9 @@ pub fn role(server: &Server, owner: &OwnerReference) -> Role {
                 vec![names::coordinator_lease(&server.name)],
             ),
             rule("", "pods", &["get", "patch"], pods),
+            // Its own endpoint certificate, already in its pod: read when a request asks every
+            // replica to trust a new one before the kubelet updates the pod's copy.
+            rule("", "secrets", &["get"], endpoint_secret),
             rule(
                 "kubedb.com",
                 "mssqlservers",

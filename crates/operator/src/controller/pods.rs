@@ -217,6 +217,7 @@ mod tests {
                     connected: true,
                     since: "2026-01-01T00:00:00Z".into(),
                     replicas: Vec::new(),
+                    endpoint: None,
                 }),
                 not_ready: None,
             }

@@ -9,7 +9,7 @@ use kube::api::{EvictParams, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use mssql_api::annotations::PODS_BEFORE_RESTART;
+use mssql_api::annotations::{ENDPOINT_CERTIFICATE, PODS_BEFORE_RESTART, SWITCHOVER};
 use mssql_api::condition::Condition;
 use mssql_api::ops::{
     PHASE_FAILED, PHASE_PENDING, PHASE_PROGRESSING, PHASE_SKIPPED, PHASE_SUCCESSFUL, TYPE_RESTART,
@@ -23,7 +23,7 @@ use super::machine::{self, Step};
 use super::pause::{resume_database, set_paused};
 use super::record::{Record, record_once};
 use super::reissue::request_reissue;
-use super::{Context, Error, POLL, acting, observe, served, switchover};
+use super::{Context, Error, POLL, acting, asks, observe, served};
 use crate::controller::apply::patch_params;
 use crate::controller::now;
 use crate::provisioner;
@@ -240,7 +240,7 @@ pub(super) async fn execute(
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         Step::RequestSwitchover { from, to } => {
-            switchover::ask(context, ops, Some(&to)).await?;
+            asks::ask(context, ops, SWITCHOVER, &to).await?;
             let asked = format!(
                 "asked the coordinators to hand the primary role from {from} to {to}, a synchronized secondary that runs the new material"
             );
@@ -248,13 +248,13 @@ pub(super) async fn execute(
         }
         Step::WaitForSwitchover { from, to, why } => {
             if let Some(to) = to.as_deref() {
-                switchover::ask(context, ops, Some(to)).await?;
+                asks::ask(context, ops, SWITCHOVER, to).await?;
             }
             info!(request = %ops.name_any(), %from, %why, "waiting for the switchover");
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
         Step::SwitchedOver { from, to } => {
-            switchover::ask(context, ops, None).await?;
+            asks::withdraw(context, ops, &[SWITCHOVER]).await?;
             let done = format!("{to} is primary and labelled; {from} restarts as a secondary");
             record.retry_step_saying(CHECK_PRIMARY_SWITCHED, true, &from, &done);
         }
@@ -263,6 +263,32 @@ pub(super) async fn execute(
             record.retry_step_saying(SWITCHOVER_PRIMARY, false, &pod, &why);
             record.write(client, context).await?;
             return Ok(Action::requeue(POLL));
+        }
+        Step::TrustEndpointCertificate { serial, why } => {
+            asks::ask(context, ops, ENDPOINT_CERTIFICATE, &serial).await?;
+            info!(request = %ops.name_any(), %serial, %why, "waiting for the replicas to trust the endpoint certificate");
+            record.waiting(ENDPOINT_TRUSTED, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        Step::EndpointCertificateTrusted { serial } => {
+            let message = format!(
+                "every replica trusts endpoint certificate serial {serial} beside the one it presents: each presents it once restarted"
+            );
+            record.done_and_tell(ENDPOINT_TRUSTED, &message);
+        }
+        Step::WaitForRetirement { why } => {
+            info!(request = %ops.name_any(), %why, "waiting for the old endpoint certificate to be retired");
+            record.waiting(ENDPOINT_RETIRED, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        Step::EndpointCertificateRetired { serial } => {
+            asks::withdraw(context, ops, &[ENDPOINT_CERTIFICATE]).await?;
+            let message = format!(
+                "every replica presents endpoint certificate serial {serial} and trusts no other"
+            );
+            record.done_and_tell(ENDPOINT_RETIRED, &message);
         }
         Step::RestartPrimaryInPlace { pod, why } => {
             let note = format!(

@@ -10,11 +10,11 @@ pub mod observe;
 pub mod served;
 pub mod target;
 
+mod asks;
 mod execute;
 mod pause;
 mod record;
 mod reissue;
-mod switchover;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

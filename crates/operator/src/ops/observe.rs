@@ -141,6 +141,12 @@ pub async fn observe(context: &Context, ops: &MssqlServerOpsRequest) -> Result<O
         observed.certificates = certificate_states(known, secrets, ops, &certificates, now).await?;
         (observed.pods, observed.pods_recorded) = pod_states(known, ops, &db);
         observed.group = db.is_availability_group() && db.spec.replicas.unwrap_or(1) > 1;
+        observed.switchover_to = db.annotations().get(annotations::SWITCHOVER).cloned();
+        if observed.group {
+            observed.endpoint_serial = current_serials(known, &namespace, &certificates)
+                .remove(mssql_api::ALIAS_ENDPOINT)
+                .flatten();
+        }
         if progress.pods_restarted {
             observed.current_serials = current_serials(known, &namespace, &certificates);
         }

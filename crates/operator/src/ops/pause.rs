@@ -1,5 +1,5 @@
 //! Pausing and resuming the database: its `Paused` condition, which keeps the provisioner's hands
-//! off while a request changes it (and lets the coordinators honour its switchover).
+//! off while a request changes it (and lets a group's coordinators honour what it asks of them).
 
 use kube::runtime::events::EventType;
 use kube::{Api, Client, ResourceExt};
@@ -16,8 +16,6 @@ pub(super) async fn resume_database(
     ops: &MssqlServerOpsRequest,
     context: &Context,
 ) -> Result<(), Error> {
-    // Withdrawn first: a switchover left behind would be honoured by the next request's pause.
-    super::switchover::ask(context, ops, None).await?;
     let namespace = ops.namespace().unwrap_or_default();
     let db = &ops.spec.database_ref.name;
     let api: Api<MssqlServer> = Api::namespaced(context.client().clone(), &namespace);
@@ -28,6 +26,13 @@ pub(super) async fn resume_database(
     else {
         return Ok(());
     };
+    // Withdrawn first: an ask left behind would be honoured by the next request's pause.
+    if super::asks::ALL
+        .iter()
+        .any(|key| current.annotations().contains_key(*key))
+    {
+        super::asks::withdraw(context, ops, &super::asks::ALL).await?;
+    }
     if current
         .status
         .as_ref()

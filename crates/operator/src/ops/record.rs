@@ -118,6 +118,11 @@ impl Record {
         self.retry(pod_step(step, pod), status, message);
     }
 
+    /// A step of the whole request (no pod) that is not done yet: False, saying why.
+    pub(super) fn waiting(&mut self, step: &str, why: &str) {
+        self.retry(step.to_owned(), false, why.to_owned());
+    }
+
     fn retry(&mut self, type_: String, status: bool, message: String) {
         let unchanged =
             condition::find(self.conditions(), &type_).is_some_and(|c| c.is_true() == status);

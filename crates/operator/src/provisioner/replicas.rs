@@ -75,6 +75,7 @@ mod tests {
                 connected: sql_role != "RESOLVING",
                 since: SINCE.to_owned(),
                 replicas: Vec::new(),
+                endpoint: None,
             }),
             ..PodFacts::default()
         }

@@ -102,6 +102,7 @@ mod tests {
                 connected: true,
                 since: String::new(),
                 replicas: replicas.iter().map(|r| (*r).to_owned()).collect(),
+                endpoint: None,
             }),
             ..PodFacts::default()
         }

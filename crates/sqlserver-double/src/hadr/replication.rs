@@ -5,9 +5,10 @@
 //! The primary dials each secondary's ENDPOINT_URL and keeps retrying about every second; once
 //! connected it sends the configuration as a heartbeat every second. A secondary that has joined
 //! is seeded with a whole image of each availability database (where SQL Server would resume
-//! from the log, or revert and catch up, the double replaces the secondary's copy wholesale),
-//! then told it is synchronized: from then on it is in the primary's commit set and every commit
-//! waits for its acknowledgement. A secondary that does not answer within the session timeout,
+//! from the log, or revert and catch up, the double replaces the secondary's copy wholesale) in
+//! the background, as "Use automatic seeding to initialize a secondary replica" describes it, then
+//! told it is synchronized: from then on it is in the primary's commit set and every commit waits
+//! for its acknowledgement. A secondary that does not answer within the session timeout,
 //! or whose connection breaks, leaves the commit set ("CREATE AVAILABILITY GROUP (Transact-SQL)",
 //! REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT: the primary marks it not synchronized and goes
 //! on); a commit that fewer synchronized secondaries than REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
@@ -27,9 +28,10 @@ use rustls::ClientConnection;
 use super::endpoint::{self, Tls};
 use super::group::{Group, GroupConfig, Role};
 use super::wire::{self, Reply, Request};
-use crate::databases::{Change, Database, Databases};
+use crate::databases::{Change, Database, Databases, Staged};
 use crate::errorlog::log;
 use crate::errors::{self, ReadOnlyBecause, SqlError};
+use crate::faults;
 use crate::instance::{Instance, Upstream, lock};
 
 /// How often the primary sends its configuration, and retries a dial.
@@ -235,18 +237,78 @@ fn heartbeat(instance: &Instance, peer: &Peer, config: GroupConfig) {
     }
 }
 
-/// Sends a joined secondary every availability database, then puts it in the commit set. Holds
-/// `data` throughout, so no commit happens in between.
+/// How many times [`seed`] sends a secondary its images before the attempt that holds `data`
+/// throughout.
+const SEED_ATTEMPTS: usize = 5;
+
+/// Sends a joined secondary every availability database, then puts it in the commit set. The
+/// images are taken under `data` but sent without it, so the state queries and commits go on
+/// meanwhile (SQL Server's automatic seeding runs in the background); `data` is taken again to
+/// check that no commit came since, and held while the secondary is told it is synchronized and
+/// joins the commit set, so no commit falls between the seed and the commit set. When commits
+/// came, it starts again with fresh images; the last attempt holds `data` throughout, so that a
+/// primary under constant writes still gets its secondary synchronized.
 fn seed(instance: &Instance, peer: &Peer) {
-    let data = lock(&instance.data);
-    let Some(config) = instance.primary_config() else {
-        return;
-    };
-    for name in &config.databases {
-        let Some(image) = data.get(name) else {
-            continue;
+    for attempt in 1..=SEED_ATTEMPTS {
+        let data = lock(&instance.data);
+        let Some(config) = instance.primary_config() else {
+            return;
         };
-        match peer.exchange(&Request::Seed(image.clone())) {
+        let images: Vec<Database> = config
+            .databases
+            .iter()
+            .filter_map(|name| data.get(name).cloned())
+            .collect();
+        let taken = lsns(&data, &config.databases);
+        let held = if attempt == SEED_ATTEMPTS {
+            Some(data)
+        } else {
+            drop(data);
+            None
+        };
+        if !send_images(instance, peer, images) {
+            return;
+        }
+        let data = held.unwrap_or_else(|| lock(&instance.data));
+        let Some(now) = instance.primary_config() else {
+            return;
+        };
+        // ADD DATABASE changes the list, a commit a change count.
+        if now.databases != config.databases || lsns(&data, &now.databases) != taken {
+            log(
+                "HADR",
+                &format!(
+                    "Replica '{}': the availability databases changed while it was seeded; \
+                     seeding it again (attempt {} of {SEED_ATTEMPTS}).",
+                    peer.name,
+                    attempt + 1
+                ),
+            );
+            continue;
+        }
+        match peer.exchange(&Request::Synchronized(now.databases.clone())) {
+            Ok(Reply::Ack) => {
+                let mut state = lock(&peer.state);
+                state.synchronized = true;
+                state.last_error = None;
+                state.lsns = taken;
+            }
+            Ok(other) => return peer.disconnect(instance, &format!("unexpected reply {other:?}")),
+            Err(e) => return peer.disconnect(instance, &e.to_string()),
+        }
+        drop(data);
+        log("HADR", &format!("Replica '{}' is SYNCHRONIZED.", peer.name));
+        instance.bump_sequence(&format!("replica '{}' is SYNCHRONIZED", peer.name));
+        return;
+    }
+}
+
+/// Sends `peer` each image; false when it refused one (recorded) or the link failed (the peer is
+/// disconnected).
+fn send_images(instance: &Instance, peer: &Peer, images: Vec<Database>) -> bool {
+    for image in images {
+        let name = image.name.clone();
+        match peer.exchange(&Request::Seed(image)) {
             Ok(Reply::Ack) => {}
             Ok(Reply::Refused(why)) => {
                 let mut state = lock(&peer.state);
@@ -257,24 +319,19 @@ fn seed(instance: &Instance, peer: &Peer) {
                     );
                     state.last_error = Some(why);
                 }
-                return;
+                return false;
             }
-            Ok(other) => return peer.disconnect(instance, &format!("unexpected reply {other:?}")),
-            Err(e) => return peer.disconnect(instance, &e.to_string()),
+            Ok(other) => {
+                peer.disconnect(instance, &format!("unexpected reply {other:?}"));
+                return false;
+            }
+            Err(e) => {
+                peer.disconnect(instance, &e.to_string());
+                return false;
+            }
         }
     }
-    match peer.exchange(&Request::Synchronized(config.databases.clone())) {
-        Ok(Reply::Ack) => {
-            let mut state = lock(&peer.state);
-            state.synchronized = true;
-            state.last_error = None;
-            state.lsns = lsns(&data, &config.databases);
-        }
-        Ok(other) => return peer.disconnect(instance, &format!("unexpected reply {other:?}")),
-        Err(e) => return peer.disconnect(instance, &e.to_string()),
-    }
-    log("HADR", &format!("Replica '{}' is SYNCHRONIZED.", peer.name));
-    instance.bump_sequence(&format!("replica '{}' is SYNCHRONIZED", peer.name));
+    true
 }
 
 /// The change counts of `databases` present in `data`, by lowercase name.
@@ -511,24 +568,61 @@ fn on_config(instance: &Arc<Instance>, connection: u64, config: GroupConfig) -> 
     reply
 }
 
-/// Automatic seeding: the primary's whole database replaces this replica's copy (SQL Server
-/// would revert and catch up from the log instead). Creating a database the replica lacks needs
-/// GRANT CREATE ANY DATABASE ("Automatic seeding for secondary replicas").
-fn on_seed(instance: &Instance, image: Database) -> Reply {
-    let mut data = lock(&instance.data);
-    let mut group = lock(&instance.group);
-    let Some(g) = group.as_mut().filter(|g| g.role == Role::Secondary) else {
-        return Reply::Refused("this replica is not a secondary".into());
+/// Why this replica cannot take a seeded database `name` now, if it cannot.
+fn seed_refusal(data: &Databases, group: Option<&Group>, name: &str) -> Option<String> {
+    let Some(g) = group.filter(|g| g.role == Role::Secondary) else {
+        return Some("this replica is not a secondary".into());
     };
-    if data.get(&image.name).is_none() && !g.create_any_database {
-        return Reply::Refused(
+    if data.get(name).is_none() && !g.create_any_database {
+        return Some(
             "the availability group has no GRANT CREATE ANY DATABASE on this replica".into(),
         );
     }
-    g.ready.remove(&image.name.to_lowercase());
-    instance.save_group(Some(g));
+    None
+}
+
+/// Automatic seeding: the primary's whole database replaces this replica's copy (SQL Server
+/// would revert and catch up from the log instead). Creating a database the replica lacks needs
+/// GRANT CREATE ANY DATABASE ("Automatic seeding for secondary replicas"). The image is written
+/// to a temporary file without holding `data` (a whole database takes long to write) and only
+/// renamed into place under it, so the state queries go on meanwhile.
+fn on_seed(instance: &Instance, image: Database) -> Reply {
+    // Checked first too, so that a refused image is not written for nothing.
+    let refusal = seed_refusal(
+        &lock(&instance.data),
+        lock(&instance.group).as_ref(),
+        &image.name,
+    );
+    if let Some(why) = refusal {
+        return Reply::Refused(why);
+    }
     let name = image.name.clone();
-    match data.store(image) {
+    if instance.settings.slow_seed {
+        log(
+            "HADR",
+            &format!(
+                "TEST FAULT {}: database '{name}' takes {} ms longer to write.",
+                faults::SLOW_SEED,
+                faults::SLOW_SEED_DELAY.as_millis()
+            ),
+        );
+        std::thread::sleep(faults::SLOW_SEED_DELAY);
+    }
+    let staged = Staged::write(&instance.settings.data_dir, image);
+    let mut data = lock(&instance.data);
+    let mut group = lock(&instance.group);
+    // Again: the role may have changed while the image was written.
+    if let Some(why) = seed_refusal(&data, group.as_ref(), &name) {
+        if let Ok(staged) = staged {
+            staged.discard();
+        }
+        return Reply::Refused(why);
+    }
+    if let Some(g) = group.as_mut() {
+        g.ready.remove(&name.to_lowercase());
+        instance.save_group(Some(g));
+    }
+    match staged.and_then(|staged| data.put(staged)) {
         Ok(()) => {
             log(
                 "HADR",

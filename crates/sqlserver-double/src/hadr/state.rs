@@ -1,7 +1,9 @@
-//! The three state queries of docs/coordinator.md, answered from the group's state with SQL
-//! Server's column types and values: "sys.availability_groups (Transact-SQL)",
+//! The coordinator's state queries, answered with SQL Server's column types and values: the three
+//! of docs/coordinator.md from the group's state ("sys.availability_groups (Transact-SQL)",
 //! "sys.availability_replicas (Transact-SQL)", "sys.dm_hadr_availability_replica_states
-//! (Transact-SQL)" and "sys.dm_hadr_database_replica_states (Transact-SQL)".
+//! (Transact-SQL)" and "sys.dm_hadr_database_replica_states (Transact-SQL)"), and the endpoint's
+//! certificates from master ("sys.certificates (Transact-SQL)", "CERTENCODED (Transact-SQL)",
+//! "sys.database_mirroring_endpoints (Transact-SQL)").
 
 use super::group::{Group, Role};
 use crate::instance::{Instance, lock};
@@ -215,6 +217,29 @@ pub fn local_databases_query(instance: &Instance) -> (Vec<Column>, Vec<Vec<Value
                 text(state.desc()),
                 Value::Bit(false),
                 Value::Numeric(lsn.into()),
+            ]
+        })
+        .collect();
+    (columns, rows)
+}
+
+/// [`crate::tsql::ENDPOINT_CERTIFICATES_QUERY`]: name (sysname), CERTENCODED's varbinary(8000)
+/// (an expression: no column name) and the endpoint's name (sysname), NULL unless the endpoint
+/// authenticates with that certificate.
+pub fn endpoint_certificates(instance: &Instance) -> (Vec<Column>, Vec<Vec<Value>>) {
+    let columns = vec![
+        Column::new("name", ColumnType::NVarChar(128)),
+        Column::new("", ColumnType::VarBinary(8000)),
+        Column::new("name", ColumnType::NVarChar(128)),
+    ];
+    let rows = lock(&instance.master)
+        .endpoint_certificates()
+        .into_iter()
+        .map(|(name, der, endpoint)| {
+            vec![
+                text(&name),
+                Value::VarBinary(der),
+                endpoint.map_or(Value::Null, |e| text(&e)),
             ]
         })
         .collect();

@@ -110,6 +110,8 @@ fn a_group_gets_its_coordinators_lease_secrets_and_a_role_by_name() {
              "verbs": ["get", "update"], "resourceNames": ["mssql-ag-cluster-coordinator"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"],
              "resourceNames": ["mssql-ag-cluster-0", "mssql-ag-cluster-1", "mssql-ag-cluster-2"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+             "resourceNames": ["mssql-ag-cluster-endpoint-cert"]},
             {"apiGroups": ["kubedb.com"], "resources": ["mssqlservers"], "verbs": ["get"],
              "resourceNames": ["mssql-ag-cluster"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},

@@ -1,13 +1,15 @@
-//! The restarts of an availability group's pods (docs/coordinator.md, "A TLS change of a
-//! group"): each restarted replica is back in its group, connected and synchronized, before the
-//! next pod goes; the primary goes last, after the coordinators handed its role to a
-//! synchronized secondary that already runs the new material.
+//! The restarts of an availability group's pods (docs/coordinator.md, "A planned switchover",
+//! "The endpoint certificate"): a new endpoint certificate is trusted by every replica before any
+//! restarts; each restarted replica is back in its group, connected, synchronized and presenting
+//! it, before the next pod goes; the primary goes last, after the coordinators handed its role to
+//! a synchronized secondary that already runs the new material; the old certificate is retired
+//! once every replica presents the new one.
 
 use std::time::Duration;
 
 use mssql_api::MssqlServerOpsRequest;
 use mssql_api::ops::APPLY_ALWAYS;
-use mssql_api::pods::{SQL_PRIMARY, SQL_SECONDARY};
+use mssql_api::pods::{EndpointCertificates, SQL_PRIMARY, SQL_SECONDARY};
 use mssql_api::progress::Progress;
 use mssql_api::steps::*;
 
@@ -32,17 +34,133 @@ impl PodState {
     pub(super) fn labelled_primary(&self) -> bool {
         self.role.as_deref() == Some(mssql_api::labels::ROLE_PRIMARY)
     }
+
+    fn endpoint(&self) -> Option<&EndpointCertificates> {
+        self.replica.as_ref().and_then(|r| r.endpoint.as_ref())
+    }
 }
 
-/// The restarted replica `pod` is synchronized with its group, or the request waits for it (and
-/// fails once `expired`).
-pub(super) fn synchronized(pod: &PodState, expired: bool, timeout: Duration) -> Step {
-    if pod.synchronized_secondary() || pod.server_role() == Some(SQL_PRIMARY) {
+/// The group's replicas (not the arbiter, which holds no SQL Server certificates).
+fn replicas(observed: &Observed) -> impl Iterator<Item = &PodState> {
+    observed.pods.iter().filter(|p| !p.arbiter)
+}
+
+/// Before any pod restarts onto a new endpoint certificate: every replica trusts it. Nothing to
+/// do when every replica presents it already, or when a replica's coordinator does not say what
+/// it trusts (one from before this overlap was built: its pod then starts on the new certificate
+/// as before).
+pub(super) fn endpoint_trust(
+    progress: &Progress,
+    observed: &Observed,
+    expired: bool,
+    timeout: Duration,
+) -> Option<Step> {
+    let serial = observed
+        .endpoint_serial
+        .as_ref()
+        .filter(|_| observed.group)?;
+    if progress.endpoint_trusted {
+        return None;
+    }
+    let endpoints: Vec<Option<&EndpointCertificates>> =
+        replicas(observed).map(PodState::endpoint).collect();
+    if endpoints.iter().any(Option::is_none)
+        || endpoints.iter().flatten().all(|e| e.presents(serial))
+    {
+        return None;
+    }
+    let behind: Vec<&str> = replicas(observed)
+        .filter(|p| !p.endpoint().is_some_and(|e| e.trusts(serial)))
+        .map(|p| p.name.as_str())
+        .collect();
+    if behind.is_empty() {
+        return Some(Step::EndpointCertificateTrusted {
+            serial: serial.clone(),
+        });
+    }
+    let why = format!(
+        "{} do not trust endpoint certificate serial {serial} yet",
+        behind.join(", ")
+    );
+    if expired {
+        return Some(Step::Fail {
+            step: ENDPOINT_TRUSTED.to_owned(),
+            message: format!("{why}, {timeout:?} after it was asked; no pod was restarted"),
+        });
+    }
+    Some(Step::TrustEndpointCertificate {
+        serial: serial.clone(),
+        why,
+    })
+}
+
+/// After every pod restarted onto a new endpoint certificate: no replica trusts the old one.
+pub(super) fn endpoint_retirement(
+    progress: &Progress,
+    observed: &Observed,
+    expired: bool,
+    timeout: Duration,
+) -> Option<Step> {
+    if !progress.endpoint_trusted || progress.endpoint_retired {
+        return None;
+    }
+    let serial = observed.endpoint_serial.as_ref()?;
+    let holding: Vec<String> = replicas(observed)
+        .filter(|p| !p.endpoint().is_some_and(|e| e.trusts_only(serial)))
+        .map(|p| {
+            let trusts = p
+                .endpoint()
+                .map(|e| e.trusts.join(", "))
+                .unwrap_or_default();
+            format!("{} trusts {trusts}", p.name)
+        })
+        .collect();
+    if holding.is_empty() {
+        return Some(Step::EndpointCertificateRetired {
+            serial: serial.clone(),
+        });
+    }
+    let why = format!(
+        "waiting for the replicas to drop every endpoint certificate but serial {serial}: {}",
+        holding.join("; ")
+    );
+    if expired {
+        return Some(Step::Fail {
+            step: ENDPOINT_RETIRED.to_owned(),
+            message: format!("{why}, for {timeout:?}"),
+        });
+    }
+    Some(Step::WaitForRetirement { why })
+}
+
+/// The restarted replica `pod` is synchronized with its group (and presents endpoint certificate
+/// `presenting`, in a rotation of it), or the request waits for it (and fails once `expired`).
+pub(super) fn synchronized(
+    pod: &PodState,
+    presenting: Option<&str>,
+    expired: bool,
+    timeout: Duration,
+) -> Step {
+    let in_group = pod.synchronized_secondary() || pod.server_role() == Some(SQL_PRIMARY);
+    let presents = presenting.is_none_or(|serial| {
+        pod.endpoint()
+            .is_some_and(|endpoint| endpoint.presents(serial))
+    });
+    if in_group && presents {
         return Step::ReplicaSynchronized {
             pod: pod.name.clone(),
         };
     }
     let why = match &pod.replica {
+        Some(report) if in_group => format!(
+            "its endpoint presents certificate serial {}, not {}",
+            report
+                .endpoint
+                .as_ref()
+                .and_then(|e| e.presents.as_deref())
+                .unwrap_or("none"),
+            presenting.unwrap_or_default()
+        ),
         None => "its coordinator has not reported its server yet".to_owned(),
         Some(report) => format!(
             "its server reports {}, {}, {}",
@@ -111,10 +229,21 @@ pub(super) fn switchover_under_way(
             ),
         });
     }
-    // The target is chosen again: one that went away since is replaced by another.
+    // The target asked for stays while its pod runs (its report changes as the role moves); one
+    // that went away is replaced by another.
+    let asked_runs = observed.switchover_to.as_ref().is_some_and(|asked| {
+        observed
+            .pods
+            .iter()
+            .any(|p| &p.name == asked && p.exists && !p.terminating && p.ready)
+    });
     Some(Step::WaitForSwitchover {
         from: from.clone(),
-        to: target(observed, from),
+        to: if asked_runs {
+            None
+        } else {
+            target(observed, from)
+        },
         why,
     })
 }

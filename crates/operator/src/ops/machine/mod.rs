@@ -122,6 +122,10 @@ pub struct Observed {
     /// An availability group with secondaries: each restarted replica must be synchronized
     /// before the next pod goes, and the primary's role is handed over before it restarts.
     pub group: bool,
+    /// The replica the database's switchover annotation names now.
+    pub switchover_to: Option<String>,
+    /// A group's endpoint certificate: the serial its Secret holds now.
+    pub endpoint_serial: Option<String>,
     /// The pods' uids were recorded when the restarts began.
     pub pods_recorded: bool,
     /// Each restarted pod must be seen serving its Secret's certificate: the database serves
@@ -243,6 +247,24 @@ pub enum Step {
     RestartPrimaryInPlace {
         pod: String,
         why: String,
+    },
+    /// Ask every replica to trust the endpoint certificate `serial` (the database's annotation),
+    /// and record why the request waits.
+    TrustEndpointCertificate {
+        serial: String,
+        why: String,
+    },
+    /// Every replica trusts it: record it.
+    EndpointCertificateTrusted {
+        serial: String,
+    },
+    /// Some replica still trusts an old endpoint certificate: record why, and look again.
+    WaitForRetirement {
+        why: String,
+    },
+    /// No replica trusts an old one: record it, and withdraw the ask.
+    EndpointCertificateRetired {
+        serial: String,
     },
     AllPodsRestarted,
     UpdateDatabase,
@@ -439,6 +461,9 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         if !observed.pods_recorded {
             return Step::RecordPods;
         }
+        if let Some(step) = group::endpoint_trust(&progress, observed, expired, timeout) {
+            return step;
+        }
         if let Some(step) = group::switchover_under_way(&progress, observed, expired, timeout) {
             return step;
         }
@@ -456,7 +481,11 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
                     };
                 }
                 if observed.group && !pod.arbiter && !recorded.synchronized {
-                    return group::synchronized(pod, expired, timeout);
+                    let presenting = observed
+                        .endpoint_serial
+                        .as_deref()
+                        .filter(|_| progress.endpoint_trusted);
+                    return group::synchronized(pod, presenting, expired, timeout);
                 }
                 continue;
             }
@@ -501,6 +530,9 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
             };
         }
         return Step::AllPodsRestarted;
+    }
+    if let Some(step) = group::endpoint_retirement(&progress, observed, expired, timeout) {
+        return step;
     }
     if tls && !observed.database_has_target_tls {
         return Step::UpdateDatabase;

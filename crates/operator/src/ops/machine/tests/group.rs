@@ -3,7 +3,7 @@
 //! and nobody to take it, in place).
 
 use mssql_api::labels::{ROLE_PRIMARY, ROLE_SECONDARY};
-use mssql_api::pods::{SQL_PRIMARY, SQL_RESOLVING, SQL_SECONDARY};
+use mssql_api::pods::{EndpointCertificates, SQL_PRIMARY, SQL_RESOLVING, SQL_SECONDARY};
 
 use super::*;
 
@@ -21,6 +21,7 @@ fn report(role: &str, synchronized: bool) -> Option<ReplicaReport> {
         connected: true,
         since: "2026-01-01T00:00:00Z".to_owned(),
         replicas: Vec::new(),
+        endpoint: None,
     })
 }
 
@@ -199,8 +200,22 @@ fn the_primary_hands_its_role_to_a_synchronized_secondary_on_the_new_material_be
             from: "db-0".into(),
             to: Some("db-1".into()),
             why: "no other replica is labelled primary with its server PRIMARY yet".into()
-        }
+        },
+        "asked again: the annotation does not name it"
     );
+    // Asked for db-1, whose report changes as it takes over: it stays the target.
+    moving.switchover_to = Some("db-1".into());
+    moving.pods[0].replica = report(SQL_SECONDARY, false);
+    assert!(matches!(
+        next_step(&asked, &moving),
+        Step::WaitForSwitchover { to: None, .. }
+    ));
+    // Its pod went away: another is asked for.
+    moving.pods[0].terminating = true;
+    assert!(matches!(
+        next_step(&asked, &moving),
+        Step::WaitForSwitchover { to: Some(to), .. } if to == "db-2"
+    ));
     let mut promoted_not_labelled = group(&["db-1", "db-2"], 6);
     promoted_not_labelled.pods[0].replica = report(SQL_PRIMARY, true);
     assert!(matches!(
@@ -354,4 +369,114 @@ fn a_standalone_server_restarts_in_place_as_before() {
             again: false
         }
     );
+}
+
+fn endpoint(
+    report: Option<ReplicaReport>,
+    trusts: &[&str],
+    presents: &str,
+) -> Option<ReplicaReport> {
+    report.map(|r| ReplicaReport {
+        endpoint: Some(EndpointCertificates {
+            trusts: trusts.iter().map(|s| (*s).to_owned()).collect(),
+            presents: Some(presents.to_owned()),
+        }),
+        ..r
+    })
+}
+
+/// The group of [`group`] whose replicas trust `trusts` and present `presents`; its Secret holds
+/// serial `b`.
+fn rotating(restarted: &[&str], trusts: &[&str], presents: &str, now: i64) -> Observed {
+    let mut observed = group(restarted, now);
+    for pod in &mut observed.pods {
+        pod.replica = endpoint(pod.replica.clone(), trusts, presents);
+    }
+    observed.endpoint_serial = Some("B".to_owned());
+    observed
+}
+
+#[test]
+fn a_new_endpoint_certificate_is_trusted_by_every_replica_before_any_restarts() {
+    let step = restart(&["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS], 0);
+    let mut observed = rotating(&[], &["a"], "a", 5);
+    observed.pods[1].replica = endpoint(observed.pods[1].replica.clone(), &["a", "b"], "a");
+    assert_eq!(
+        next_step(&step, &observed),
+        Step::TrustEndpointCertificate {
+            serial: "B".into(),
+            why: "db-1, db-0 do not trust endpoint certificate serial B yet".into()
+        }
+    );
+    let trusted = rotating(&[], &["a", "b"], "a", 5);
+    assert_eq!(
+        next_step(&step, &trusted),
+        Step::EndpointCertificateTrusted { serial: "B".into() }
+    );
+    observed.now = at(301);
+    assert!(matches!(
+        next_step(&step, &observed),
+        Step::Fail { step, message } if step == ENDPOINT_TRUSTED && message.ends_with("no pod was restarted")
+    ));
+
+    // Nothing to overlap: every replica presents it already, or a coordinator does not say.
+    let first = Step::EvictPod {
+        pod: "db-1".into(),
+        again: false,
+    };
+    let same = rotating(&[], &["b"], "b", 5);
+    assert_eq!(next_step(&step, &same), first);
+    let mut silent = rotating(&[], &["a"], "a", 5);
+    silent.pods[0].replica.as_mut().unwrap().endpoint = None;
+    assert_eq!(next_step(&step, &silent), first);
+}
+
+#[test]
+fn a_restarted_replica_must_present_the_new_endpoint_certificate_before_the_next_goes() {
+    let done = [&RUNNING[..], &[ENDPOINT_TRUSTED]].concat();
+    let step = restart(&done, 0);
+    let observed = rotating(&["db-1"], &["a", "b"], "a", 5);
+    assert_eq!(
+        next_step(&step, &observed),
+        Step::WaitForReplica {
+            pod: "db-1".into(),
+            why: "its endpoint presents certificate serial a, not B".into()
+        }
+    );
+    let presenting = rotating(&["db-1"], &["a", "b"], "b", 5);
+    assert_eq!(
+        next_step(&step, &presenting),
+        Step::ReplicaSynchronized { pod: "db-1".into() }
+    );
+}
+
+#[test]
+fn the_old_endpoint_certificate_is_retired_once_every_replica_presents_the_new_one() {
+    let all = ["db-1", "db-2", "db-0"];
+    let mut done: Vec<String> = [&RUNNING[..], &[ENDPOINT_TRUSTED, RESTART_NODES]]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let step = with(&done, &[], 0);
+    let holding = rotating(&all, &["a", "b"], "b", 5);
+    assert!(matches!(
+        next_step(&step, &holding),
+        Step::WaitForRetirement { why } if why.contains("db-1 trusts a, b")
+    ));
+    assert_eq!(
+        next_step(&step, &rotating(&all, &["b"], "b", 5)),
+        Step::EndpointCertificateRetired { serial: "B".into() }
+    );
+    done.push(ENDPOINT_RETIRED.to_owned());
+    assert_ne!(
+        next_step(&with(&done, &[], 0), &rotating(&all, &["b"], "b", 5)),
+        Step::EndpointCertificateRetired { serial: "B".into() }
+    );
+    // Without a rotation of it, nothing is waited for.
+    let plain = restart(&[&RUNNING[..], &[RESTART_NODES]].concat(), 0);
+    assert!(!matches!(
+        next_step(&plain, &rotating(&all, &["a", "b"], "b", 5)),
+        Step::WaitForRetirement { .. }
+    ));
 }
