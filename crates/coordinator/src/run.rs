@@ -551,7 +551,7 @@ impl Tick<'_> {
                     Some(group) => Reading::of(group, &self.config.databases)
                         .listing(&memory.group_replicas)
                         .with_endpoint(memory.master.said()),
-                    None => Reading::nothing(),
+                    None => Reading::nothing().with_endpoint(memory.master.said()),
                 };
                 self.publish(&reading);
                 match local.group {
@@ -591,7 +591,8 @@ impl Tick<'_> {
                 warn!(error = %e, failures = memory.failures, "the server did not answer");
                 if self.config.timing.server_gone(memory.failures) {
                     memory.server_was_gone = true;
-                    self.publish(&Reading::nothing());
+                    // Its endpoint certificates are not known while its server is gone.
+                    self.publish(&Reading::nothing().with_endpoint(Default::default()));
                 }
                 Server::Silent {
                     failures: memory.failures,

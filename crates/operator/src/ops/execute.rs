@@ -152,12 +152,12 @@ pub(super) async fn execute(
                     return Ok(Action::requeue(POLL));
                 }
                 provisioner::Applied::Invalid(problem) => {
-                    return fail(
+                    return Box::pin(fail(
                         ops,
                         context,
                         UPDATE_PETSETS,
                         &format!("the database's target spec is not valid: {problem}"),
-                    )
+                    ))
                     .await;
                 }
             }
@@ -324,7 +324,7 @@ pub(super) async fn execute(
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
         Step::Succeed => {
-            resume_database(ops, context).await?;
+            Box::pin(resume_database(ops, context)).await?;
             let message = if restart {
                 SUCCESSFUL_RESTART_MESSAGE
             } else {
@@ -333,7 +333,10 @@ pub(super) async fn execute(
             record.done(SUCCESSFUL, message);
             record.phase(PHASE_SUCCESSFUL);
         }
-        Step::Fail { step, message } => return fail(ops, context, &step, &message).await,
+        // Boxed, as every long way out of `execute`: its future is already large, and a failure met
+        // by a probe's outcome is polled inside another `execute` (a debug build overflowed its
+        // stack there).
+        Step::Fail { step, message } => return Box::pin(fail(ops, context, &step, &message)).await,
     }
     record.write(client, context).await?;
     Ok(Action::requeue(Duration::from_millis(200)))
@@ -346,7 +349,7 @@ pub(super) async fn fail(
     step: &str,
     message: &str,
 ) -> Result<Action, Error> {
-    resume_database(ops, context).await?;
+    Box::pin(resume_database(ops, context)).await?;
     let mut record = Record::new(ops);
     record.set(Condition {
         severity: Some("Error".to_owned()),

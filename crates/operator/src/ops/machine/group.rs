@@ -59,7 +59,8 @@ pub(super) fn endpoint_trust(
         .endpoint_serial
         .as_ref()
         .filter(|_| observed.group)?;
-    if progress.endpoint_trusted {
+    // Decided before the restarts begin: a restarted replica's first reports know nothing yet.
+    if progress.endpoint_trusted || progress.pods.values().any(|p| p.evicted) {
         return None;
     }
     let endpoints: Vec<Option<&EndpointCertificates>> =

@@ -119,8 +119,9 @@ pub struct Observed {
     pub certificates: Vec<CertificateState>,
     /// Pods in restart order (secondaries, then the primary last).
     pub pods: Vec<PodState>,
-    /// An availability group with secondaries: each restarted replica must be synchronized
-    /// before the next pod goes, and the primary's role is handed over before it restarts.
+    /// An availability group with secondaries whose coordinators report: each restarted replica
+    /// must be synchronized before the next pod goes, and the primary's role is handed over
+    /// before it restarts.
     pub group: bool,
     /// The replica the database's switchover annotation names now.
     pub switchover_to: Option<String>,

@@ -429,6 +429,18 @@ fn a_new_endpoint_certificate_is_trusted_by_every_replica_before_any_restarts() 
     let mut silent = rotating(&[], &["a"], "a", 5);
     silent.pods[0].replica.as_mut().unwrap().endpoint = None;
     assert_eq!(next_step(&step, &silent), first);
+    // Once the restarts began, a restarted replica's report that knows nothing yet starts no
+    // trust phase.
+    let restarting = restart(
+        &["Restart", PAUSE_SUCCEEDED, UPDATE_PETSETS, "EvictPod--db-1"],
+        0,
+    );
+    let mut fresh = rotating(&["db-1"], &["b"], "b", 5);
+    fresh.pods[0].replica = endpoint(fresh.pods[0].replica.clone(), &[], "");
+    assert!(!matches!(
+        next_step(&restarting, &fresh),
+        Step::TrustEndpointCertificate { .. }
+    ));
 }
 
 #[test]
