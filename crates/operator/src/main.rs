@@ -239,7 +239,13 @@ fn in_runtime(work: impl std::future::Future<Output = Result<(), String>>) -> Ex
         // Colours only for a person at a terminal, not in log files and pod logs.
         .with_ansi(std::io::stdout().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Twice tokio's default stack per worker: a TLS handshake of the served-certificate probe
+    // inside a reconcile runs deep in an unoptimised build. Reserved, not resident.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(4 << 20)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -33,6 +33,29 @@ pub(super) async fn execute(
     context: &Context,
     next: Step,
 ) -> Result<Action, Error> {
+    // The probe first, on its own: its TLS handshake is deep, and the step it leads to is carried
+    // out by `carry_out` after it, not inside it.
+    let next = match next {
+        Step::VerifyServed { pod } => {
+            let (check, verified) = served::check(context, ops, &pod).await?;
+            if let Some(line) = verified {
+                context
+                    .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
+                    .await;
+            }
+            // The finding is judged by the pure machine; its step is then carried out as any.
+            machine::served_outcome(ops, Timestamp::now(), &pod, check)
+        }
+        other => other,
+    };
+    Box::pin(carry_out(ops, context, next)).await
+}
+
+async fn carry_out(
+    ops: &MssqlServerOpsRequest,
+    context: &Context,
+    next: Step,
+) -> Result<Action, Error> {
     let client = context.client();
     let namespace = ops.namespace().unwrap_or_default();
     let db_name = ops.spec.database_ref.name.clone();
@@ -210,17 +233,7 @@ pub(super) async fn execute(
                 record.retry_step(step, true, Some(&pod));
             }
         }
-        Step::VerifyServed { pod } => {
-            let (check, verified) = served::check(context, ops, &pod).await?;
-            if let Some(line) = verified {
-                context
-                    .event(ops, EventType::Normal, CHECK_SERVED_CERTIFICATE, line)
-                    .await;
-            }
-            // The finding is judged by the pure machine; its step is then carried out as any.
-            let outcome = machine::served_outcome(ops, Timestamp::now(), &pod, check);
-            return Box::pin(execute(ops, context, outcome)).await;
-        }
+        Step::VerifyServed { .. } => unreachable!("probed by `execute` first"),
         Step::WaitForServed { pod, why } => {
             info!(request = %ops.name_any(), %pod, %why, "waiting for the pod to serve its certificate");
             record.retry_step_saying(CHECK_SERVED_CERTIFICATE, false, &pod, &why);
@@ -333,9 +346,6 @@ pub(super) async fn execute(
             record.done(SUCCESSFUL, message);
             record.phase(PHASE_SUCCESSFUL);
         }
-        // Boxed, as every long way out of `execute`: its future is already large, and a failure met
-        // by a probe's outcome is polled inside another `execute` (a debug build overflowed its
-        // stack there).
         Step::Fail { step, message } => return Box::pin(fail(ops, context, &step, &message)).await,
     }
     record.write(client, context).await?;
