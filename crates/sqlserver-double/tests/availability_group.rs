@@ -757,18 +757,15 @@ fn insert(id: i64) -> String {
     format!("INSERT INTO [db].[dbo].[t] (id) VALUES ({id})")
 }
 
-/// Two replicas secured with `pfx` (`[dbm_cert_1]`): P the primary of `[ag]`, S its secondary,
-/// `[db].[dbo].[t]` holding row 1 on both. REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 0, so
-/// P commits alone while S is away.
-async fn replicating_pair(test: u8, pfx: &Path) -> (Node, Node) {
-    let mut p = Node::new(test, 1);
-    let mut s = Node::new(test, 2);
-    for node in [&mut p, &mut s] {
+/// Starts P and S secured with `pfx`, makes P the primary of a new `[ag]` (commits need no
+/// secondary) and S its joined secondary; returns a connection to P.
+async fn join_pair(p: &mut Node, s: &mut Node, pfx: &Path) -> Sql {
+    for node in [&mut *p, &mut *s] {
         node.start(true);
         secure(node, pfx).await;
     }
     let mut sp = p.connect().await;
-    ok(&mut sp, &create_group(&p, 30, 0)).await;
+    ok(&mut sp, &create_group(p, 30, 0)).await;
     ok(
         &mut sp,
         &format!(
@@ -784,6 +781,16 @@ async fn replicating_pair(test: u8, pfx: &Path) -> (Node, Node) {
     ] {
         ok(&mut ss, statement).await;
     }
+    sp
+}
+
+/// Two replicas secured with `pfx` (`[dbm_cert_1]`): P the primary of `[ag]`, S its secondary,
+/// `[db].[dbo].[t]` holding row 1 on both. REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 0, so
+/// P commits alone while S is away.
+async fn replicating_pair(test: u8, pfx: &Path) -> (Node, Node) {
+    let mut p = Node::new(test, 1);
+    let mut s = Node::new(test, 2);
+    let mut sp = join_pair(&mut p, &mut s, pfx).await;
     for statement in [
         "CREATE DATABASE [db]",
         "ALTER DATABASE [db] SET RECOVERY FULL",
@@ -1047,27 +1054,8 @@ async fn state_queries_and_commits_go_on_while_a_secondary_is_seeded() {
     // the probe deadline.
     std::fs::create_dir_all(s.setup.data_dir()).unwrap();
     std::fs::write(s.setup.data_dir().join("double-faults"), "slow-seed\n").unwrap();
-    for node in [&mut p, &mut s] {
-        node.start(true);
-        secure(node, &files.pfx).await;
-    }
-    let mut sp = p.connect().await;
-    ok(&mut sp, &create_group(&p, 30, 0)).await;
-    ok(
-        &mut sp,
-        &format!(
-            "ALTER AVAILABILITY GROUP [ag] ADD REPLICA ON {}",
-            s.replica_spec("ALL")
-        ),
-    )
-    .await;
+    let mut sp = join_pair(&mut p, &mut s, &files.pfx).await;
     let mut ss = s.connect().await;
-    for statement in [
-        "ALTER AVAILABILITY GROUP [ag] JOIN WITH (CLUSTER_TYPE = EXTERNAL)",
-        "ALTER AVAILABILITY GROUP [ag] GRANT CREATE ANY DATABASE",
-    ] {
-        ok(&mut ss, statement).await;
-    }
     // The database joins the group once S may create it, so its first seed is taken.
     for statement in [
         "CREATE DATABASE [db]",
