@@ -233,6 +233,8 @@ impl Release {
             "--values",
             file.to_str().expect("a UTF-8 path"),
         ]);
+        // helm has read it.
+        let _ = std::fs::remove_file(&file);
         Self {
             name: name.to_owned(),
             namespace: namespace.to_owned(),

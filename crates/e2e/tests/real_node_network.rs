@@ -73,6 +73,7 @@ impl Drop for OutsideHost {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.name));
     }
 }
 
