@@ -154,8 +154,8 @@ pub async fn during(group: &Group, change: Change) -> Seen {
 async fn make(group: &Group, change: Change, primary: &str) {
     let t = &group.t;
     let name = match change {
-        Change::AddTls => create_ops(t, "msops-ag-add-tls", timeout).await,
-        Change::Rotate => create_ops(t, "msops-ag-rotate", timeout).await,
+        Change::AddTls => create_ops(t, "msops-ag-add-tls", prepare).await,
+        Change::Rotate => create_ops(t, "msops-ag-rotate", prepare).await,
         Change::ChangeIssuer => {
             // To the guide's new issuer, or back from it when a change before moved there.
             let db = t.api::<MssqlServer>().get(DB).await.unwrap();
@@ -166,7 +166,7 @@ async fn make(group: &Group, change: Change, primary: &str) {
             };
             create_ops(t, "msops-ag-change-issuer", |ops| {
                 ops["spec"]["tls"]["issuerRef"]["name"] = json!(to);
-                timeout(ops);
+                prepare(ops);
             })
             .await
         }
@@ -175,7 +175,7 @@ async fn make(group: &Group, change: Change, primary: &str) {
                 ops["metadata"]["name"] = json!("restart");
                 ops["spec"] =
                     json!({"type": "Restart", "databaseRef": {"name": DB}, "restart": {}});
-                timeout(ops);
+                prepare(ops);
             })
             .await
         }
@@ -221,8 +221,13 @@ async fn make(group: &Group, change: Change, primary: &str) {
     }
 }
 
-/// A request's timeout long enough for pods that take SQL Server's time to start.
-fn timeout(ops: &mut Value) {
+/// A request's timeout long enough for pods that take SQL Server's time to start, and a name of
+/// its own: a change made again (the benchmark's next round) is another request.
+fn prepare(ops: &mut Value) {
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = ops["metadata"]["name"].as_str().unwrap_or("change").to_owned();
+    ops["metadata"]["name"] = json!(format!("{name}-{made}"));
     ops["spec"]["timeout"] = json!("10m");
 }
 
