@@ -109,22 +109,24 @@ pub fn replicas(db: &MssqlServer, last: Option<u32>) -> Option<u32> {
     if paused(db) { last.or(wanted) } else { wanted }
 }
 
-/// The replica a planned switchover names: only while an ops request holds the database, so
-/// that a mark its request left behind never moves the primary role afterwards.
-pub fn switchover_to(db: &MssqlServer) -> Option<String> {
+/// What a request asks of the group through annotation `key`: only while it holds the database,
+/// so that a mark it left behind is never acted on afterwards.
+fn asked(db: &MssqlServer, key: &str) -> Option<String> {
     paused(db)
-        .then(|| db.annotations().get(SWITCHOVER).cloned())
+        .then(|| db.annotations().get(key).cloned())
         .flatten()
-        .filter(|pod| !pod.is_empty())
+        .filter(|value| !value.is_empty())
 }
 
-/// The endpoint certificate a request wants trusted: its serial and Secret, while the request
-/// holds the database.
+/// The replica a planned switchover names ([`SWITCHOVER`]).
+pub fn switchover_to(db: &MssqlServer) -> Option<String> {
+    asked(db, SWITCHOVER)
+}
+
+/// The endpoint certificate a request wants trusted ([`ENDPOINT_CERTIFICATE`]): its serial, and
+/// the Secret that holds it.
 pub fn endpoint(db: &MssqlServer) -> Option<(String, String)> {
-    let serial = paused(db)
-        .then(|| db.annotations().get(ENDPOINT_CERTIFICATE).cloned())
-        .flatten()
-        .filter(|serial| !serial.is_empty())?;
+    let serial = asked(db, ENDPOINT_CERTIFICATE)?;
     Some((serial, db.certificate_secret(mssql_api::ALIAS_ENDPOINT)))
 }
 

@@ -181,6 +181,8 @@ struct Memory {
     former: BTreeSet<String>,
     /// The endpoint certificates its server's master held at the last look.
     master: endpoint::Master,
+    /// Its server was set up since `master` was read.
+    master_stale: bool,
     /// Its server started since the endpoint certificates were last looked at with every voter
     /// answering: the moment it may present a new one.
     fresh: bool,
@@ -536,6 +538,7 @@ impl Tick<'_> {
                     match self.set_up(server).await {
                         Ok(()) => {
                             memory.set_up = true;
+                            memory.master_stale = true;
                             // A server seen for the first time, or back after it was gone, has
                             // just started: its endpoint may take a new certificate now.
                             if !memory.seen_before || memory.server_was_gone {
@@ -672,8 +675,8 @@ impl Tick<'_> {
         let Some((serial, secret)) = self.endpoint_asked else {
             return files.unwrap_or_else(|| self.startup.clone());
         };
-        if let Some(files) = files.filter(|m| same_serial(&m.serial, serial)) {
-            return files;
+        if let Some(files) = files.as_ref().filter(|m| same_serial(&m.serial, serial)) {
+            return files.clone();
         }
         let stale = memory
             .fetched
@@ -698,7 +701,7 @@ impl Tick<'_> {
         }
         match &memory.fetched {
             Some(fetched) if same_serial(&fetched.serial, serial) => fetched.clone(),
-            _ => Material::from_files(self.config).unwrap_or_else(|_| self.startup.clone()),
+            _ => files.unwrap_or_else(|| self.startup.clone()),
         }
     }
 
@@ -713,7 +716,10 @@ impl Tick<'_> {
             warn!(error = %e, "cannot look after the endpoint certificates");
         }
         let pins = endpoint::pins(&memory.master, &[&self.startup.leaf, &wanted.leaf]);
-        *self.tls.pins.write().unwrap_or_else(|e| e.into_inner()) = pins;
+        let unchanged = *self.tls.pins.read().unwrap_or_else(|e| e.into_inner()) == pins;
+        if !unchanged {
+            *self.tls.pins.write().unwrap_or_else(|e| e.into_inner()) = pins;
+        }
     }
 
     async fn endpoint_moves(
@@ -723,14 +729,25 @@ impl Tick<'_> {
         wanted: &Material,
     ) -> Result<(), SqlError> {
         let deadline = self.config.timing.probe_timeout * 2;
+        let plan_on = |master: &endpoint::Master| {
+            endpoint::plan(
+                master,
+                &wanted.serial,
+                memory.fresh,
+                &memory.endpoint_votes,
+                self.members.len(),
+            )
+        };
+        // A steady group sends no query: what master holds changes only by these moves, and is
+        // read again whenever its server is set up.
+        if !memory.master_stale
+            && !memory.fresh
+            && plan_on(&memory.master) == endpoint::Plan::default()
+        {
+            return Ok(());
+        }
         let mut master = server.endpoint_certificates().await?;
-        let plan = endpoint::plan(
-            &master,
-            &wanted.serial,
-            memory.fresh,
-            &memory.endpoint_votes,
-            self.members.len(),
-        );
+        let plan = plan_on(&master);
         let name = tsql::certificate_name(&wanted.serial);
         if plan.trust {
             self.install_certificate(server, wanted).await?;
@@ -758,6 +775,7 @@ impl Tick<'_> {
             memory.fresh = false;
         }
         memory.master = master;
+        memory.master_stale = false;
         Ok(())
     }
 

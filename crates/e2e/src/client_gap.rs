@@ -226,7 +226,10 @@ async fn make(group: &Group, change: Change, primary: &str) {
 fn prepare(ops: &mut Value) {
     static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = ops["metadata"]["name"].as_str().unwrap_or("change").to_owned();
+    let name = ops["metadata"]["name"]
+        .as_str()
+        .unwrap_or("change")
+        .to_owned();
     ops["metadata"]["name"] = json!(format!("{name}-{made}"));
     ops["spec"]["timeout"] = json!("10m");
 }

@@ -148,13 +148,15 @@ pub async fn observe(context: &Context, ops: &MssqlServerOpsRequest) -> Result<O
         observed.group =
             db.is_availability_group() && db.spec.replicas.unwrap_or(1) > 1 && switching;
         observed.switchover_to = db.annotations().get(annotations::SWITCHOVER).cloned();
-        if observed.group {
-            observed.endpoint_serial = current_serials(known, &namespace, &certificates)
-                .remove(mssql_api::ALIAS_ENDPOINT)
-                .flatten();
-        }
-        if progress.pods_restarted {
-            observed.current_serials = current_serials(known, &namespace, &certificates);
+        if observed.group || progress.pods_restarted {
+            let serials = current_serials(known, &namespace, &certificates);
+            if observed.group {
+                observed.endpoint_serial =
+                    serials.get(mssql_api::ALIAS_ENDPOINT).cloned().flatten();
+            }
+            if progress.pods_restarted {
+                observed.current_serials = serials;
+            }
         }
     }
     Ok(observed)
