@@ -5,19 +5,21 @@
 //! `hack/bench-switchover`.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::EvictParams;
+use kube::api::{DeleteParams, EvictParams};
 use mssql_api::MssqlServer;
 use serde_json::{Value, json};
 
 use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
 
 use crate::cluster::{ca_issuer, eventually};
-use crate::fixture::{create_ops, summary, wait_ops};
-use crate::group::{DB, Group};
+use crate::fixture::{READY_TIMEOUT, Setup, create_ops, summary, wait_ops};
+use crate::group::{DB, Group, Traffic, Written, connect, ids_in, run, service_address};
+use crate::real_node::database_on_node;
 use crate::renewal::{renew_server_certificate, renewal_requests, wait_renewal_request};
 
 /// How long a change may take, restarts of pods that take SQL Server's time to start included.
@@ -74,18 +76,49 @@ impl Change {
 /// What the writer saw during one change.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    pub change: Change,
-    /// From the change to the group settled again.
+    /// [`Change::name`], or [`STANDALONE_RESTART`].
+    pub change: &'static str,
+    /// From the change to the database settled again.
     pub took: Duration,
     pub longest_gap: Duration,
     pub unavailable: Duration,
     pub failed: u64,
     pub acknowledged: usize,
-    /// The primary before and after.
+    /// The primary before and after (a standalone's pod, twice).
     pub primaries: (String, String),
     /// Each gap longer than three times the writer's pace: when (from the writer's start) and
     /// how long.
     pub stalls: Vec<(Duration, Duration)>,
+    /// A group's longest replication break: a secondary Ready but disconnected or not
+    /// synchronized ([`Sampled::longest_replication_break`]).
+    pub replication_break: Duration,
+    /// Each replica's state each time it changed: when, the pod, the state.
+    pub replication: Vec<(Duration, String, String)>,
+}
+
+/// What [`Standalone::restart`] reports as its change.
+pub const STANDALONE_RESTART: &str = "standalone Restart";
+
+impl Seen {
+    fn of(
+        change: &'static str,
+        took: Duration,
+        written: &Written,
+        primaries: (String, String),
+    ) -> Self {
+        Self {
+            change,
+            took,
+            longest_gap: written.longest_gap(),
+            unavailable: written.unavailable(),
+            failed: written.failed,
+            acknowledged: written.acknowledged.len(),
+            primaries,
+            stalls: written.stalls(),
+            replication_break: Duration::ZERO,
+            replication: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for Seen {
@@ -94,7 +127,7 @@ impl fmt::Display for Seen {
             f,
             "{}: took {:.1?}, longest write gap {:.2?}, no write for {:.2?} in all, {} failed \
              attempts, {} writes acknowledged; primary {} → {}",
-            self.change.name(),
+            self.change,
             self.took,
             self.longest_gap,
             self.unavailable,
@@ -105,6 +138,17 @@ impl fmt::Display for Seen {
         )?;
         for (at, gap) in &self.stalls {
             write!(f, "\n  no write for {gap:.2?} from {at:.1?}")?;
+        }
+        if !self.replication.is_empty() {
+            write!(
+                f,
+                "\n  longest replication break (a Ready secondary disconnected or not \
+                 synchronized): {:.2?}; each replica's state as it changed:",
+                self.replication_break
+            )?;
+        }
+        for (at, pod, state) in &self.replication {
+            write!(f, "\n    {at:>7.1?} {pod}: {state}")?;
         }
         Ok(())
     }
@@ -140,14 +184,9 @@ pub async fn during(group: &Group, change: Change) -> Seen {
     let (written, sampled) = traffic.finish().await;
     group.assert_nothing_lost(&written, &sampled).await;
     Seen {
-        change,
-        took,
-        longest_gap: written.longest_gap(),
-        unavailable: written.unavailable(),
-        failed: written.failed,
-        acknowledged: written.acknowledged.len(),
-        primaries: (before, after),
-        stalls: written.stalls(),
+        replication_break: sampled.longest_replication_break,
+        replication: sampled.replication,
+        ..Seen::of(change.name(), took, &written, (before, after))
     }
 }
 
@@ -170,15 +209,7 @@ async fn make(group: &Group, change: Change, primary: &str) {
             })
             .await
         }
-        Change::Restart => {
-            create_ops(t, "msops-ag-rotate", |ops| {
-                ops["metadata"]["name"] = json!("restart");
-                ops["spec"] =
-                    json!({"type": "Restart", "databaseRef": {"name": DB}, "restart": {}});
-                prepare(ops);
-            })
-            .await
-        }
+        Change::Restart => restart_request(t, DB).await,
         Change::Renewal => {
             let known: Vec<String> = renewal_requests(t, DB)
                 .await
@@ -221,6 +252,17 @@ async fn make(group: &Group, change: Change, primary: &str) {
     }
 }
 
+/// Creates a Restart request of `db`; returns its name.
+async fn restart_request(t: &Setup, db: &str) -> String {
+    // Any request example will do: its spec is replaced.
+    create_ops(t, "msops-rotate", |ops| {
+        ops["metadata"]["name"] = json!("restart");
+        ops["spec"] = json!({"type": "Restart", "databaseRef": {"name": db}, "restart": {}});
+        prepare(ops);
+    })
+    .await
+}
+
 /// A request's timeout long enough for pods that take SQL Server's time to start, and a name of
 /// its own: a change made again (the benchmark's next round) is another request.
 fn prepare(ops: &mut Value) {
@@ -245,4 +287,90 @@ async fn evict(group: &Group, pod: &str) {
             .map_err(|e| e.to_string())
     })
     .await;
+}
+
+/// KubeDB's standalone TLS guide (`mssql-standalone-tls`) on the node, its double taking SQL
+/// Server's time to start: what a restart costs clients when there is no secondary to hand over
+/// to.
+pub struct Standalone<'a> {
+    t: &'a Setup,
+    password: String,
+}
+
+const STANDALONE: &str = "mssql-standalone-tls";
+const STANDALONE_WRITES: &str = "[writes].[dbo].[writes]";
+
+impl<'a> Standalone<'a> {
+    /// Creates it in `t`'s namespace (whose operator serves it), Ready, with a table to write.
+    pub async fn create(t: &'a Setup) -> Self {
+        let _: MssqlServer = t
+            .create_example(STANDALONE, |db| database_on_node(db, DEFAULT_STARTUP_DELAY))
+            .await;
+        t.wait_phase(STANDALONE, "Ready", READY_TIMEOUT).await;
+        let password = t
+            .secret_text(&format!("{STANDALONE}-auth"), "password")
+            .await;
+        let service = service_address(&t.api(), STANDALONE).await;
+        // kube-proxy routes the Service a moment after its endpoint is ready.
+        let admin = eventually(
+            "a login through the standalone's Service",
+            Duration::from_secs(30),
+            || connect(service, &password),
+        )
+        .await;
+        let mut admin = Some(admin);
+        for sql in [
+            "CREATE DATABASE [writes]".to_owned(),
+            format!("CREATE TABLE {STANDALONE_WRITES} (id BIGINT NOT NULL PRIMARY KEY)"),
+        ] {
+            run(&mut admin, &sql).await.unwrap();
+        }
+        Self { t, password }
+    }
+
+    /// A Restart request with the writer running through the database's Service; checks that
+    /// every acknowledged write is on the server after it.
+    pub async fn restart(&self) -> Seen {
+        let service = service_address(&self.t.api(), STANDALONE).await;
+        let traffic = Traffic::write(service, &self.password, STANDALONE_WRITES);
+        tokio::time::sleep(QUIET).await;
+        let began = Instant::now();
+        let name = restart_request(self.t, STANDALONE).await;
+        wait_ops(self.t, &name, "Successful", CHANGE_TIMEOUT).await;
+        let took = began.elapsed();
+        tokio::time::sleep(QUIET).await;
+        let (written, _) = traffic.finish().await;
+        let pod = format!("{STANDALONE}-0");
+        let acknowledged: Vec<u64> = written.acknowledged.iter().map(|a| a.id).collect();
+        eventually(
+            "every acknowledged write on the server",
+            Duration::from_secs(30),
+            || async {
+                let ip = self
+                    .t
+                    .api::<Pod>()
+                    .get(&pod)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ip = ip.status.and_then(|s| s.pod_ip).ok_or("no address yet")?;
+                let addr = SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433);
+                let held = ids_in(addr, &self.password, STANDALONE_WRITES).await?;
+                let missing = acknowledged.iter().filter(|id| !held.contains(id)).count();
+                (missing == 0)
+                    .then_some(())
+                    .ok_or(format!("{missing} acknowledged writes missing"))
+            },
+        )
+        .await;
+        Seen::of(STANDALONE_RESTART, took, &written, (pod.clone(), pod))
+    }
+
+    /// Deletes it, waiting until it is gone.
+    pub async fn delete(self) {
+        let api = self.t.api::<MssqlServer>();
+        api.delete(STANDALONE, &DeleteParams::default())
+            .await
+            .unwrap();
+        self.t.wait_gone::<MssqlServer>(STANDALONE).await;
+    }
 }

@@ -19,6 +19,7 @@ use mssql_api::MssqlServer;
 use mssql_api::condition;
 use mssql_api::labels::ROLE;
 use mssql_api::phase::AG_PRIMARY_REPLICA_READY;
+use mssql_api::pods::{ReplicaReport, SQL_PRIMARY, is_ready, replica_report};
 use serde_json::{Value, json};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
@@ -28,8 +29,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use crate::cluster::eventually;
 use crate::fixture::{READY_TIMEOUT, Setup};
 use crate::real_node::{
-    DOUBLE_VERSION, Release, container_pid, double_starts_in, double_version, load_images,
-    operator_values, place_on_node, wait_leader,
+    DOUBLE_VERSION, Release, database_on_node, double_version, load_images, operator_values,
+    place_on_node, signal_container, wait_leader,
 };
 use crate::{example_in, kubectl, kubectl_ok};
 
@@ -152,6 +153,28 @@ impl Written {
     }
 }
 
+/// The ids in `table` of the server at `addr`.
+pub async fn ids_in(addr: SocketAddr, password: &str, table: &str) -> Result<Vec<u64>, String> {
+    let mut connection = Some(connect(addr, password).await?);
+    let rows = run(
+        &mut connection,
+        &format!("SELECT id FROM {table} ORDER BY id"),
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<i64, _>(0))
+        .map(|id| id as u64)
+        .collect())
+}
+
+/// The TDS address of the Service `name`: its cluster IP, port 1433.
+pub async fn service_address(services: &Api<Service>, name: &str) -> SocketAddr {
+    let service = services.get(name).await.unwrap();
+    let ip = service.spec.and_then(|s| s.cluster_ip).unwrap();
+    SocketAddr::new(ip.parse().unwrap(), 1433)
+}
+
 /// A connection and the server it reached.
 async fn connect_to_server(service: SocketAddr, password: &str) -> Option<(Connection, String)> {
     let mut connection = Some(connect(service, password).await.ok()?);
@@ -165,10 +188,12 @@ async fn connect_to_server(service: SocketAddr, password: &str) -> Option<(Conne
     Some((connection?, server))
 }
 
-/// Commits a row through the primary Service every 100 ms until `stop`, reconnecting on error.
+/// Commits a row into `table` through `service` every 100 ms until `stop`, reconnecting on
+/// error.
 async fn writer(
     service: SocketAddr,
     password: String,
+    table: &'static str,
     stop: Arc<AtomicBool>,
     written: Arc<Mutex<Written>>,
 ) {
@@ -188,7 +213,7 @@ async fn writer(
             connection = Some(c);
             server = s;
         }
-        let sql = format!("INSERT INTO {WRITES} (id) VALUES ({id})");
+        let sql = format!("INSERT INTO {table} (id) VALUES ({id})");
         match run(&mut connection, &sql).await {
             Ok(_) => written.lock().unwrap().acknowledged.push(Ack {
                 id,
@@ -201,7 +226,7 @@ async fn writer(
     }
 }
 
-/// What the sampler saw that must never be.
+/// What the sampler saw.
 #[derive(Default)]
 pub struct Sampled {
     pub samples: u64,
@@ -209,6 +234,90 @@ pub struct Sampled {
     pub lasted: Duration,
     /// Samples with more than one pod labelled primary, or more than one server taking a write.
     pub violations: Vec<String>,
+    /// Each replica's state as its pod and its coordinator's report said, each time it changed:
+    /// when (from the sampler's start), the pod, the state.
+    pub replication: Vec<(Duration, String, String)>,
+    /// The longest a secondary whose pod was Ready (and not being deleted) stayed reported
+    /// disconnected or not synchronized (its server up, replication not): what an endpoint
+    /// certificate its peers do not trust would make last until they restart.
+    pub longest_replication_break: Duration,
+    /// When each such break began, by pod.
+    breaking: BTreeMap<String, Instant>,
+}
+
+impl Sampled {
+    /// Records `pod`'s state in this sample.
+    fn replica(&mut self, began: Instant, pod: &Pod) {
+        let name = pod.name_any();
+        // A pod being deleted (evicted, drained) hands over and stops: it is leaving, not cut off.
+        let leaving = pod.metadata.deletion_timestamp.is_some();
+        let ready = is_ready(pod) && !leaving;
+        let report = replica_report(pod);
+        let state = describe(ready, leaving, report.as_ref());
+        let last = self.replication.iter().rev().find(|(_, p, _)| *p == name);
+        if last.is_none_or(|(_, _, s)| *s != state) {
+            self.replication
+                .push((began.elapsed(), name.clone(), state));
+        }
+        let broken = ready
+            && report.is_some_and(|r| {
+                r.role.as_deref() != Some(SQL_PRIMARY) && !(r.connected && r.synchronized)
+            });
+        if broken {
+            self.breaking.entry(name).or_insert_with(Instant::now);
+        } else if let Some(since) = self.breaking.remove(&name) {
+            self.broke_for(since.elapsed());
+        }
+    }
+
+    fn broke_for(&mut self, lasted: Duration) {
+        self.longest_replication_break = self.longest_replication_break.max(lasted);
+    }
+
+    /// Counts the breaks still open when sampling stops.
+    fn close(&mut self) {
+        for since in std::mem::take(&mut self.breaking).into_values() {
+            self.broke_for(since.elapsed());
+        }
+    }
+}
+
+/// A replica's state in a word or two each: its pod Ready, not Ready or being deleted, then its
+/// report (role, connected, synchronized, the endpoint certificates its master trusts and the
+/// one it presents, by their serials' first eight digits).
+fn describe(ready: bool, leaving: bool, report: Option<&ReplicaReport>) -> String {
+    let pod = match (ready, leaving) {
+        (_, true) => "being deleted",
+        (true, _) => "Ready",
+        (false, _) => "not Ready",
+    };
+    let Some(r) = report else {
+        return format!("{pod}, no report");
+    };
+    let short = |serial: &str| serial.chars().take(8).collect::<String>();
+    let mut state = format!(
+        "{pod}, {} {} {}",
+        r.role.as_deref().unwrap_or("no role"),
+        if r.connected {
+            "connected"
+        } else {
+            "disconnected"
+        },
+        if r.synchronized {
+            "synchronized"
+        } else {
+            "not synchronized"
+        },
+    );
+    if let Some(endpoint) = &r.endpoint {
+        let trusts: Vec<String> = endpoint.trusts.iter().map(|s| short(s)).collect();
+        let presents = endpoint.presents.as_deref().map_or("none".into(), short);
+        state += &format!(
+            ", endpoint trusts [{}] presents {presents}",
+            trusts.join(" ")
+        );
+    }
+    state
 }
 
 /// Every 100 ms until `stop`: the pods' role labels, and a write tried on every server at once.
@@ -218,6 +327,7 @@ async fn sampler(
     stop: Arc<AtomicBool>,
     sampled: Arc<Mutex<Sampled>>,
 ) {
+    let began = Instant::now();
     let probe = AtomicU64::new(1);
     let mut connections: BTreeMap<String, Option<Connection>> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -266,6 +376,9 @@ async fn sampler(
         {
             let mut sampled = sampled.lock().unwrap();
             sampled.samples += 1;
+            for pod in &list.items {
+                sampled.replica(began, pod);
+            }
             if labelled.len() > 1 || accepted.len() > 1 {
                 sampled.violations.push(format!(
                     "{}: labelled primary: {labelled:?}; took a write: {accepted:?}",
@@ -277,16 +390,37 @@ async fn sampler(
     }
 }
 
-/// The writer and the sampler, running until [`Traffic::finish`].
+/// The writer (and the sampler of a group), running until [`Traffic::finish`].
 pub struct Traffic {
     started: Instant,
     stop: Arc<AtomicBool>,
     pub written: Arc<Mutex<Written>>,
     sampled: Arc<Mutex<Sampled>>,
-    tasks: [JoinHandle<()>; 2],
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Traffic {
+    /// Starts a writer committing a row into `table` through `service` every 100 ms, as `sa`
+    /// with `password`.
+    pub fn write(service: SocketAddr, password: &str, table: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(Mutex::new(Written::default()));
+        let writing = tokio::spawn(writer(
+            service,
+            password.to_owned(),
+            table,
+            stop.clone(),
+            written.clone(),
+        ));
+        Self {
+            started: Instant::now(),
+            stop,
+            written,
+            sampled: Arc::default(),
+            tasks: vec![writing],
+        }
+    }
+
     /// Stops both and returns what they saw.
     pub async fn finish(self) -> (Written, Sampled) {
         self.stop.store(true, Ordering::Relaxed);
@@ -297,6 +431,7 @@ impl Traffic {
         written.span = Some((self.started, Instant::now()));
         let mut sampled = std::mem::take(&mut *self.sampled.lock().unwrap());
         sampled.lasted = self.started.elapsed();
+        sampled.close();
         (written, sampled)
     }
 }
@@ -407,17 +542,12 @@ impl Group {
             Some(&double_version(&images["mssql-double"])),
         );
         let mut db: Value = serde_saphyr::from_str(&example_in(DB, &t.ns.name)).unwrap();
+        database_on_node(&mut db, start);
         let spec = &mut db["spec"];
-        spec["version"] = json!(DOUBLE_VERSION);
         spec["replicas"] = json!(replicas);
         // Where the arbiter runs once the count is even (now, or after scaling).
         place_on_node(&mut spec["arbiter"]);
-        spec["storage"]["storageClassName"] = json!("real-node-local");
         spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
-        let pod = &mut spec["podTemplate"]["spec"];
-        place_on_node(pod);
-        pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
-        double_starts_in(pod, start);
         let db = db.to_string();
         // Created once the operator's webhook answers.
         eventually(
@@ -516,28 +646,14 @@ impl Group {
 
     /// Starts the writer (through the primary Service) and the sampler.
     pub async fn traffic(&self) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let written = Arc::new(Mutex::new(Written::default()));
-        let sampled = Arc::new(Mutex::new(Sampled::default()));
-        let writing = tokio::spawn(writer(
-            self.service().await,
-            self.password.clone(),
-            stop.clone(),
-            written.clone(),
-        ));
-        let sampling = tokio::spawn(sampler(
+        let mut traffic = Traffic::write(self.service().await, &self.password, WRITES);
+        traffic.tasks.push(tokio::spawn(sampler(
             self.t.api(),
             self.password.clone(),
-            stop.clone(),
-            sampled.clone(),
-        ));
-        Traffic {
-            started: Instant::now(),
-            stop,
-            written,
-            sampled,
-            tasks: [writing, sampling],
-        }
+            traffic.stop.clone(),
+            traffic.sampled.clone(),
+        )));
+        traffic
     }
 
     /// The pod labelled primary, once exactly one is, it is not `old`, its server is PRIMARY,
@@ -649,32 +765,12 @@ impl Group {
     }
 
     async fn service(&self) -> SocketAddr {
-        let ip = self
-            .t
-            .api::<Service>()
-            .get(DB)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .cluster_ip
-            .unwrap();
-        SocketAddr::new(ip.parse().unwrap(), 1433)
+        service_address(&self.t.api(), DB).await
     }
 
     /// The ids in the writes table of `pod`'s server.
     pub async fn ids(&self, pod: &str) -> Result<Vec<u64>, String> {
-        let mut connection = Some(connect(self.addr(pod).await?, &self.password).await?);
-        let rows = run(
-            &mut connection,
-            &format!("SELECT id FROM {WRITES} ORDER BY id"),
-        )
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get::<i64, _>(0))
-            .map(|id| id as u64)
-            .collect())
+        ids_in(self.addr(pod).await?, &self.password, WRITES).await
     }
 
     /// Waits until `pod`'s writes table holds every id of `ids`.
@@ -733,13 +829,7 @@ impl Group {
     }
 
     pub fn signal(&self, pod: &str, container: &str, signal: &str) {
-        let pid = container_pid(&self.t.ns.name, pod, container);
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid} ({pod}/{container})");
+        signal_container(&self.t.ns.name, pod, container, signal);
     }
 
     /// Sets the database's `spec.replicas`: [`Group::pods`] are the new count's from now on.

@@ -136,6 +136,17 @@ pub fn container_pid(namespace: &str, pod: &str, container: &str) -> u32 {
         .unwrap_or_else(|| panic!("no process of container {id} ({pod}/{container})"))
 }
 
+/// Sends `signal` (as `kill` spells it: `-KILL`, `-STOP`) to a container's first process.
+pub fn signal_container(namespace: &str, pod: &str, container: &str, signal: &str) {
+    let pid = container_pid(namespace, pod, container);
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {pid} ({pod}/{container})");
+}
+
 /// Puts the node's selector and a toleration of its taint into `spec` (a PodSpec, or the chart's
 /// values, which take the same keys): what a pod needs to run on the real node.
 /// How long the double's start-up takes in tests that do not measure a restart's gap: SQL
@@ -156,6 +167,18 @@ pub fn double_starts_in(pod: &mut Value, delay: Duration) {
         .collect();
     env.push(json!({"name": "MSSQL_STARTUP_DELAY", "value": delay.as_secs().to_string()}));
     container["env"] = json!(env);
+}
+
+/// Makes a KubeDB guide database (`db`) run on the node: the double's catalog entry, the node's
+/// volumes, small requests, and doubles that take `start` to start.
+pub fn database_on_node(db: &mut Value, start: Duration) {
+    let spec = &mut db["spec"];
+    spec["version"] = json!(DOUBLE_VERSION);
+    spec["storage"]["storageClassName"] = json!("real-node-local");
+    let pod = &mut spec["podTemplate"]["spec"];
+    place_on_node(pod);
+    pod["containers"][0]["resources"] = json!({"requests": {"cpu": "50m", "memory": "32Mi"}});
+    double_starts_in(pod, start);
 }
 
 pub fn place_on_node(spec: &mut Value) {

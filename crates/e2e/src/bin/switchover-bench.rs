@@ -1,7 +1,8 @@
 //! The switchover benchmark (`hack/bench-switchover`, docs/benchmarks.md): what a client of a
 //! three-replica availability group sees during every kind of change that restarts its pods, on
 //! the real node, with doubles that take SQL Server's time to start. A writer commits a row through
-//! the primary Service every 100 ms during each change ([`mssql_e2e::client_gap`]). Not a test:
+//! the primary Service every 100 ms during each change ([`mssql_e2e::client_gap`]), and through a
+//! standalone server's Service during its Restart, for comparison. Not a test:
 //! it reports numbers, and exits non-zero only when a write was lost, two primaries were seen, or a
 //! change did not end as it should.
 
@@ -9,7 +10,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mssql_e2e::client_gap::{Change, Seen, during, realistic_group};
+use mssql_e2e::client_gap::{
+    Change, STANDALONE_RESTART, Seen, Standalone, during, realistic_group,
+};
 use mssql_e2e::real_node::assert_node_ready;
 use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
 
@@ -60,16 +63,17 @@ fn spread(mut values: Vec<Duration>) -> String {
 }
 
 fn csv(runs: &[(usize, Seen)]) -> String {
-    let mut csv = "round,change,took_s,longest_gap_s,unavailable_s,failed,acknowledged,old_primary,new_primary\n"
+    let mut csv = "round,change,took_s,longest_gap_s,unavailable_s,replication_break_s,failed,acknowledged,old_primary,new_primary\n"
         .to_owned();
     for (round, seen) in runs {
         writeln!(
             csv,
-            "{round},{},{},{},{},{},{},{},{}",
-            seen.change.name(),
+            "{round},{},{},{},{},{},{},{},{},{}",
+            seen.change,
             seconds(seen.took),
             seconds(seen.longest_gap),
             seconds(seen.unavailable),
+            seconds(seen.replication_break),
             seen.failed,
             seen.acknowledged,
             seen.primaries.0,
@@ -81,22 +85,26 @@ fn csv(runs: &[(usize, Seen)]) -> String {
 }
 
 fn summary(runs: &[(usize, Seen)]) -> String {
-    let mut md = "| change | longest write gap | no write in all | failed attempts (max) | change \
-                  took |\n|---|---|---|---|---|\n"
+    let mut md = "| change | longest write gap | no write in all | longest replication break | \
+                  failed attempts (max) | change took |\n|---|---|---|---|---|---|\n"
         .to_owned();
-    for change in Change::ALL {
+    let changes = Change::ALL.map(Change::name);
+    for change in changes.iter().chain([&STANDALONE_RESTART]) {
         let of: Vec<&Seen> = runs
             .iter()
             .map(|(_, s)| s)
-            .filter(|s| s.change == change)
+            .filter(|s| s.change == *change)
             .collect();
         if of.is_empty() {
             continue;
         }
+        let replication = match *change == STANDALONE_RESTART {
+            true => "-".to_owned(),
+            false => spread(of.iter().map(|s| s.replication_break).collect()),
+        };
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
-            change.name(),
+            "| {change} | {} | {} | {replication} | {} | {} |",
             spread(of.iter().map(|s| s.longest_gap).collect()),
             spread(of.iter().map(|s| s.unavailable).collect()),
             of.iter().map(|s| s.failed).max().unwrap_or(0),
@@ -107,7 +115,9 @@ fn summary(runs: &[(usize, Seen)]) -> String {
     writeln!(
         md,
         "\nSeconds, p50 / p95 / max (nearest rank) over {} rounds; doubles start in {} s. Every \
-         acknowledged write was on every replica after each change; no sample saw two primaries.",
+         acknowledged write was on every replica (the standalone's: on its server) after each \
+         change; no sample saw two primaries. A replication break: a secondary whose pod was Ready \
+         reported disconnected or not synchronized.",
         runs.iter().map(|(r, _)| *r).max().unwrap_or(0),
         DEFAULT_STARTUP_DELAY.as_secs()
     )
@@ -124,8 +134,12 @@ async fn main() {
     std::fs::create_dir_all(&options.out).expect("the output directory");
     assert_node_ready();
     let group = realistic_group("bench-switchover").await;
+    let standalone = Standalone::create(&group.t).await;
     let mut runs = Vec::new();
     for round in 1..=options.runs {
+        let seen = standalone.restart().await;
+        eprintln!("[{round}/{}] {seen}", options.runs);
+        runs.push((round, seen));
         for change in Change::ALL {
             // TLS is added once.
             if change == Change::AddTls && round > 1 {
@@ -140,5 +154,6 @@ async fn main() {
     std::fs::write(options.out.join("runs.csv"), csv(&runs)).expect("runs.csv");
     std::fs::write(options.out.join("summary.md"), &md).expect("summary.md");
     println!("{md}");
+    standalone.delete().await;
     group.delete().await;
 }
