@@ -15,10 +15,36 @@ pub mod scrape;
 pub mod tds;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+/// A file or directory of one test's own under the system's temporary directory (an operator's
+/// log, a process's working directory). Removed when dropped, unless the test is failing: then
+/// it stays for a look, and its path is printed.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// `name` under the temporary directory; nothing is created.
+    pub fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(name))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for a look: {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
+    }
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {

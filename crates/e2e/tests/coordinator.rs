@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use mssql_api::pods::{ReplicaReport, replica_report};
+use mssql_e2e::Scratch;
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::fixture::Setup;
 use mssql_e2e::operator::{binary, built_binary};
@@ -58,6 +59,8 @@ struct Group {
     t: Setup,
     members: Vec<Member>,
     certs: PathBuf,
+    /// The members' working directories and the endpoint certificate.
+    _scratch: Scratch,
 }
 
 /// A loopback network of this test run's own, so that two runs never share an address.
@@ -124,8 +127,8 @@ fn query(ip: &str, query: &str) -> Result<String, String> {
 impl Group {
     async fn new(prefix: &str) -> Self {
         let t = Setup::without_operator(prefix).await;
-        let base =
-            std::env::temp_dir().join(format!("coordinator-{}-{prefix}", std::process::id()));
+        let scratch = Scratch::new(&format!("coordinator-{}-{prefix}", std::process::id()));
+        let base = scratch.path().to_owned();
         let certs = base.join("endpoint");
         std::fs::create_dir_all(&certs).unwrap();
         let ips: Vec<String> = (0..3).map(ip).collect();
@@ -170,7 +173,12 @@ impl Group {
                 coordinator: None,
             });
         }
-        let mut group = Self { t, members, certs };
+        let mut group = Self {
+            t,
+            members,
+            certs,
+            _scratch: scratch,
+        };
         for i in 0..3 {
             group.start_server(i);
         }

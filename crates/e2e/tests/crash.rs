@@ -15,7 +15,7 @@ use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_e2e::cluster::{TestNamespace, ca_issuer, client, eventually, wait_ready_replicas};
 use mssql_e2e::fixture;
 use mssql_e2e::operator::Operator;
-use mssql_e2e::{example_in, install_crds_and_catalog};
+use mssql_e2e::{Scratch, example_in, install_crds_and_catalog};
 
 /// One operator process. Each has the same identity, as the restarted container of one pod
 /// has, so it takes the leader-election Lease back at once instead of waiting for it to expire.
@@ -63,8 +63,8 @@ async fn a_request_survives_the_operator_being_killed_at_every_step() {
     install_crds_and_catalog();
     let client = client().await;
     let ns = TestNamespace::new(&client, "crash").await;
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
-        .unwrap();
+    let log_path = Scratch::new(&format!("{}-operator.log", ns.name));
+    let log = std::fs::File::create(log_path.path()).unwrap();
     ca_issuer(&client, &ns.name, "mssqlserver-ca-issuer", "mssqlserver").await;
     let databases: Api<MssqlServer> = Api::namespaced(client.clone(), &ns.name);
     let requests: Api<MssqlServerOpsRequest> = Api::namespaced(client.clone(), &ns.name);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use mssql_api::MssqlServerOpsRequest;
+use mssql_e2e::Scratch;
 use mssql_e2e::cluster::{eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{SHORT, Setup, create_ops, wait_ops};
 use mssql_e2e::operator::Operator;
@@ -21,12 +22,13 @@ const LEASE: Duration = Duration::from_secs(mssql_operator::leader::LEASE_DURATI
 struct Replica {
     _process: Operator,
     port: u16,
+    _log: Scratch,
 }
 
 impl Replica {
     fn start(identity: &str, t: &Setup) -> Self {
-        let log_path = std::env::temp_dir().join(format!("{}-{identity}.log", t.ns.name));
-        let log = std::fs::File::create(&log_path).unwrap();
+        let log_path = Scratch::new(&format!("{}-{identity}.log", t.ns.name));
+        let log = std::fs::File::create(log_path.path()).unwrap();
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let process = Operator::start(
@@ -37,6 +39,7 @@ impl Replica {
         Self {
             _process: process,
             port,
+            _log: log_path,
         }
     }
 

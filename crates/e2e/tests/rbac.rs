@@ -26,7 +26,7 @@ use mssql_e2e::fixture::{
 };
 use mssql_e2e::operator::Operator;
 use mssql_e2e::renewal::{renew_server_certificate, wait_renewal_request};
-use mssql_e2e::{example_in, kubectl, kubectl_ok};
+use mssql_e2e::{Scratch, example_in, kubectl, kubectl_ok};
 use serde_json::{Value, json};
 
 // Generous: on fake nodes a PodDisruptionBudget can be held for up to two minutes (docs/testing.md).
@@ -216,8 +216,9 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
         ],
         None,
     );
-    let dir = std::env::temp_dir().join(format!("{release}-operator"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new(&format!("{release}-operator"));
+    let dir = scratch.path();
+    std::fs::create_dir_all(dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -556,7 +557,6 @@ async fn runs_every_feature_and_uses_every_grant(by_namespace: bool) {
         unused.is_empty(),
         "granted but never used (remove them from the chart, or exercise them): {unused:?}\nused:\n{report}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     drop(cleanup);
     let _ = Api::<Secret>::namespaced(t.client.clone(), "cert-manager")
         .delete(&issuer_name, &DeleteParams::default())

@@ -17,6 +17,7 @@ use mssql_api::annotations::{
 use mssql_api::condition;
 use mssql_api::phase::CERTIFICATE_ROLLOUT_PENDING as CONDITION;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_e2e::Scratch;
 use mssql_e2e::cluster::eventually;
 use mssql_e2e::fixture::{
     PodHold, READY_TIMEOUT, Setup, create_ops, evicted, summary, wait_ops, wait_step,
@@ -163,8 +164,8 @@ fn evictions(ops: &MssqlServerOpsRequest) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread")]
 async fn renewed_certificates_are_rolled_out_by_policy() {
     let t = Setup::without_operator("renewal").await;
-    let log_path = std::env::temp_dir().join(format!("{}-operator.log", t.ns.name));
-    let log = std::fs::File::create(&log_path).unwrap();
+    let log_path = Scratch::new(&format!("{}-operator.log", t.ns.name));
+    let log = std::fs::File::create(log_path.path()).unwrap();
     let mut operator = start_operator(&t, &log);
     let window = closed_window();
     t.create_example(DB, |db| {
@@ -349,8 +350,8 @@ async fn renewed_certificates_are_rolled_out_by_policy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_replaced_mid_request_fails_it_truthfully_and_the_rollout_finishes() {
     let t = Setup::without_operator("stale-secret").await;
-    let log_path = std::env::temp_dir().join(format!("{}-operator.log", t.ns.name));
-    let log = std::fs::File::create(&log_path).unwrap();
+    let log_path = Scratch::new(&format!("{}-operator.log", t.ns.name));
+    let log = std::fs::File::create(log_path.path()).unwrap();
     let operator = start_operator(&t, &log);
     t.create_example(DB, |_| {}).await;
     t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
