@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::EvictParams;
-use mssql_api::MssqlServer;
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use serde_json::{Value, json};
 
 use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
@@ -198,27 +198,29 @@ async fn make(group: &Group, change: Change, primary: &str) {
         }
     };
     let ops = wait_ops(t, &name, "Successful", CHANGE_TIMEOUT).await;
-    let conditions = summary(&ops.status.clone().unwrap_or_default().conditions);
-    let done = |type_: &str| {
-        ops.status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == type_ && c.is_true())
-    };
-    // Every request that restarts a group's primary hands its role over first.
+    let new_endpoint = [Change::Rotate, Change::ChangeIssuer].contains(&change);
+    assert_handed_over(&ops, primary, new_endpoint);
+}
+
+/// A request that restarted a group's `primary` handed its role over first; one that gave the
+/// group a new endpoint certificate (`new_endpoint`) had every replica trust it before any
+/// presented it, and retired the old one after.
+pub fn assert_handed_over(ops: &MssqlServerOpsRequest, primary: &str, new_endpoint: bool) {
+    let name = ops.name_any();
+    let conditions = ops.status.as_ref().map(|s| s.conditions.as_slice());
+    let conditions = conditions.unwrap_or_default();
+    let done = |type_: &str| conditions.iter().any(|c| c.type_ == type_ && c.is_true());
     assert!(
         done(&format!("SwitchoverPrimary--{primary}"))
             && done(&format!("CheckPrimarySwitched--{primary}")),
-        "{name}: the primary {primary} restarted without a switchover: {conditions:#?}"
+        "{name}: the primary {primary} restarted without a switchover: {:#?}",
+        summary(conditions)
     );
-    // A new endpoint certificate is trusted everywhere before it is presented, and the old one
-    // retired after.
-    if [Change::Rotate, Change::ChangeIssuer].contains(&change) {
-        assert!(
-            done("EndpointCertificateTrusted") && done("EndpointCertificateRetired"),
-            "{name}: the endpoint certificate changed without a trust overlap: {conditions:#?}"
-        );
-    }
+    assert!(
+        !new_endpoint || (done("EndpointCertificateTrusted") && done("EndpointCertificateRetired")),
+        "{name}: the endpoint certificate changed without a trust overlap: {:#?}",
+        summary(conditions)
+    );
 }
 
 /// A request's timeout long enough for pods that take SQL Server's time to start, and a name of
