@@ -202,7 +202,12 @@ async fn main() {
     } else {
         tokio::select! {
             group = story(&made) => group,
-            _ = tokio::signal::ctrl_c() => panic!("hack/demo: interrupted"),
+            // The story has stopped (and dropped what it held) when this runs.
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\nhack/demo: interrupted");
+                drop(made);
+                std::process::exit(130);
+            }
         }
     };
     // What the group holds (the namespace, the operator's release) goes with the rest, in the
