@@ -195,6 +195,12 @@ async fn main() {
         keep_on_failure(&made);
     }
     // What an earlier run kept (KEEP=1) or left (killed) goes first.
+    if kubectl(&["get", "namespace", &made.ns], None).ok {
+        println!(
+            "hack/demo: removing what an earlier run kept or left in {}",
+            made.ns
+        );
+    }
     made.remove();
     let group = if keep() {
         // Ctrl-C ends it at once, and everything stays.
