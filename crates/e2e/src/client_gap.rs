@@ -5,13 +5,12 @@
 //! `hack/bench-switchover`.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, EvictParams};
-use mssql_api::MssqlServer;
+use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use serde_json::{Value, json};
 
 use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
@@ -19,7 +18,7 @@ use mssql_sqlserver_double::startup::DEFAULT_STARTUP_DELAY;
 use crate::cluster::{ca_issuer, eventually};
 use crate::fixture::{READY_TIMEOUT, Setup, create_ops, summary, wait_ops};
 use crate::group::{DB, Group, Traffic, Written, connect, ids_in, run, service_address};
-use crate::real_node::database_on_node;
+use crate::real_node::on_the_node;
 use crate::renewal::{renew_server_certificate, renewal_requests, wait_renewal_request};
 
 /// How long a change may take, restarts of pods that take SQL Server's time to start included.
@@ -229,27 +228,29 @@ async fn make(group: &Group, change: Change, primary: &str) {
         }
     };
     let ops = wait_ops(t, &name, "Successful", CHANGE_TIMEOUT).await;
-    let conditions = summary(&ops.status.clone().unwrap_or_default().conditions);
-    let done = |type_: &str| {
-        ops.status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == type_ && c.is_true())
-    };
-    // Every request that restarts a group's primary hands its role over first.
+    let new_endpoint = [Change::Rotate, Change::ChangeIssuer].contains(&change);
+    assert_handed_over(&ops, primary, new_endpoint);
+}
+
+/// A request that restarted a group's `primary` handed its role over first; one that gave the
+/// group a new endpoint certificate (`new_endpoint`) had every replica trust it before any
+/// presented it, and retired the old one after.
+pub fn assert_handed_over(ops: &MssqlServerOpsRequest, primary: &str, new_endpoint: bool) {
+    let name = ops.name_any();
+    let conditions = ops.status.as_ref().map(|s| s.conditions.as_slice());
+    let conditions = conditions.unwrap_or_default();
+    let done = |type_: &str| conditions.iter().any(|c| c.type_ == type_ && c.is_true());
     assert!(
         done(&format!("SwitchoverPrimary--{primary}"))
             && done(&format!("CheckPrimarySwitched--{primary}")),
-        "{name}: the primary {primary} restarted without a switchover: {conditions:#?}"
+        "{name}: the primary {primary} restarted without a switchover: {:#?}",
+        summary(conditions)
     );
-    // A new endpoint certificate is trusted everywhere before it is presented, and the old one
-    // retired after.
-    if [Change::Rotate, Change::ChangeIssuer].contains(&change) {
-        assert!(
-            done("EndpointCertificateTrusted") && done("EndpointCertificateRetired"),
-            "{name}: the endpoint certificate changed without a trust overlap: {conditions:#?}"
-        );
-    }
+    assert!(
+        !new_endpoint || (done("EndpointCertificateTrusted") && done("EndpointCertificateRetired")),
+        "{name}: the endpoint certificate changed without a trust overlap: {:#?}",
+        summary(conditions)
+    );
 }
 
 /// Creates a Restart request of `db`; returns its name.
@@ -304,7 +305,7 @@ impl<'a> Standalone<'a> {
     /// Creates it in `t`'s namespace (whose operator serves it), Ready, with a table to write.
     pub async fn create(t: &'a Setup) -> Self {
         let _: MssqlServer = t
-            .create_example(STANDALONE, |db| database_on_node(db, DEFAULT_STARTUP_DELAY))
+            .create_example(STANDALONE, |db| on_the_node(db, DEFAULT_STARTUP_DELAY))
             .await;
         t.wait_phase(STANDALONE, "Ready", READY_TIMEOUT).await;
         let password = t
@@ -346,14 +347,7 @@ impl<'a> Standalone<'a> {
             "every acknowledged write on the server",
             Duration::from_secs(30),
             || async {
-                let ip = self
-                    .t
-                    .api::<Pod>()
-                    .get(&pod)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let ip = ip.status.and_then(|s| s.pod_ip).ok_or("no address yet")?;
-                let addr = SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433);
+                let addr = self.t.sql_addr(&pod).await?;
                 let held = ids_in(addr, &self.password, STANDALONE_WRITES).await?;
                 let missing = acknowledged.iter().filter(|id| !held.contains(id)).count();
                 (missing == 0)

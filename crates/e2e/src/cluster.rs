@@ -98,6 +98,11 @@ pub async fn wait_ready_replicas(client: &Client, namespace: &str, name: &str, r
     .await;
 }
 
+/// A name of this process's own: `prefix` and the process id.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
+
 /// A namespace of its own for one test; deleted when dropped.
 pub struct TestNamespace {
     pub name: String,
@@ -105,7 +110,12 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(client: &Client, prefix: &str) -> Self {
-        let name = format!("{prefix}-{}", std::process::id());
+        Self::named(client, &unique(prefix)).await
+    }
+
+    /// The namespace `name` itself (it must not exist).
+    pub async fn named(client: &Client, name: &str) -> Self {
+        let name = name.to_owned();
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),

@@ -1,5 +1,6 @@
 //! A test's own namespace with a CA Issuer in it, and the waits and reads the tests share.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
@@ -9,7 +10,7 @@ use mssql_api::condition::{self, Condition};
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use serde_json::{Value, json};
 
-use crate::cluster::{TestNamespace, ca_issuer, client, ensure_operator, eventually};
+use crate::cluster::{TestNamespace, ca_issuer, client, ensure_operator, eventually, unique};
 use crate::example_in;
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,20 +24,25 @@ pub struct Setup {
 impl Setup {
     pub async fn new(prefix: &str) -> Self {
         ensure_operator();
-        Self::in_namespace(prefix).await
+        Self::in_namespace(&unique(prefix)).await
     }
 
     /// For a test that runs the operator itself, as a process: the CRDs, the catalog, bindable
     /// volumes, and a namespace with a CA Issuer.
     pub async fn without_operator(prefix: &str) -> Self {
-        crate::install_crds_and_catalog();
-        crate::reclaim_volumes();
-        Self::in_namespace(prefix).await
+        Self::without_operator_in(&unique(prefix)).await
     }
 
-    async fn in_namespace(prefix: &str) -> Self {
+    /// [`Setup::without_operator`] in the namespace `name` itself (made here: it must not exist).
+    pub async fn without_operator_in(name: &str) -> Self {
+        crate::install_crds_and_catalog();
+        crate::reclaim_volumes();
+        Self::in_namespace(name).await
+    }
+
+    async fn in_namespace(name: &str) -> Self {
         let client = client().await;
-        let ns = TestNamespace::new(&client, prefix).await;
+        let ns = TestNamespace::named(&client, name).await;
         ca_issuer(&client, &ns.name, "mssqlserver-ca-issuer", "mssqlserver").await;
         Self { client, ns }
     }
@@ -79,6 +85,24 @@ impl Setup {
                 .unwrap_or_default()
         })
         .await
+    }
+
+    /// `pod`'s address, as the API server says now.
+    pub async fn pod_ip(&self, pod: &str) -> Result<String, String> {
+        let pod = self
+            .api::<Pod>()
+            .get(pod)
+            .await
+            .map_err(|e| e.to_string())?;
+        pod.status
+            .and_then(|s| s.pod_ip)
+            .ok_or_else(|| "no address yet".into())
+    }
+
+    /// Where `pod`'s SQL Server listens.
+    pub async fn sql_addr(&self, pod: &str) -> Result<SocketAddr, String> {
+        let ip = self.pod_ip(pod).await?;
+        Ok(SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433))
     }
 
     pub async fn secret_text(&self, name: &str, key: &str) -> String {

@@ -26,11 +26,11 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::cluster::eventually;
+use crate::cluster::{eventually, unique};
 use crate::fixture::{READY_TIMEOUT, Setup};
 use crate::real_node::{
-    DOUBLE_VERSION, Release, database_on_node, double_version, load_images, operator_values,
-    place_on_node, signal_container, wait_leader,
+    DOUBLE_VERSION, Release, create_admitted, install_operator, on_the_node, place_on_node,
+    signal_container, wait_leader,
 };
 use crate::{example_in, kubectl, kubectl_ok};
 
@@ -528,43 +528,27 @@ impl Group {
     /// with secondaries readable, Ready with one labelled primary; a table written through the
     /// primary Service has reached every pod. Each double takes `start` to start.
     pub async fn form(name: &str, replicas: usize, start: Duration) -> Self {
-        let images = load_images(&["operator", "mssql-double"]);
-        let operator_ns = format!("mssql-operator-{name}-{}", std::process::id());
-        let release = Release::install(
-            "mssql-operator",
-            &operator_ns,
-            &operator_values(&images["operator"]),
-        );
+        let release = install_operator(&unique(&format!("mssql-operator-{name}"))).await;
         let t = Setup::without_operator(name).await;
-        wait_leader(&t.client, &operator_ns, None).await;
-        kubectl_ok(
-            &["apply", "-f", "-"],
-            Some(&double_version(&images["mssql-double"])),
-        );
+        Self::form_in(t, release, replicas, start).await
+    }
+
+    /// [`Group::form`] in `t`'s namespace, with the operator `release` (see [`install_operator`]).
+    pub async fn form_in(t: Setup, release: Release, replicas: usize, start: Duration) -> Self {
         let mut db: Value = serde_saphyr::from_str(&example_in(DB, &t.ns.name)).unwrap();
-        database_on_node(&mut db, start);
+        on_the_node(&mut db, start);
         let spec = &mut db["spec"];
         spec["replicas"] = json!(replicas);
         // Where the arbiter runs once the count is even (now, or after scaling).
         place_on_node(&mut spec["arbiter"]);
         spec["topology"]["availabilityGroup"]["secondaryAccessMode"] = json!("All");
-        let db = db.to_string();
-        // Created once the operator's webhook answers.
-        eventually(
-            "the database to be admitted",
-            Duration::from_secs(60),
-            || async {
-                let run = kubectl(&["create", "-f", "-"], Some(&db));
-                run.ok.then_some(()).ok_or(run.stderr)
-            },
-        )
-        .await;
+        create_admitted(&db.to_string()).await;
         t.wait_phase(DB, "Ready", READY_TIMEOUT).await;
         let password = t.secret_text(&format!("{DB}-auth"), "password").await;
         let group = Self {
             t,
             password,
-            operator_ns,
+            operator_ns: release.namespace.clone(),
             replicas,
             _release: release,
         };
@@ -717,15 +701,7 @@ impl Group {
 
     /// `pod`'s address, as the API server says now.
     pub async fn ip(&self, pod: &str) -> Result<String, String> {
-        let pod = self
-            .t
-            .api::<Pod>()
-            .get(pod)
-            .await
-            .map_err(|e| e.to_string())?;
-        pod.status
-            .and_then(|s| s.pod_ip)
-            .ok_or_else(|| "no address yet".into())
+        self.t.pod_ip(pod).await
     }
 
     /// `pod`'s uid, which a replacement of the same name does not share.
@@ -759,18 +735,13 @@ impl Group {
         .await
     }
 
-    async fn addr(&self, pod: &str) -> Result<SocketAddr, String> {
-        let ip = self.ip(pod).await?;
-        Ok(SocketAddr::new(ip.parse().map_err(|_| "an address")?, 1433))
-    }
-
     async fn service(&self) -> SocketAddr {
         service_address(&self.t.api(), DB).await
     }
 
     /// The ids in the writes table of `pod`'s server.
     pub async fn ids(&self, pod: &str) -> Result<Vec<u64>, String> {
-        ids_in(self.addr(pod).await?, &self.password, WRITES).await
+        ids_in(self.t.sql_addr(pod).await?, &self.password, WRITES).await
     }
 
     /// Waits until `pod`'s writes table holds every id of `ids`.

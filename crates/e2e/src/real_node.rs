@@ -14,7 +14,7 @@ use mssql_api::pods::is_ready;
 use serde_json::{Value, json};
 
 use crate::chart::{CHART, helm, helm_ok};
-use crate::cluster::eventually;
+use crate::cluster::{client, eventually};
 use crate::{Run, kubectl, kubectl_ok, root};
 
 /// The node, its label and its taint (hack/cluster/lib.sh).
@@ -147,8 +147,6 @@ pub fn signal_container(namespace: &str, pod: &str, container: &str, signal: &st
     assert!(ok, "kill {signal} {pid} ({pod}/{container})");
 }
 
-/// Puts the node's selector and a toleration of its taint into `spec` (a PodSpec, or the chart's
-/// values, which take the same keys): what a pod needs to run on the real node.
 /// How long the double's start-up takes in tests that do not measure a restart's gap: SQL
 /// Server's typical start (the double's default) would only make them slower.
 pub const QUICK_START: Duration = Duration::from_secs(1);
@@ -169,9 +167,10 @@ pub fn double_starts_in(pod: &mut Value, delay: Duration) {
     container["env"] = json!(env);
 }
 
-/// Makes a KubeDB guide database (`db`) run on the node: the double's catalog entry, the node's
-/// volumes, small requests, and doubles that take `start` to start.
-pub fn database_on_node(db: &mut Value, start: Duration) {
+/// A guide's database (`db`, KubeDB's YAML) on the node: the double's catalog entry, the node's
+/// volumes, requests the node can grant (the guides ask SQL Server's 1.5 GiB), each start of the
+/// double taking `start`.
+pub fn on_the_node(db: &mut Value, start: Duration) {
     let spec = &mut db["spec"];
     spec["version"] = json!(DOUBLE_VERSION);
     spec["storage"]["storageClassName"] = json!("real-node-local");
@@ -181,6 +180,8 @@ pub fn database_on_node(db: &mut Value, start: Duration) {
     double_starts_in(pod, start);
 }
 
+/// Puts the node's selector and a toleration of its taint into `spec` (a PodSpec, or the chart's
+/// values, which take the same keys): what a pod needs to run on the real node.
 pub fn place_on_node(spec: &mut Value) {
     spec["nodeSelector"] = json!({NODE_LABEL.0: NODE_LABEL.1});
     spec["tolerations"] =
@@ -210,6 +211,36 @@ pub fn load_images(names: &[&str]) -> BTreeMap<String, String> {
             (name, words.next().expect("a reference").to_owned())
         })
         .collect()
+}
+
+/// The images of the operator and the double loaded into the node, the operator installed by its
+/// chart in `namespace` and leading, and the double's catalog entry.
+pub async fn install_operator(namespace: &str) -> Release {
+    let images = load_images(&["operator", "mssql-double"]);
+    let release = Release::install(
+        "mssql-operator",
+        namespace,
+        &operator_values(&images["operator"]),
+    );
+    wait_leader(&client().await, namespace, None).await;
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&double_version(&images["mssql-double"])),
+    );
+    release
+}
+
+/// Creates `object` (JSON or YAML) with kubectl once the operator's webhook answers.
+pub async fn create_admitted(object: &str) {
+    eventually(
+        "the object to be admitted",
+        Duration::from_secs(60),
+        || async {
+            let run = kubectl(&["create", "-f", "-"], Some(object));
+            run.ok.then_some(()).ok_or(run.stderr)
+        },
+    )
+    .await;
 }
 
 /// The node is there and Ready; panics with how to start it otherwise.

@@ -35,8 +35,8 @@ use mssql_e2e::audit::audited;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary};
 use mssql_e2e::real_node::{
-    DOUBLE_VERSION, NODE, QUICK_START, Release, assert_node_ready, database_on_node,
-    double_version, exec, exec_ok, load_images, operator_values, probe_counts, wait_leader,
+    DOUBLE_VERSION, NODE, QUICK_START, Release, assert_node_ready, double_version, exec, exec_ok,
+    load_images, on_the_node, operator_values, probe_counts, wait_leader,
 };
 use mssql_e2e::renewal::{
     renew_server_certificate, renewal_requests, serial, wait_new_serial, wait_renewal_request,
@@ -118,10 +118,10 @@ impl Drop for ClusterObject {
     }
 }
 
-/// A guide database on the real node: the double's version, the node's volumes, small requests,
-/// and a second container of another uid that mounts the TLS volume (it must not read the keys).
+/// A guide database on the real node (`on_the_node`), with a second container of another uid
+/// that mounts the TLS volume (it must not read the keys).
 fn on_the_real_node(db: &mut Value, busybox: &str) {
-    database_on_node(db, QUICK_START);
+    on_the_node(db, QUICK_START);
     let pod = &mut db["spec"]["podTemplate"]["spec"];
     pod["containers"].as_array_mut().unwrap().push(json!({
         "name": "intruder",
