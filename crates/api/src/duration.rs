@@ -65,9 +65,58 @@ pub fn format(duration: Duration) -> String {
     text
 }
 
+/// Exactly as Go's `time.Duration.String` prints it (`1h0m0s`, `5m0s`, `1.5s`, `300ms`): how
+/// cert-manager's messages show durations.
+pub fn go_string(duration: Duration) -> String {
+    let (seconds, nanos) = (duration.as_secs(), duration.subsec_nanos());
+    // A whole number, then the fraction of `unit` in `rest` without its trailing zeros.
+    let decimal = |whole: u64, rest: u32, digits: usize| {
+        let fraction = format!("{rest:0digits$}");
+        match fraction.trim_end_matches('0') {
+            "" => whole.to_string(),
+            fraction => format!("{whole}.{fraction}"),
+        }
+    };
+    if seconds == 0 {
+        return match nanos {
+            0 => "0s".to_owned(),
+            n if n < 1_000 => format!("{n}ns"),
+            n if n < 1_000_000 => format!("{}µs", decimal(u64::from(n / 1_000), n % 1_000, 3)),
+            n => format!("{}ms", decimal(u64::from(n / 1_000_000), n % 1_000_000, 6)),
+        };
+    }
+    let (hours, minutes) = (seconds / 3600, seconds / 60 % 60);
+    let seconds = format!("{}s", decimal(seconds % 60, nanos, 9));
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(300), "5m0s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(45), "45s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(2160 * 3600), "2160h0m0s"),
+            (Duration::from_secs(3600 + 30), "1h0m30s"),
+            (Duration::from_millis(300), "300ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_nanos(2500), "2.5µs"),
+            (Duration::from_nanos(5), "5ns"),
+        ] {
+            assert_eq!(go_string(duration), text, "{duration:?}");
+        }
+    }
 
     #[test]
     fn parses_what_go_parses() {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec as K8sPodSpec, TypedLocalObjectReference};
 use serde_json::Value;
@@ -302,19 +303,83 @@ fn validate_certificates(
         if let Some(issuer) = certificate.issuer_ref.as_ref() {
             validate_issuer_ref(issuer, &format!("{here}.issuerRef"), errors);
         }
-        for (key, value) in [
-            ("duration", &certificate.duration),
-            ("renewBefore", &certificate.renew_before),
-        ] {
-            if let Some(value) = value.as_deref()
-                && crate::duration::parse(value).is_none()
-            {
+        let mut parsed = |key: &str, value: &Option<String>| {
+            let value = value.as_deref()?;
+            let parsed = crate::duration::parse(value);
+            if parsed.is_none() {
                 errors.push(FieldError::new(
                     format!("{here}.{key}"),
                     format!("{key} {value:?} is not a duration; write it like 2160h or 720h30m"),
                 ));
             }
-        }
+            parsed
+        };
+        let duration = parsed("duration", &certificate.duration);
+        let renew_before = parsed("renewBefore", &certificate.renew_before);
+        validate_lifetime(duration, renew_before, &here, errors);
+    }
+}
+
+/// cert-manager's minimum certificate lifetime, its default, and its minimum `renewBefore`
+/// (cert-manager v1.21: `pkg/apis/certmanager/v1/const.go`).
+const CERT_MANAGER_MINIMUM_DURATION: Duration = Duration::from_secs(3600);
+const CERT_MANAGER_DEFAULT_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
+const CERT_MANAGER_MINIMUM_RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+/// What cert-manager's webhook refuses in a Certificate's `duration` and `renewBefore`
+/// (`ValidateDuration`, `internal/apis/certmanager/validation/certificate.go`), in its words and
+/// then ours: the operator copies both into the Certificate, which would otherwise be refused
+/// long after the database or request was accepted. An unset `duration` is cert-manager's 90
+/// days.
+fn validate_lifetime(
+    duration: Option<Duration>,
+    renew_before: Option<Duration>,
+    here: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let go = crate::duration::go_string;
+    if let Some(duration) = duration
+        && duration < CERT_MANAGER_MINIMUM_DURATION
+    {
+        errors.push(FieldError::new(
+            format!("{here}.duration"),
+            format!(
+                "certificate duration must be greater than {} (cert-manager refuses {}); set \
+                 duration to 1h or more",
+                go(CERT_MANAGER_MINIMUM_DURATION),
+                go(duration)
+            ),
+        ));
+    }
+    let Some(renew_before) = renew_before else {
+        return;
+    };
+    if renew_before < CERT_MANAGER_MINIMUM_RENEW_BEFORE {
+        errors.push(FieldError::new(
+            format!("{here}.renewBefore"),
+            format!(
+                "certificate renewBefore must be greater than {} (cert-manager refuses {}); set \
+                 renewBefore to 5m or more, or leave it out for a third of the duration",
+                go(CERT_MANAGER_MINIMUM_RENEW_BEFORE),
+                go(renew_before)
+            ),
+        ));
+    }
+    let lifetime = duration.unwrap_or(CERT_MANAGER_DEFAULT_DURATION);
+    if renew_before >= lifetime {
+        let whose = match duration {
+            Some(_) => "",
+            None => " (cert-manager's default: duration is not set)",
+        };
+        errors.push(FieldError::new(
+            format!("{here}.renewBefore"),
+            format!(
+                "certificate duration {}{whose} must be greater than renewBefore {}; set \
+                 renewBefore below the duration, or leave it out for a third of it",
+                go(lifetime),
+                go(renew_before)
+            ),
+        ));
     }
 }
 

@@ -167,6 +167,71 @@ fn certificate_entries_are_checked() {
     );
 }
 
+/// cert-manager's webhook refuses a Certificate whose `duration` is under 1h, whose
+/// `renewBefore` is under 5m, or whose `renewBefore` is not under its duration (90 days when
+/// unset): the database is refused at once, in cert-manager's words, with the fix.
+#[test]
+fn certificate_lifetimes_follow_cert_manager_rules() {
+    let lifetime = |duration: Option<&str>, renew_before: Option<&str>| {
+        errors_of(|v| {
+            let mut server = json!({"alias": "server"});
+            if let Some(d) = duration {
+                server["duration"] = json!(d);
+            }
+            if let Some(r) = renew_before {
+                server["renewBefore"] = json!(r);
+            }
+            v["spec"]["tls"]["certificates"] = json!([server]);
+        })
+    };
+    for (duration, renew_before) in [
+        (Some("1h"), None),
+        (Some("1h"), Some("5m")),
+        (Some("2h"), Some("90m")),
+        (None, Some("720h")),
+        (None, None),
+        (Some("8760h"), Some("2159h")),
+    ] {
+        assert_eq!(
+            lifetime(duration, renew_before),
+            [],
+            "{duration:?} {renew_before:?}"
+        );
+    }
+    let here = "spec.tls.certificates[0]";
+    assert_only(
+        &lifetime(Some("59m59s"), None),
+        &format!("{here}.duration"),
+        "certificate duration must be greater than 1h0m0s (cert-manager refuses 59m59s); set \
+         duration to 1h or more",
+    );
+    assert_only(
+        &lifetime(Some("24h"), Some("4m59s")),
+        &format!("{here}.renewBefore"),
+        "certificate renewBefore must be greater than 5m0s (cert-manager refuses 4m59s); set \
+         renewBefore to 5m or more, or leave it out for a third of the duration",
+    );
+    assert_only(
+        &lifetime(Some("2h"), Some("2h")),
+        &format!("{here}.renewBefore"),
+        "certificate duration 2h0m0s must be greater than renewBefore 2h0m0s; set renewBefore \
+         below the duration, or leave it out for a third of it",
+    );
+    assert_only(
+        &lifetime(None, Some("2160h")),
+        &format!("{here}.renewBefore"),
+        "certificate duration 2160h0m0s (cert-manager's default: duration is not set) must be \
+         greater than renewBefore 2160h0m0s; set renewBefore below the duration, or leave it out \
+         for a third of it",
+    );
+    // Both at once: too short a life, and a renewal before it even begins.
+    assert_eq!(
+        lifetime(Some("30m"), Some("1h")).len(),
+        2,
+        "duration and renewBefore each refused"
+    );
+}
+
 #[test]
 fn forbidden_env_vars_are_refused_one_by_one() {
     for name in FORBIDDEN_ENV {

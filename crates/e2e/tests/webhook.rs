@@ -90,6 +90,15 @@ fn bad_databases(namespace: &str) -> Vec<(&'static str, String, &'static str)> {
             "spec.tls.certificates[0].duration: duration \"90days\" is not a duration",
         ),
         (
+            "a renewal before the certificate's life begins",
+            database(
+                namespace,
+                "    clientTLS: true\n",
+                "    clientTLS: true\n    certificates:\n    - alias: server\n      duration: 2h\n      renewBefore: 3h\n",
+            ),
+            "spec.tls.certificates[0].renewBefore: certificate duration 2h0m0s must be greater than renewBefore 3h0m0s",
+        ),
+        (
             "a forbidden env var",
             database(
                 namespace,

@@ -143,6 +143,37 @@ fn check_reports_every_error_of_every_bad_object_and_exits_1() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("2 of 3 objects are invalid"));
 }
 
+/// cert-manager would refuse this Certificate: `check` says so first, in cert-manager's words.
+#[test]
+fn check_refuses_a_certificate_lifetime_cert_manager_refuses() {
+    let text = r#"
+apiVersion: kubedb.com/v1alpha2
+kind: MSSQLServer
+metadata: {name: db, namespace: demo}
+spec:
+  version: 2022-cu12
+  replicas: 1
+  storageType: Ephemeral
+  podTemplate:
+    spec:
+      containers:
+        - name: mssql
+          env: [{name: ACCEPT_EULA, value: "Y"}, {name: MSSQL_PID, value: Evaluation}]
+  tls:
+    issuerRef: {name: ca, kind: Issuer, apiGroup: cert-manager.io}
+    certificates:
+      - {alias: server, duration: 2h, renewBefore: 3h}
+"#;
+    let output = run(&["check", "-"], Some(text));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "MSSQLServer demo/db: spec.tls.certificates[0].renewBefore: certificate duration 2h0m0s \
+         must be greater than renewBefore 3h0m0s; set renewBefore below the duration, or leave it \
+         out for a third of it\n"
+    );
+}
+
 #[test]
 fn check_names_the_field_of_a_type_error() {
     let text = "apiVersion: kubedb.com/v1alpha2\nkind: MSSQLServer\nmetadata: {name: db}\nspec: {version: x, replicas: three}\n";
