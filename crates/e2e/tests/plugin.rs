@@ -1,7 +1,8 @@
 //! The kubectl plugin (`target/debug/kubectl-mssql`, or `$KUBECTL_MSSQL_BIN`) against the local
 //! control plane with the operator running: status without TLS, refusals before anything is
 //! created, add TLS and rotate with `--watch`, the status after each, `ops list`/`describe`, and
-//! a request that fails while watched.
+//! a request that fails while watched; the API's own message and the fix when the operator's
+//! webhook does not answer.
 
 use std::process::{Command, Stdio};
 
@@ -11,7 +12,8 @@ use mssql_certs::cert_manager::{CaIssuer, Issuer, IssuerConfig, IssuerSpec};
 use mssql_certs::inspect::parse_certificate;
 use mssql_e2e::fixture::{READY_TIMEOUT, Setup};
 use mssql_e2e::operator::built_binary;
-use serde_json::Value;
+use mssql_e2e::{kubectl, kubectl_ok};
+use serde_json::{Value, json};
 
 const DB: &str = "ms-standalone";
 
@@ -82,6 +84,61 @@ fn refused(ns: &str, args: &[&str], message: &str) -> Output {
         all.join(" ")
     );
     out
+}
+
+/// A ValidatingWebhookConfiguration removed when dropped.
+struct Registered(String);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let args = [
+            "delete",
+            "validatingwebhookconfiguration",
+            &self.0,
+            "--ignore-not-found",
+        ];
+        let _ = kubectl(&args, None);
+    }
+}
+
+/// With mssql-operator's webhook registered for the namespace but nobody answering it (a closed
+/// port on loopback), a request the plugin makes is refused by the API server: the plugin prints
+/// the API's message, not a dump of its Status, and then what to do.
+fn unreachable_webhook_is_explained(ns: &str) {
+    let name = format!("plugin-unreachable-{ns}");
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "mssqlserveropsrequests.validate.mssql-operator.dev",
+            "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+            "rules": [{"apiGroups": ["ops.kubedb.com"], "apiVersions": ["*"],
+                       "operations": ["CREATE"], "resources": ["mssqlserveropsrequests"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 2,
+        }],
+    });
+    kubectl_ok(&["create", "-f", "-"], Some(&configuration.to_string()));
+    let _registered = Registered(name);
+    let out = refused(
+        ns,
+        &["tls", "add", DB, "--issuer", "mssqlserver-ca-issuer"],
+        "failed calling webhook \"mssqlserveropsrequests.validate.mssql-operator.dev\"",
+    );
+    assert!(
+        out.stderr
+            .contains("what to do: no replica of mssql-operator answers its admission webhook")
+            && out.stderr.contains("docs/troubleshooting.md"),
+        "{out}"
+    );
+    assert!(
+        !out.stderr.contains("Status {") && !out.stderr.contains("ApiError"),
+        "a Debug dump: {out}"
+    );
 }
 
 fn json(text: &str) -> Value {
@@ -188,6 +245,7 @@ async fn the_plugin_adds_rotates_and_reports_tls() {
         &["tls", "rotate", DB, "--timeout", "soon"],
         "--timeout \"soon\" is not a duration",
     );
+    unreachable_webhook_is_explained(ns);
     assert_eq!(request_count(&t).await, 0, "nothing was created");
     assert_eq!(
         ok(ns, &["ops", "list"]),

@@ -10,6 +10,7 @@ use mssql_api::{MssqlServer, MssqlServerOpsRequest};
 use mssql_certs::cert_manager::{Certificate, CertificateCondition, ClusterIssuer, Issuer};
 
 use crate::Error;
+use crate::api_error::explain;
 use crate::request::{IssuerChoice, IssuerState};
 use crate::status::{Observed, planned_certificates};
 
@@ -25,7 +26,7 @@ pub async fn connect(namespace: Option<String>) -> Result<(Client, String), Erro
 }
 
 fn failed(what: String) -> impl FnOnce(kube::Error) -> Error {
-    move |e| Error::Cluster(format!("{what}: {e}"))
+    move |e| Error::Cluster(format!("{what}: {}", explain(&e)))
 }
 
 pub async fn database(

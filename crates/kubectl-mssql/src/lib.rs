@@ -4,6 +4,7 @@
 //! Pure modules turn API objects into reports (`replicas`, `status`, `ops`), requests (`request`) and text
 //! (`render`, `text`); `cluster` makes the API calls; `main.rs` is the command line.
 
+pub mod api_error;
 pub mod cluster;
 pub mod ops;
 pub mod render;
