@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use mssql_api::condition;
 use mssql_api::{MssqlServer, MssqlServerOpsRequest};
+use mssql_certs::cert_manager::Certificate;
 use mssql_e2e::cluster::{ca_issuer, eventually, wait_ready_replicas};
 use mssql_e2e::fixture::{READY_TIMEOUT, SHORT, Setup, create_ops, summary, wait_ops};
 use serde_json::{Value, json};
@@ -384,7 +385,47 @@ async fn an_issuer_that_does_not_exist_fails_after_the_timeout_and_resumes_the_d
         ops["spec"]["timeout"] = json!("15s");
     })
     .await;
+    // While it waits, it says for what.
+    let requests = t.api::<MssqlServerOpsRequest>();
+    eventually(
+        "the request to say it waits for the issuer",
+        SHORT,
+        || async {
+            let ops = requests.get(&name).await.map_err(|e| e.to_string())?;
+            let conditions = ops.status.map(|s| s.conditions).unwrap_or_default();
+            let synced = condition::find(&conditions, "CertificateSynced").cloned();
+            match synced {
+                Some(c)
+                    if !c.is_true()
+                        && c.message.as_deref().is_some_and(|m| {
+                            m.contains("Issuer")
+                            && m.contains(
+                                "no-such-issuer does not exist; no Certificate was switched to it",
+                            )
+                        }) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let ops = wait_ops(&t, &name, "Failed", Duration::from_secs(60)).await;
+    // No Certificate was switched to it, so none is re-issued when the request is over.
+    let certificates = t
+        .api::<Certificate>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    for certificate in &certificates.items {
+        assert_eq!(
+            certificate.spec.issuer_ref.name,
+            "mssqlserver-ca-issuer",
+            "{} was switched",
+            certificate.name_any()
+        );
+    }
     let failed = condition::find(&ops.status.as_ref().unwrap().conditions, "Failed").unwrap();
     assert_eq!(failed.reason.as_deref(), Some("CertificateSynced"));
     let message = failed.message.clone().unwrap();

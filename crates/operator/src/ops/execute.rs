@@ -141,6 +141,12 @@ async fn carry_out(
             }
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
+        Step::WaitForIssuer { why } => {
+            info!(request = %ops.name_any(), %why, "waiting for the issuer");
+            record.waiting(SYNCED, &why);
+            record.write(client, context).await?;
+            return Ok(Action::requeue(POLL));
+        }
         Step::WaitForCertificates {
             ready,
             issued,

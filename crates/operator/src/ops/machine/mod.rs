@@ -170,6 +170,11 @@ pub enum Step {
     PauseDatabase,
     RequestReissue,
     UpdateCertificates,
+    /// A Certificate would be switched to an issuer that does not exist: it is not, and the
+    /// request says so (`CertificateSynced` False) while it waits for the issuer.
+    WaitForIssuer {
+        why: String,
+    },
     /// Record the sub-step conditions and wait for cert-manager.
     WaitForCertificates {
         /// Every certificate is Ready at its generation (`CheckReadyCondition`).
@@ -394,11 +399,39 @@ pub fn next_step(ops: &MssqlServerOpsRequest, observed: &Observed) -> Step {
         return Step::RequestReissue;
     }
     if tls && change != TlsChange::Remove && !progress.certificates_synced {
-        if observed
+        let to_apply: Vec<&CertificateState> = observed
             .certificates
             .iter()
-            .any(|c| !c.exists || !c.spec_is_target)
-        {
+            .filter(|c| !c.exists || !c.spec_is_target)
+            .collect();
+        // Nothing is switched to an issuer that does not exist (yet: KubeDB waits for it). A
+        // Certificate switched to it would wait for ever, and one switched back would be
+        // re-issued, and its pods rolled onto that, for nothing.
+        let missing: Vec<String> = to_apply
+            .iter()
+            .filter_map(|c| {
+                Some(format!(
+                    "{} certificate: {}",
+                    c.alias,
+                    c.missing_issuer.as_ref()?
+                ))
+            })
+            .collect();
+        if !missing.is_empty() {
+            let why = format!(
+                "{}; no Certificate was switched to it: create it, or delete this request and name one that exists",
+                missing.join("; ")
+            );
+            return if expired {
+                Step::Fail {
+                    step: SYNCED.to_owned(),
+                    message: format!("certificates were not synced within {timeout:?}: {why}"),
+                }
+            } else {
+                Step::WaitForIssuer { why }
+            };
+        }
+        if !to_apply.is_empty() {
             return Step::UpdateCertificates;
         }
         let problems: Vec<String> = observed

@@ -16,6 +16,68 @@ fn a_missing_issuer_blocks_the_sync_and_is_named_first() {
     );
 }
 
+/// A change of issuer to one that does not exist switches no Certificate: it waits, saying so,
+/// and fails at its timeout with every Certificate as it was (so nothing is re-issued).
+#[test]
+fn no_certificate_is_switched_to_an_issuer_that_does_not_exist() {
+    let step = ops(
+        "ReconfigureTLS",
+        add(),
+        "Progressing",
+        &["ReconfigureTLS", PAUSE_SUCCEEDED],
+        0,
+    );
+    let to_switch = |missing: Option<&str>, now| Observed {
+        certificates: vec![
+            CertificateState {
+                spec_is_target: false,
+                missing_issuer: missing.map(str::to_owned),
+                ..synced_cert("server")
+            },
+            synced_cert("client"),
+        ],
+        ..observed(now)
+    };
+    let why = "server certificate: ClusterIssuer nope does not exist; no Certificate was switched \
+               to it: create it, or delete this request and name one that exists";
+    assert_eq!(
+        next_step(
+            &step,
+            &to_switch(Some("ClusterIssuer nope does not exist"), 1)
+        ),
+        Step::WaitForIssuer { why: why.into() }
+    );
+    // At the request's timeout (5 minutes), it fails with the same words.
+    assert_eq!(
+        next_step(
+            &step,
+            &to_switch(Some("ClusterIssuer nope does not exist"), 301)
+        ),
+        Step::Fail {
+            step: SYNCED.into(),
+            message: format!("certificates were not synced within 300s: {why}"),
+        }
+    );
+    // Once the issuer exists, the Certificate is switched.
+    assert_eq!(
+        next_step(&step, &to_switch(None, 2)),
+        Step::UpdateCertificates
+    );
+    // A Certificate not created yet (TLS added) waits for its issuer too.
+    let absent = Observed {
+        certificates: vec![CertificateState {
+            exists: false,
+            missing_issuer: Some("Issuer demo/nope does not exist".into()),
+            ..synced_cert("server")
+        }],
+        ..observed(1)
+    };
+    assert!(matches!(
+        next_step(&step, &absent),
+        Step::WaitForIssuer { .. }
+    ));
+}
+
 #[test]
 fn waiting_certificates_say_which_sub_steps_hold_from_their_state_not_their_words() {
     let step = ops(
