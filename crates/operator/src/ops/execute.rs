@@ -226,6 +226,11 @@ async fn carry_out(
         }
         Step::WaitForIssuance { certificate } => {
             info!(request = %ops.name_any(), %certificate, "waiting for cert-manager to issue");
+            let why = format!(
+                "cert-manager is issuing the {certificate} certificate: the pods restart once it is issued"
+            );
+            record.waiting(UPDATE_PETSETS, &why);
+            record.write(client, context).await?;
             return Ok(Action::requeue(POLL));
         }
         Step::WaitForPod { pod, why } => {
@@ -270,6 +275,9 @@ async fn carry_out(
                 asks::ask(context, ops, SWITCHOVER, to).await?;
             }
             info!(request = %ops.name_any(), %from, %why, "waiting for the switchover");
+            let waiting = format!("waiting for the primary role to leave {from}: {why}");
+            record.retry_step_saying(CHECK_PRIMARY_SWITCHED, false, &from, &waiting);
+            record.write(client, context).await?;
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
         Step::SwitchedOver { from, to } => {
