@@ -57,7 +57,21 @@ pub fn ensure_operator() {
 
 /// Polls `probe` every 250 ms until it yields a value; panics after `timeout` with `what` and the
 /// last thing `probe` reported.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually_every(Duration::from_millis(250), what, timeout, probe).await
+}
+
+/// [`eventually`], polling every `pace`: for a moment that lasts less than 250 ms.
+pub async fn eventually_every<T, F, Fut>(
+    pace: Duration,
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -69,7 +83,7 @@ where
             Err(last) if start.elapsed() > timeout => {
                 panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(_) => tokio::time::sleep(pace).await,
         }
     }
 }

@@ -13,18 +13,22 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use mssql_api::MssqlServer;
 use mssql_api::annotations::SWITCHOVER;
 use mssql_api::labels::ROLE;
 use mssql_api::names;
 use mssql_api::pods::replica_report;
+use mssql_api::{ALIAS_ENDPOINT, MssqlServer};
 use mssql_e2e::client_gap::{CHANGE_TIMEOUT, Change, during};
-use mssql_e2e::cluster::eventually;
+use mssql_e2e::cluster::{eventually, eventually_every};
 use mssql_e2e::fixture::READY_TIMEOUT;
 use mssql_e2e::group::{DB, Group};
 use mssql_e2e::real_node::{QUICK_START, assert_node_ready, signal_container, wait_leader};
 use mssql_e2e::renewal::serial;
+
+/// How often the moments of a hand-over are looked for: they last a few hundred milliseconds.
+const MOMENT: Duration = Duration::from_millis(20);
 
 /// Who is killed during the hand-over.
 #[derive(Clone, Copy, Debug)]
@@ -63,22 +67,27 @@ impl Killed {
 /// The pod the request asked to become primary, once it asks.
 async fn switchover_asked(group: &Group) -> String {
     let databases = group.t.api::<MssqlServer>();
-    poll("the request to ask for a switchover", || async {
-        let db = databases.get(DB).await.map_err(|e| e.to_string())?;
-        db.annotations()
-            .get(SWITCHOVER)
-            .cloned()
-            .ok_or_else(|| "not asked yet".into())
-    })
+    eventually_every(
+        MOMENT,
+        "the request to ask for a switchover",
+        CHANGE_TIMEOUT,
+        || async {
+            let db = databases.get(DB).await.map_err(|e| e.to_string())?;
+            db.annotations()
+                .get(SWITCHOVER)
+                .cloned()
+                .ok_or_else(|| "not asked yet".into())
+        },
+    )
     .await
 }
 
 /// Once the old primary has let go (labelled itself secondary) or the target is labelled
 /// primary, whichever is seen first: what was seen.
 async fn promotion_begun(group: &Group, old: &str, target: &str) -> String {
-    let pods = group.t.api::<k8s_openapi::api::core::v1::Pod>();
-    poll("the hand-over to begin", || async {
-        let role = |pod: k8s_openapi::api::core::v1::Pod| pod.labels().get(ROLE).cloned();
+    let pods = group.t.api::<Pod>();
+    eventually_every(MOMENT, "the hand-over to begin", CHANGE_TIMEOUT, || async {
+        let role = |pod: Pod| pod.labels().get(ROLE).cloned();
         let old_role = role(pods.get(old).await.map_err(|e| e.to_string())?);
         let target_role = role(pods.get(target).await.map_err(|e| e.to_string())?);
         match (old_role.as_deref(), target_role.as_deref()) {
@@ -92,29 +101,11 @@ async fn promotion_begun(group: &Group, old: &str, target: &str) -> String {
     .await
 }
 
-/// `probe` every 20 ms until it answers, within a change's time.
-async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    tokio::time::timeout(CHANGE_TIMEOUT, async {
-        loop {
-            if let Ok(found) = probe().await {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("waiting for {what}: not within {CHANGE_TIMEOUT:?}"))
-}
-
 /// Every replica reports presenting the endpoint Secret's certificate, and trusting no other.
 async fn endpoint_current(group: &Group) {
-    let secret = names::certificate(DB, "endpoint");
+    let secret = names::certificate(DB, ALIAS_ENDPOINT);
     let current = serial(&group.t, &secret).await;
-    let pods = group.t.api::<k8s_openapi::api::core::v1::Pod>();
+    let pods = group.t.api::<Pod>();
     for pod in group.pods() {
         eventually(
             &format!("{pod} to present and trust only {current}"),
